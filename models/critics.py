@@ -1,0 +1,46 @@
+"""The WGAN-GP critics (paper §3.2): a local critic on the box around the hole and a global critic on the
+whole image. Four 5×5 stride-2 TF-'SAME' convs with leaky ReLU 0.2, then a linear layer to one score
+(no sigmoid: Wasserstein critic).
+
+Features are flattened in NCHW order here; the official graph flattens NHWC, so the TF checkpoint
+converter reorders the dense kernel (``utils/tf_checkpoint.py``).
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from models.layers import SameConv2D
+
+
+class Critic(nn.Layer):
+    """One critic for ``input_size`` × ``input_size`` images (the linear layer depends on the size)."""
+
+    def __init__(self, widths: tuple[int, ...], input_size: int) -> None:
+        super().__init__()
+        convs, previous, side = [], 3, input_size
+        for i, width in enumerate(widths, start=1):
+            convs.append((f"conv{i}", SameConv2D(previous, width, 5, stride=2)))
+            previous, side = width, -(-side // 2)
+        self.convs = nn.Sequential(*convs)
+        self.fc = nn.Linear(previous * side * side, 1)
+        self.input_size = input_size
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if x.shape[2] != self.input_size or x.shape[3] != self.input_size:
+            raise ValueError(f"this critic was built for {self.input_size}×{self.input_size} inputs, "
+                             f"got {x.shape[2]}×{x.shape[3]}")
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+        return self.fc(paddle.flatten(x, start_axis=1))
+
+
+def local_critic(input_size: int = 128) -> Critic:
+    """Critic of the 128×128 (at 256² training) box around the hole: widths 64, 128, 256, 512."""
+    return Critic((64, 128, 256, 512), input_size)
+
+
+def global_critic(input_size: int = 256) -> Critic:
+    """Critic of the whole image: widths 64, 128, 256, 256."""
+    return Critic((64, 128, 256, 256), input_size)

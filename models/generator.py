@@ -1,0 +1,120 @@
+"""The two-stage generator (paper §3.1, Figure 2/3): a coarse dilated-conv network, then a refinement
+network whose hallucination branch and contextual-attention branch are merged.
+
+Layer names follow the official variable scopes (``conv1`` … ``allconv17``) so that a converted TF
+checkpoint maps name for name. Inputs are NCHW on [-1, 1]; ``mask`` is N1HW with 1 = hole; sides must be
+multiples of 8 (``inpaint.py`` pads other sizes).
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+
+from models.attention import contextual_attention
+from models.layers import GenConv, GenDeconv, resize_nearest
+
+
+def _with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+    """The 5-channel input both stages see: image, a plane of ones, and the mask."""
+    ones = paddle.ones_like(x[:, :1])
+    return paddle.concat([x, ones, ones * mask], axis=1)
+
+
+def _dilated_stack(prefix: str, channels: int) -> list[tuple[str, GenConv]]:
+    return [(f"{prefix}{i}_atrous", GenConv(channels, channels, 3, dilation=rate))
+            for i, rate in zip((7, 8, 9, 10), (2, 4, 8, 16))]
+
+
+class CoarseNetwork(nn.Layer):
+    """Stage 1: encoder, four dilated convs, decoder; output clipped to [-1, 1]."""
+
+    def __init__(self, cnum: int = 32) -> None:
+        super().__init__()
+        c = cnum
+        self.body = nn.Sequential(
+            ("conv1", GenConv(5, c, 5)),
+            ("conv2_downsample", GenConv(c, 2 * c, 3, 2)),
+            ("conv3", GenConv(2 * c, 2 * c, 3)),
+            ("conv4_downsample", GenConv(2 * c, 4 * c, 3, 2)),
+            ("conv5", GenConv(4 * c, 4 * c, 3)),
+            ("conv6", GenConv(4 * c, 4 * c, 3)),
+            *_dilated_stack("conv", 4 * c),
+            ("conv11", GenConv(4 * c, 4 * c, 3)),
+            ("conv12", GenConv(4 * c, 4 * c, 3)),
+            ("conv13_upsample", GenDeconv(4 * c, 2 * c)),
+            ("conv14", GenConv(2 * c, 2 * c, 3)),
+            ("conv15_upsample", GenDeconv(2 * c, c)),
+            ("conv16", GenConv(c, c // 2, 3)),
+            ("conv17", GenConv(c // 2, 3, 3, activation=None)),
+        )
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        return paddle.clip(self.body(_with_mask_channels(x, mask)), -1.0, 1.0)
+
+
+class RefineNetwork(nn.Layer):
+    """Stage 2: hallucination branch (dilated convs) ‖ attention branch (contextual attention), merged."""
+
+    def __init__(self, cnum: int = 32, per_sample_mask: bool = False) -> None:
+        super().__init__()
+        c = cnum
+        self.per_sample_mask = per_sample_mask
+        self.hallucination = nn.Sequential(
+            ("xconv1", GenConv(5, c, 5)),
+            ("xconv2_downsample", GenConv(c, c, 3, 2)),
+            ("xconv3", GenConv(c, 2 * c, 3)),
+            ("xconv4_downsample", GenConv(2 * c, 2 * c, 3, 2)),
+            ("xconv5", GenConv(2 * c, 4 * c, 3)),
+            ("xconv6", GenConv(4 * c, 4 * c, 3)),
+            *_dilated_stack("xconv", 4 * c),
+        )
+        self.attention_encoder = nn.Sequential(
+            ("pmconv1", GenConv(5, c, 5)),
+            ("pmconv2_downsample", GenConv(c, c, 3, 2)),
+            ("pmconv3", GenConv(c, 2 * c, 3)),
+            ("pmconv4_downsample", GenConv(2 * c, 4 * c, 3, 2)),
+            ("pmconv5", GenConv(4 * c, 4 * c, 3)),
+            ("pmconv6", GenConv(4 * c, 4 * c, 3, activation="relu")),
+        )
+        self.attention_decoder = nn.Sequential(
+            ("pmconv9", GenConv(4 * c, 4 * c, 3)),
+            ("pmconv10", GenConv(4 * c, 4 * c, 3)),
+        )
+        self.merge = nn.Sequential(
+            ("allconv11", GenConv(8 * c, 4 * c, 3)),
+            ("allconv12", GenConv(4 * c, 4 * c, 3)),
+            ("allconv13_upsample", GenDeconv(4 * c, 2 * c)),
+            ("allconv14", GenConv(2 * c, 2 * c, 3)),
+            ("allconv15_upsample", GenDeconv(2 * c, c)),
+            ("allconv16", GenConv(c, c // 2, 3)),
+            ("allconv17", GenConv(c // 2, 3, 3, activation=None)),
+        )
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        xnow = _with_mask_channels(x, mask)
+        hallucinated = self.hallucination(xnow)
+        features = self.attention_encoder(xnow)
+        feature_mask = resize_nearest(mask, features.shape[2], features.shape[3])
+        attended, offsets = contextual_attention(features, features, feature_mask, rate=2,
+                                                 per_sample_mask=self.per_sample_mask)
+        merged = paddle.concat([hallucinated, self.attention_decoder(attended)], axis=1)
+        return paddle.clip(self.merge(merged), -1.0, 1.0), offsets
+
+
+class InpaintGenerator(nn.Layer):
+    """Coarse-to-fine generator. ``forward(x, mask)`` → ``(x_stage1, x_stage2, offsets)``.
+
+    ``x`` should already have its hole zeroed (the official ``x_incomplete``); stage 2 sees the coarse
+    result pasted into the hole. Neither output is composited with the known pixels — callers do that.
+    """
+
+    def __init__(self, cnum: int = 32, per_sample_mask: bool = False) -> None:
+        super().__init__()
+        self.coarse = CoarseNetwork(cnum)
+        self.refine = RefineNetwork(cnum, per_sample_mask)
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor
+                ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        x_stage1 = self.coarse(x, mask)
+        x_stage2, offsets = self.refine(x_stage1 * mask + x * (1.0 - mask), mask)
+        return x_stage1, x_stage2, offsets
