@@ -93,18 +93,24 @@ def paste_hole(original: np.ndarray, filled_rgb8: np.ndarray, hole: np.ndarray) 
     return result
 
 
-def write_image(path: str, image: np.ndarray) -> None:
-    """Encode by the file's extension and write atomically (temporary file, then rename)."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in IMAGE_EXTENSIONS:
+def check_writable(path: str) -> None:
+    """Refuse, before any work, an output path whose folder is missing or whose extension is no image."""
+    if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
         raise UserError(f"cannot write {path}: unknown image extension (use one of "
                         f"{', '.join(IMAGE_EXTENSIONS)})")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UserError(f"cannot write {path}: folder {directory} does not exist")
+
+
+def write_image(path: str, image: np.ndarray) -> None:
+    """Encode by the file's extension and write atomically (temporary file, then rename)."""
+    check_writable(path)
+    extension = os.path.splitext(path)[1].lower()
     ok, encoded = cv2.imencode(extension, image)
     if not ok:
         raise UserError(f"cannot encode a {image.dtype} image with {image.ndim} dims as {extension}")
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UserError(f"cannot write {path}: folder {directory} does not exist")
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=extension)
     try:
         with os.fdopen(handle, "wb") as out:

@@ -1,0 +1,60 @@
+"""Inference with a trained generator on one picture of any size, as the official ``test.py`` does it.
+
+The image goes in as [-1, 1] in the checkpoint's channel order, with the hole zeroed; the stage-2 result is
+pasted into the hole. Sides that are not multiples of 8 are padded by mirroring (the padding is marked as
+known context) and cropped back, instead of being cut off as in the official script.
+"""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+
+from models.generator import InpaintGenerator
+from utils.flow import flow_to_color
+
+MULTIPLE = 8
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``auto`` → the first GPU when Paddle was built with CUDA and sees one, else the CPU."""
+    if requested == "auto":
+        has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+        requested = "gpu" if has_gpu else "cpu"
+    return paddle.set_device(requested)
+
+
+class Inpainter:
+    """Wraps a generator in eval mode; call it with an 8-bit RGB image and a boolean hole mask."""
+
+    def __init__(self, generator: InpaintGenerator, channel_order: str = "RGB") -> None:
+        self.generator = generator
+        self.generator.eval()
+        self.channel_order = channel_order
+
+    def __call__(self, image_rgb: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fill ``hole`` (HxW bool) in ``image_rgb`` (HxWx3 uint8).
+
+        Returns the completed image (uint8 RGB, equal to the input outside the hole) and the attention
+        flow picture (uint8 RGB, same size).
+        """
+        height, width = hole.shape
+        if not hole.any():
+            return image_rgb.copy(), np.full_like(image_rgb, 255)
+        pad = ((0, -height % MULTIPLE), (0, -width % MULTIPLE))
+        image = np.pad(image_rgb, pad + ((0, 0),), mode="symmetric")
+        mask = np.pad(hole, pad, mode="constant")
+        if self.channel_order == "BGR":
+            image = image[:, :, ::-1]
+        x = paddle.to_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)[None]), dtype="float32")
+        m = paddle.to_tensor(mask[None, None].astype(np.float32))
+        x = x / 127.5 - 1.0
+        with paddle.no_grad():
+            _, x_stage2, offsets = self.generator(x * (1.0 - m), m)
+        result = x_stage2.numpy()[0].transpose(1, 2, 0)
+        if self.channel_order == "BGR":
+            result = result[:, :, ::-1]
+        result = np.clip(np.round((result + 1.0) * 127.5), 0, 255).astype(np.uint8)[:height, :width]
+        completed = np.where(hole[:, :, None], result, image_rgb)
+        scale = image.shape[0] // offsets.shape[2]
+        flow = flow_to_color(offsets.numpy()[0]).repeat(scale, axis=0).repeat(scale, axis=1)
+        return completed, flow[:height, :width]

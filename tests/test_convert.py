@@ -1,0 +1,124 @@
+"""tools/convert_tf_checkpoint.py and the TF bundle reader: what converts, and what is refused."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import paddle
+import pytest
+
+from tests.conftest import GOLDEN, run_command
+from tests.tf_bundle_writer import write_bundle
+from tools.convert_tf_checkpoint import dense_kernel
+from utils.cli import UserError
+from utils.tf_bundle import read_index, read_tensors, resolve_prefix
+
+TF_CHECKPOINT = os.path.join(GOLDEN, "tf_checkpoint")
+
+
+def assert_refused(result, output: str, *words: str) -> None:
+    """Exit 2, one line on stderr naming the problem, no traceback, no output file."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not os.path.exists(output)
+    assert not [n for n in os.listdir(os.path.dirname(output) or ".") if n.startswith(".tmp-")]
+
+
+def test_converted_checkpoint_records_bgr_source_and_drops_optimizer(golden_checkpoint):
+    payload = paddle.load(golden_checkpoint, return_numpy=True)
+    assert payload["channel_order"] == "BGR"
+    assert payload["source"].endswith(os.path.join("tf_checkpoint", "snap-0"))
+    assert (payload["critic_local_size"], payload["critic_global_size"]) == (64, 128)
+    names = [n for part in ("generator", "critic_local", "critic_global") for n in payload[part]]
+    assert len(names) == 84 + 10 + 10
+    assert not any("Adam" in name or "step" in name for name in names)
+
+
+def test_reader_finds_every_tensor_and_skips_nothing():
+    shards, entries = read_index(resolve_prefix(TF_CHECKPOINT))
+    assert shards == 1 and len(entries) == 111
+    assert entries["inpaint_net/conv1/kernel"].shape == (5, 5, 5, 32)
+    assert read_tensors(resolve_prefix(TF_CHECKPOINT), ["global_step"])["global_step"] == 123456
+
+
+@pytest.mark.parametrize("form", ["folder", "prefix", "index"])
+def test_checkpoint_may_be_named_three_ways(form):
+    prefix = os.path.join(TF_CHECKPOINT, "snap-0")
+    given = {"folder": TF_CHECKPOINT, "prefix": prefix, "index": prefix + ".index"}[form]
+    assert resolve_prefix(given) == prefix
+
+
+def test_reader_round_trips_an_independently_written_bundle(tmp_path):
+    tensors = {"a/kernel": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+               "b": np.array([7, -3], dtype=np.int64)}
+    write_bundle(str(tmp_path / "model"), tensors)
+    read = read_tensors(str(tmp_path / "model"))
+    assert set(read) == set(tensors)
+    for name, value in tensors.items():
+        assert read[name].dtype == value.dtype and (read[name] == value).all()
+
+
+def test_dense_kernel_reorders_nhwc_features_to_nchw():
+    rng = np.random.default_rng(0)
+    features = rng.random((2, 4, 4, 8), dtype=np.float32)          # N, H, W, C as TF holds them
+    kernel = rng.random((4 * 4 * 8, 1), dtype=np.float32)
+    tf_score = features.reshape(2, -1) @ kernel
+    ours = features.transpose(0, 3, 1, 2).reshape(2, -1) @ dense_kernel(kernel, 8)
+    np.testing.assert_allclose(ours, tf_score, rtol=1e-5)
+
+
+def test_convert_empty_folder_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = str(tmp_path / "out.pdparams")
+    assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "empty"), out),
+                   out, "no TensorFlow checkpoint")
+
+
+def test_convert_truncated_index_is_refused(tmp_path):
+    with open(os.path.join(TF_CHECKPOINT, "snap-0.index"), "rb") as handle:
+        index = handle.read()
+    (tmp_path / "snap-0.index").write_bytes(index[: len(index) // 2])
+    os.symlink(os.path.join(TF_CHECKPOINT, "snap-0.data-00000-of-00001"),
+               tmp_path / "snap-0.data-00000-of-00001")
+    out = str(tmp_path / "out.pdparams")
+    assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "snap-0"), out),
+                   out, "not a readable TensorFlow checkpoint index")
+
+
+def test_convert_missing_path_and_junk_are_refused(tmp_path):
+    out = str(tmp_path / "out.pdparams")
+    assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "nope"), out), out,
+                   "not found")
+    (tmp_path / "junk.index").write_bytes(os.urandom(300))
+    assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "junk"), out), out,
+                   "not a readable")
+
+
+def test_convert_refuses_a_checkpoint_without_generator(tmp_path):
+    write_bundle(str(tmp_path / "snap-0"), {"discriminator/dout_local_fc/bias": np.zeros(1, np.float32),
+                                            "global_step": np.array(5, dtype=np.int64)})
+    out = str(tmp_path / "out.pdparams")
+    assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "snap-0"), out), out,
+                   "no DeepFill v1 generator")
+
+
+def test_convert_refuses_an_incomplete_generator(tmp_path):
+    tensors = read_tensors(resolve_prefix(TF_CHECKPOINT))
+    del tensors["inpaint_net/pmconv9/kernel"]
+    write_bundle(str(tmp_path / "snap-0"), {k: v for k, v in tensors.items() if v.dtype.kind == "f"})
+    out = str(tmp_path / "out.pdparams")
+    assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "snap-0"), out), out,
+                   "inpaint_net/pmconv9/kernel")
+
+
+def test_truncated_data_file_is_refused(tmp_path):
+    shutil.copy(os.path.join(TF_CHECKPOINT, "snap-0.index"), tmp_path)
+    with open(os.path.join(TF_CHECKPOINT, "snap-0.data-00000-of-00001"), "rb") as handle:
+        (tmp_path / "snap-0.data-00000-of-00001").write_bytes(handle.read(1000))
+    with pytest.raises(UserError, match="truncated"):
+        read_tensors(str(tmp_path / "snap-0"))

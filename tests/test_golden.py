@@ -1,0 +1,76 @@
+"""Faithfulness: with the official graph's weights, our model reproduces the official tensors (< 1e-4)."""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import pytest
+
+from models.attention import contextual_attention
+from tests.conftest import nchw, nhwc
+from utils.checkpoint import build_critics, build_generator, load_checkpoint
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def converted(golden_checkpoint):
+    return load_checkpoint(golden_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def generator_run(converted, golden):
+    """Run the converted generator on the golden input, capturing the attention layer's input."""
+    generator = build_generator(converted)
+    generator.eval()
+    captured = {}
+    hook = generator.refine.attention_encoder.register_forward_post_hook(
+        lambda layer, inputs, output: captured.setdefault("ca_input", output))
+    with paddle.no_grad():
+        x_stage1, x_stage2, offsets = generator(nchw(golden["x_incomplete"]), nchw(golden["mask"]))
+    hook.remove()
+    return {"x_stage1": nhwc(x_stage1), "x_stage2": nhwc(x_stage2), "ca_input": nhwc(captured["ca_input"]),
+            "offsets": offsets.numpy()}
+
+
+def test_generator_has_the_official_parameter_count(converted):
+    assert sum(p.size for p in build_generator(converted).parameters()) == 3_601_542
+
+
+@pytest.mark.parametrize("name", ["x_stage1", "x_stage2", "ca_input"])
+def test_generator_matches_official_graph(generator_run, golden, name):
+    error = np.abs(generator_run[name] - golden[name]).max()
+    assert error < TOLERANCE, f"{name}: max abs error {error}"
+
+
+def test_attention_inside_the_net_matches(golden):
+    output, _ = contextual_attention(nchw(golden["ca_input"]), nchw(golden["ca_input"]),
+                                     nchw(golden["ca_mask"]), rate=2)
+    assert np.abs(nhwc(output) - golden["ca_output"]).max() < TOLERANCE
+
+
+def test_attention_offsets_match(generator_run, golden):
+    """Offsets are (row, col) displacements; golden holds absolute argmax positions (ties may differ)."""
+    height, width = golden["ca_offsets"].shape[1:3]
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    absolute = generator_run["offsets"] + np.stack([rows, cols])[None]
+    agree = (absolute.transpose(0, 2, 3, 1) == golden["ca_offsets"]).all(axis=-1)
+    assert agree.mean() > 0.99, f"only {agree.mean():.3f} of offsets agree"
+
+
+@pytest.mark.parametrize("fuse,use_mask,name", [(False, False, "ca_layer_out_nofuse"),
+                                                 (True, True, "ca_layer_out_fuse_masked")])
+def test_attention_layer_alone_matches(golden, fuse, use_mask, name):
+    mask = nchw(golden["mask"]) if use_mask else None
+    output, _ = contextual_attention(nchw(golden["ca_layer_f"]), nchw(golden["ca_layer_b"]), mask,
+                                     rate=2, fuse=fuse)
+    error = np.abs(nhwc(output) - golden[name]).max()
+    assert error < TOLERANCE, f"{name}: max abs error {error}"
+
+
+@pytest.mark.parametrize("which", ["local", "global"])
+def test_critics_match_official_graph(converted, golden, which):
+    local, global_ = build_critics(converted)
+    critic = local if which == "local" else global_
+    with paddle.no_grad():
+        score = critic(nchw(golden[f"critic_{which}_input"])).numpy()
+    assert np.abs(score - golden[f"critic_{which}_output"]).max() < TOLERANCE
