@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="weights to use (default: random initialisation)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = pick_device(args.device)
+    device = pick_device(args.device, all_cpu_cores=True)
     if args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
         inpainter = Inpainter(build_generator(checkpoint), checkpoint["channel_order"])

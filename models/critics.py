@@ -33,7 +33,7 @@ class Critic(nn.Layer):
                              f"got {x.shape[2]}×{x.shape[3]}")
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)
-        return self.fc(paddle.flatten(x, start_axis=1))
+        return self.fc(x.reshape([x.shape[0], -1]))  # reshape, not flatten: the gradient penalty needs its double grad
 
 
 def local_critic(input_size: int = 128) -> Critic:

@@ -17,17 +17,18 @@ from utils.flow import flow_to_color
 MULTIPLE = 8
 
 
-def pick_device(requested: str = "auto") -> str:
+def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
     """``auto`` → the first GPU when Paddle was built with CUDA and sees one, else the CPU.
 
-    On the CPU, Paddle's math library runs on one thread unless told otherwise; the attention's large
-    matrix products run ~2× faster on two cores, so all available cores are used.
+    Paddle's CPU math library runs on one thread by default. ``all_cpu_cores`` lets inference use every
+    core (the attention's matrix products run ~2× faster on two); training leaves it off, because with
+    more threads Paddle's CPU optimiser step slows every later forward pass down ~3×.
     """
     if requested == "auto":
         has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
         requested = "gpu" if has_gpu else "cpu"
     place = paddle.set_device(requested)
-    if requested == "cpu" and hasattr(paddle, "base"):
+    if all_cpu_cores and requested == "cpu" and hasattr(paddle, "base"):
         paddle.base.core.set_num_threads(len(os.sched_getaffinity(0)))
     return place
 

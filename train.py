@@ -1,0 +1,269 @@
+"""Train DeepFill v1 (paper Algorithm 1): five WGAN-GP critic updates, each on a fresh batch and hole,
+per generator update.
+
+    python train.py                                   # the demo: a few minutes on a CPU, bundled pictures
+    python train.py --config configs/places2.yaml --set data=/data/places2/train.flist
+    python train.py --config configs/places2.yaml --resume      # continue exactly where it stopped
+
+Everything lands in ``run_dir``: ``step_XXXXXXXX.pdparams`` checkpoints (atomic; generator, critics,
+optimisers, data position and random state, so a resumed run computes what the uninterrupted one would
+have), ``samples/`` pictures, and VisualDL logs (``visualdl --logdir RUN_DIR``).
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import utils  # noqa: F401  (quiets Paddle before it is imported)
+import cv2
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from data.dataset import training_loader
+from data.masks import random_masks, spatial_discount
+from models.critics import global_critic, local_critic
+from models.generator import InpaintGenerator
+from models.inpainter import pick_device
+from models.losses import gradient_penalty, local_patches, reconstruction_losses, wgan_critic_loss
+from utils.checkpoint import (CHECKPOINT_PATTERN, checkpoint_name, latest_checkpoint, load_checkpoint,
+                              save_checkpoint)
+from utils.cli import ArgumentParser, UserError, run
+from utils.config import Config, load_config
+from utils.flow import flow_to_color
+
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
+
+
+class TrainingDiverged(Exception):
+    """A loss became NaN or infinite; the last checkpoint on disk is still good."""
+
+
+class Trainer:
+    """Owns the models, optimisers, data stream and random state of one run."""
+
+    def __init__(self, config: Config, resume: bool = False) -> None:
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.step = self.consumed = 0
+        paddle.seed(config.seed)
+        with paddle.utils.unique_name.guard():
+            self.generator = InpaintGenerator(config.cnum, config.per_image_masks)
+            self.local_critic = local_critic(config.hole_size)
+            self.global_critic = global_critic(config.image_size)
+            self.opt_g = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
+                                               parameters=self.generator.parameters())
+            self.opt_d = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
+                                               parameters=self.local_critic.parameters()
+                                               + self.global_critic.parameters())
+        self.discount = paddle.to_tensor(
+            spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
+        existing = glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN))
+        if resume:
+            self.restore(load_checkpoint(latest_checkpoint(config.run_dir)))
+        elif existing:
+            latest = os.path.basename(latest_checkpoint(config.run_dir))
+            raise UserError(f"{config.run_dir} already holds a run ({latest}); continue it with --resume "
+                            f"or start another with --set run_dir=OTHER_FOLDER")
+        elif config.init_checkpoint:
+            self.initialise_from(load_checkpoint(config.init_checkpoint))
+        self.batches = iter(training_loader(config, self.consumed))
+
+    def initialise_from(self, payload: dict[str, Any]) -> None:
+        """Start from existing weights (e.g. converted official ones): generator, and critics if they fit."""
+        if payload["channel_order"] != self.config.channel_order:
+            raise UserError(f"{payload['path']} was trained on {payload['channel_order']} images; "
+                            f"set channel_order={payload['channel_order']}")
+        if payload["cnum"] != self.config.cnum:
+            raise UserError(f"{payload['path']} has cnum={payload['cnum']}; set cnum={payload['cnum']}")
+        self.generator.set_state_dict(payload["generator"])
+        sizes = (payload.get("critic_local_size"), payload.get("critic_global_size"))
+        if sizes == (self.config.hole_size, self.config.image_size):
+            self.local_critic.set_state_dict(payload["critic_local"])
+            self.global_critic.set_state_dict(payload["critic_global"])
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue a run: weights, optimiser moments, step, data position and random state."""
+        for key in ("opt_g", "opt_d", "rng", "step", "consumed", "critic_local", "critic_global"):
+            if key not in payload:
+                raise UserError(f"{payload['path']} is not a training checkpoint (no {key}); "
+                                f"use --set init_checkpoint=... to start from its weights instead")
+        changed = {k: (v, getattr(self.config, k)) for k, v in payload.get("config", {}).items()
+                   if hasattr(self.config, k) and getattr(self.config, k) != v}
+        if changed:
+            print("note: settings differ from the run's: "
+                  + ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in sorted(changed.items())),
+                  file=sys.stderr)
+        self.generator.set_state_dict(payload["generator"])
+        self.local_critic.set_state_dict(payload["critic_local"])
+        self.global_critic.set_state_dict(payload["critic_global"])
+        self.opt_g.set_state_dict(payload["opt_g"])
+        self.opt_d.set_state_dict(payload["opt_d"])
+        self.rng.bit_generator.state = payload["rng"]
+        self.step, self.consumed = int(payload["step"]), int(payload["consumed"])
+
+    def save(self) -> str:
+        path = os.path.join(self.config.run_dir, checkpoint_name(self.step))
+        save_checkpoint(path, {
+            "generator": self.generator.state_dict(), "critic_local": self.local_critic.state_dict(),
+            "critic_global": self.global_critic.state_dict(), "critic_local_size": self.config.hole_size,
+            "critic_global_size": self.config.image_size, "cnum": self.config.cnum,
+            "channel_order": self.config.channel_order, "source": f"trained in {self.config.run_dir}",
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.bit_generator.state, "step": self.step, "consumed": self.consumed,
+            "config": self.config.to_dict()})
+        if self.config.keep_checkpoints > 0:
+            runs = sorted(glob.glob(os.path.join(self.config.run_dir, CHECKPOINT_PATTERN)))
+            for old in runs[:-self.config.keep_checkpoints]:
+                os.remove(old)
+        return path
+
+    @staticmethod
+    def update(optimizer: paddle.optimizer.Optimizer) -> None:
+        """Step and clear. Adam names its moment tensors when it first steps, from a process-wide
+        counter; a fresh name scope makes those names the same in every process, so that a saved
+        optimiser state finds its tensors again on resume."""
+        with paddle.utils.unique_name.guard():
+            optimizer.step()
+        optimizer.clear_grad()
+
+    def next_batch(self) -> tuple[paddle.Tensor, paddle.Tensor, list]:
+        """A fresh batch with fresh holes (masks [B, 1, H, W], boxes for the local views)."""
+        images = next(self.batches)
+        self.consumed += 1
+        c = self.config
+        masks, boxes = random_masks(self.rng, images.shape[0], c.image_size, c.hole_size, c.max_delta,
+                                    c.per_image_masks)
+        return images, paddle.to_tensor(masks), boxes
+
+    def critic_step(self) -> dict[str, float]:
+        """One critic update: WGAN loss on real vs. completed images, plus the hole-masked gradient penalty."""
+        images, mask, boxes = self.next_batch()
+        with paddle.no_grad():
+            _, x_stage2, _ = self.generator(images * (1.0 - mask), mask)
+        completed = x_stage2 * mask + images * (1.0 - mask)
+        local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
+        d_loss = (wgan_critic_loss(self.local_critic(local_real), self.local_critic(local_fake))
+                  + wgan_critic_loss(self.global_critic(images), self.global_critic(completed)))
+        alphas = paddle.to_tensor(self.rng.random((2, images.shape[0], 1, 1, 1), dtype=np.float32))
+        gp_loss = self.config.wgan_gp_lambda * (
+            gradient_penalty(self.local_critic, local_real, local_fake, alphas[0], local_patches(mask, boxes))
+            + gradient_penalty(self.global_critic, images, completed, alphas[1], mask))
+        loss = d_loss + gp_loss
+        loss.backward()
+        self.update(self.opt_d)
+        return {"d_loss": float(d_loss), "gp_loss": float(gp_loss)}
+
+    def generator_step(self) -> tuple[dict[str, float], list[paddle.Tensor]]:
+        """One generator update: 0.001·WGAN + 1.2·l1 (discounted, local) + 1.2·ae (known region)."""
+        c = self.config
+        images, mask, boxes = self.next_batch()
+        x_stage1, x_stage2, offsets = self.generator(images * (1.0 - mask), mask)
+        completed = x_stage2 * mask + images * (1.0 - mask)
+        l1_loss, ae_loss = reconstruction_losses(images, x_stage1, x_stage2, mask, boxes, self.discount,
+                                                 c.coarse_l1_alpha)
+        g_loss = (-paddle.mean(self.local_critic(local_patches(completed, boxes)))
+                  - c.global_wgan_loss_alpha * paddle.mean(self.global_critic(completed)))
+        loss = c.gan_loss_alpha * g_loss + c.l1_loss_alpha * l1_loss + c.ae_loss_alpha * ae_loss
+        loss.backward()
+        self.update(self.opt_g)
+        self.opt_d.clear_grad()
+        losses = {"g_loss": float(g_loss), "l1_loss": float(l1_loss), "ae_loss": float(ae_loss),
+                  "total_g_loss": float(loss)}
+        return losses, [images, mask, x_stage1.detach(), x_stage2.detach(), offsets]
+
+    def iteration(self) -> tuple[dict[str, float], list[paddle.Tensor]]:
+        """Algorithm 1, one pass: ``critic_steps`` critic updates, then one generator update."""
+        critic = [self.critic_step() for _ in range(self.config.critic_steps)]
+        losses, tensors = self.generator_step()
+        losses.update({k: float(np.mean([c[k] for c in critic])) for k in critic[0]})
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"{bad[0]} became {losses[bad[0]]} at step {self.step + 1}")
+        self.step += 1
+        return losses, tensors
+
+
+def sample_picture(tensors: list[paddle.Tensor], channel_order: str, rows: int = 4) -> np.ndarray:
+    """Rows of [input with hole | coarse | refined | attention flow | ground truth], uint8 RGB."""
+    images, mask, x_stage1, x_stage2, offsets = tensors
+    to_rgb = (lambda a: a[..., ::-1]) if channel_order == "BGR" else (lambda a: a)
+    picture = []
+    for i in range(min(rows, images.shape[0])):
+        m = mask[i].numpy().transpose(1, 2, 0)
+        gt = images[i].numpy().transpose(1, 2, 0)
+        panels = [gt * (1 - m) + m, x_stage1[i].numpy().transpose(1, 2, 0) * m + gt * (1 - m),
+                  x_stage2[i].numpy().transpose(1, 2, 0) * m + gt * (1 - m)]
+        panels = [to_rgb(np.clip((p + 1) * 127.5, 0, 255).round().astype(np.uint8)) for p in panels]
+        flow = flow_to_color(offsets[i].numpy())
+        scale = gt.shape[0] // flow.shape[0]
+        panels.append(flow.repeat(scale, axis=0).repeat(scale, axis=1))
+        panels.append(to_rgb(np.clip((gt + 1) * 127.5, 0, 255).round().astype(np.uint8)))
+        picture.append(np.concatenate(panels, axis=1))
+    return np.concatenate(picture, axis=0)
+
+
+def train(config: Config, resume: bool = False) -> Trainer:
+    """Run until ``max_iters`` generator updates; checkpoint on schedule, at the end and on Ctrl-C."""
+    from visualdl import LogWriter
+
+    trainer = Trainer(config, resume)
+    if trainer.step >= config.max_iters:
+        print(f"{config.run_dir} is already at step {trainer.step} (max_iters={config.max_iters})")
+        return trainer
+    os.makedirs(os.path.join(config.run_dir, "samples"), exist_ok=True)
+    writer = LogWriter(logdir=os.path.join(config.run_dir, "visualdl"))
+    bar = tqdm(total=config.max_iters, initial=trainer.step, desc="training", unit="it", dynamic_ncols=True)
+    try:
+        while trainer.step < config.max_iters:
+            start = time.perf_counter()
+            losses, tensors = trainer.iteration()
+            bar.update(1)
+            bar.set_postfix(g=f"{losses['total_g_loss']:.3f}", d=f"{losses['d_loss']:.3f}")
+            if trainer.step % config.log_every == 0 or trainer.step == 1:
+                for name, value in losses.items():
+                    writer.add_scalar(f"loss/{name}", value, trainer.step)
+                writer.add_scalar("time/seconds_per_iteration", time.perf_counter() - start, trainer.step)
+            if trainer.step % config.sample_every == 0 or trainer.step == config.max_iters:
+                picture = sample_picture(tensors, config.channel_order)
+                cv2.imwrite(os.path.join(config.run_dir, "samples", f"step_{trainer.step:08d}.png"),
+                            picture[:, :, ::-1])
+                writer.add_image("samples", picture, trainer.step)
+            if trainer.step % config.save_every == 0 or trainer.step == config.max_iters:
+                trainer.save()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted; saved {trainer.save()}", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+        writer.close()
+    print(f"done: step {trainer.step}, checkpoint {latest_checkpoint(config.run_dir)}")
+    return trainer
+
+
+def main() -> None:
+    parser = ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
+    parser.add_argument("--resume", action="store_true", help="continue the latest checkpoint in run_dir")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings")
+    args = parser.parse_args()
+    config = load_config(args.config or DEMO_CONFIG, args.set)
+    try:
+        pick_device(config.device)
+    except (ValueError, RuntimeError) as error:
+        raise UserError(f"cannot use device {config.device!r}: {error}".splitlines()[0]) from None
+    try:
+        train(config, args.resume)
+    except TrainingDiverged as error:
+        print(f"error: training diverged: {error}; the last checkpoint in {config.run_dir} is intact "
+              f"(continue with --resume, perhaps with a lower --set lr=...)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run(main)
