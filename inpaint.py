@@ -90,10 +90,7 @@ def main() -> None:
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
     checkpoint = load_checkpoint(args.checkpoint)
-    try:
-        pick_device(args.device, all_cpu_cores=True)
-    except (ValueError, RuntimeError) as error:
-        raise UserError(f"cannot use device {args.device!r}: {error}".splitlines()[0]) from None
+    pick_device(args.device, all_cpu_cores=True)
     inpainter = Inpainter(build_generator(checkpoint), checkpoint["channel_order"])
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):

@@ -25,6 +25,7 @@ from tester import BASELINES, METRICS, average, image_metrics, total_variation
 from utils.checkpoint import build_generator, load_checkpoint
 from utils.cli import ArgumentParser, UserError, run
 from utils.config import Config, load_config
+from utils.files import atomic_path
 from utils.image_io import write_image
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
@@ -99,18 +100,13 @@ def main() -> None:
         raise UserError(f"checkpoint not found: {checkpoint}{hint}")
     if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
         raise UserError(f"cannot write {args.report}: its folder does not exist")
-    try:
-        pick_device(config.device, all_cpu_cores=True)
-    except (ValueError, RuntimeError) as error:
-        raise UserError(f"cannot use device {config.device!r}: {error}".splitlines()[0]) from None
+    pick_device(config.device, all_cpu_cores=True)
     report = evaluate(config, checkpoint, args.save_dir)
     print(table(report))
     print(f"{report['count']} images, checkpoint {report['checkpoint']}")
     if args.report:
-        temporary = args.report + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with atomic_path(args.report) as temporary, open(temporary, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
-        os.replace(temporary, args.report)
         print(f"wrote {args.report}", file=sys.stderr)
 
 

@@ -253,10 +253,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings")
     args = parser.parse_args()
     config = load_config(args.config or DEMO_CONFIG, args.set)
-    try:
-        pick_device(config.device)
-    except (ValueError, RuntimeError) as error:
-        raise UserError(f"cannot use device {config.device!r}: {error}".splitlines()[0]) from None
+    pick_device(config.device)
     try:
         train(config, args.resume)
     except TrainingDiverged as error:

@@ -12,6 +12,7 @@ import numpy as np
 import paddle
 
 from models.generator import InpaintGenerator
+from utils.cli import UserError
 from utils.flow import flow_to_color
 
 MULTIPLE = 8
@@ -27,7 +28,10 @@ def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
     if requested == "auto":
         has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
         requested = "gpu" if has_gpu else "cpu"
-    place = paddle.set_device(requested)
+    try:
+        place = paddle.set_device(requested)
+    except (ValueError, RuntimeError) as error:
+        raise UserError(f"cannot use device {requested!r}: {error}".splitlines()[0]) from None
     if all_cpu_cores and requested == "cpu" and hasattr(paddle, "base"):
         paddle.base.core.set_num_threads(len(os.sched_getaffinity(0)))
     return place

@@ -147,3 +147,5 @@ def test_bad_output_paths_and_arguments_are_refused_before_work(golden_checkpoin
     assert result.returncode == 2 and "does not exist" in result.stderr and not os.path.exists(out)
     result = run_command("inpaint.py", "--image", image)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert_refused(inpaint(golden_checkpoint, image, mask, str(tmp_path / "out.png"), "--device", "banana"),
+                   str(tmp_path / "out.png"), "cannot use device 'banana'")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import paddle
 from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
 from utils.cli import UserError
+from utils.files import atomic_path
 
 FORMAT = "deepfill-v1-paddle"
 CHECKPOINT_PATTERN = "step_*.pdparams"
@@ -33,19 +33,9 @@ def checkpoint_name(step: int) -> str:
 
 def save_checkpoint(path: str, payload: dict[str, Any]) -> None:
     """Save ``payload`` (plus the format tag) so that ``path`` is either the old file or the whole new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pdparams")
-    os.close(handle)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as temporary:
         paddle.save({"format": FORMAT, **payload}, temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def latest_checkpoint(folder: str) -> str:

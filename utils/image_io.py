@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from utils.cli import UserError
+from utils.files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _DECODER_COMPLAINTS = ("premature end", "corrupt", "error", "invalid", "truncated")
@@ -110,16 +111,8 @@ def write_image(path: str, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(extension, image)
     if not ok:
         raise UserError(f"cannot encode a {image.dtype} image with {image.ndim} dims as {extension}")
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=extension)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(encoded.tobytes())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as out:
+        out.write(encoded.tobytes())
 
 
 def list_images(folder: str) -> list[str]:
