@@ -22,6 +22,7 @@ import utils  # noqa: F401  (quiets Paddle before it is imported)
 import cv2
 import numpy as np
 import paddle
+import paddle.distributed as dist
 from tqdm import tqdm
 
 from data.dataset import training_loader
@@ -48,6 +49,9 @@ class Trainer:
 
     def __init__(self, config: Config, resume: bool = False) -> None:
         self.config = config
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        share = config.batch_size // self.world
+        self.share = slice(self.rank * share, (self.rank + 1) * share)
         self.rng = np.random.default_rng(config.seed)
         self.step = self.consumed = 0
         paddle.seed(config.seed)
@@ -57,9 +61,9 @@ class Trainer:
             self.global_critic = global_critic(config.image_size)
             self.opt_g = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
                                                parameters=self.generator.parameters())
+            self.critic_parameters = self.local_critic.parameters() + self.global_critic.parameters()
             self.opt_d = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
-                                               parameters=self.local_critic.parameters()
-                                               + self.global_critic.parameters())
+                                               parameters=self.critic_parameters)
         self.discount = paddle.to_tensor(
             spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
         existing = glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN))
@@ -71,7 +75,7 @@ class Trainer:
                             f"or start another with --set run_dir=OTHER_FOLDER")
         elif config.init_checkpoint:
             self.initialise_from(load_checkpoint(config.init_checkpoint))
-        self.batches = iter(training_loader(config, self.consumed))
+        self.batches = iter(training_loader(config, self.consumed, self.rank, self.world))
 
     def initialise_from(self, payload: dict[str, Any]) -> None:
         """Start from existing weights (e.g. converted official ones): generator, and critics if they fit."""
@@ -94,7 +98,7 @@ class Trainer:
                                 f"use --set init_checkpoint=... to start from its weights instead")
         changed = {k: (v, getattr(self.config, k)) for k, v in payload.get("config", {}).items()
                    if hasattr(self.config, k) and getattr(self.config, k) != v}
-        if changed:
+        if changed and self.rank == 0:
             print("note: settings differ from the run's: "
                   + ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in sorted(changed.items())),
                   file=sys.stderr)
@@ -107,7 +111,10 @@ class Trainer:
         self.step, self.consumed = int(payload["step"]), int(payload["consumed"])
 
     def save(self) -> str:
+        """Write a checkpoint (the first process only; all hold the same state) and prune old ones."""
         path = os.path.join(self.config.run_dir, checkpoint_name(self.step))
+        if self.rank != 0:
+            return path
         save_checkpoint(path, {
             "generator": self.generator.state_dict(), "critic_local": self.local_critic.state_dict(),
             "critic_global": self.global_critic.state_dict(), "critic_local_size": self.config.hole_size,
@@ -122,11 +129,21 @@ class Trainer:
                 os.remove(old)
         return path
 
-    @staticmethod
-    def update(optimizer: paddle.optimizer.Optimizer) -> None:
-        """Step and clear. Adam names its moment tensors when it first steps, from a process-wide
-        counter; a fresh name scope makes those names the same in every process, so that a saved
-        optimiser state finds its tensors again on resume."""
+    def update(self, optimizer: paddle.optimizer.Optimizer, parameters: list) -> None:
+        """Average gradients over data-parallel processes, step and clear.
+
+        Adam names its moment tensors when it first steps, from a process-wide counter; a fresh name
+        scope makes those names the same in every process, so that a saved optimiser state finds its
+        tensors again on resume."""
+        if self.world > 1:
+            grads = [p.grad for p in parameters if p.grad is not None]
+            flat = paddle.concat([g.reshape([-1]) for g in grads])
+            dist.all_reduce(flat)
+            flat = flat / self.world
+            offset = 0
+            for grad in grads:
+                grad.set_value(flat[offset:offset + grad.size].reshape(grad.shape))
+                offset += grad.size
         with paddle.utils.unique_name.guard():
             optimizer.step()
         optimizer.clear_grad()
@@ -136,9 +153,9 @@ class Trainer:
         images = next(self.batches)
         self.consumed += 1
         c = self.config
-        masks, boxes = random_masks(self.rng, images.shape[0], c.image_size, c.hole_size, c.max_delta,
+        masks, boxes = random_masks(self.rng, c.batch_size, c.image_size, c.hole_size, c.max_delta,
                                     c.per_image_masks)
-        return images, paddle.to_tensor(masks), boxes
+        return images, paddle.to_tensor(masks[self.share]), boxes[self.share]
 
     def critic_step(self) -> dict[str, float]:
         """One critic update: WGAN loss on real vs. completed images, plus the hole-masked gradient penalty."""
@@ -149,13 +166,14 @@ class Trainer:
         local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
         d_loss = (wgan_critic_loss(self.local_critic(local_real), self.local_critic(local_fake))
                   + wgan_critic_loss(self.global_critic(images), self.global_critic(completed)))
-        alphas = paddle.to_tensor(self.rng.random((2, images.shape[0], 1, 1, 1), dtype=np.float32))
+        alphas = paddle.to_tensor(self.rng.random((2, self.config.batch_size, 1, 1, 1), dtype=np.float32)
+                                  [:, self.share])
         gp_loss = self.config.wgan_gp_lambda * (
             gradient_penalty(self.local_critic, local_real, local_fake, alphas[0], local_patches(mask, boxes))
             + gradient_penalty(self.global_critic, images, completed, alphas[1], mask))
         loss = d_loss + gp_loss
         loss.backward()
-        self.update(self.opt_d)
+        self.update(self.opt_d, self.critic_parameters)
         return {"d_loss": float(d_loss), "gp_loss": float(gp_loss)}
 
     def generator_step(self) -> tuple[dict[str, float], list[paddle.Tensor]]:
@@ -170,7 +188,7 @@ class Trainer:
                   - c.global_wgan_loss_alpha * paddle.mean(self.global_critic(completed)))
         loss = c.gan_loss_alpha * g_loss + c.l1_loss_alpha * l1_loss + c.ae_loss_alpha * ae_loss
         loss.backward()
-        self.update(self.opt_g)
+        self.update(self.opt_g, self.generator.parameters())
         self.opt_d.clear_grad()
         losses = {"g_loss": float(g_loss), "l1_loss": float(l1_loss), "ae_loss": float(ae_loss),
                   "total_g_loss": float(loss)}
@@ -181,6 +199,10 @@ class Trainer:
         critic = [self.critic_step() for _ in range(self.config.critic_steps)]
         losses, tensors = self.generator_step()
         losses.update({k: float(np.mean([c[k] for c in critic])) for k in critic[0]})
+        if self.world > 1:
+            values = paddle.to_tensor(list(losses.values()), dtype="float64")
+            dist.all_reduce(values)
+            losses = dict(zip(losses, (values / self.world).tolist()))
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(f"{bad[0]} became {losses[bad[0]]} at step {self.step + 1}")
@@ -207,42 +229,63 @@ def sample_picture(tensors: list[paddle.Tensor], channel_order: str, rows: int =
     return np.concatenate(picture, axis=0)
 
 
+class RunLog:
+    """Progress bar, VisualDL scalars and sample pictures of a run; silent in all but the first process."""
+
+    def __init__(self, config: Config, step: int, active: bool) -> None:
+        self.config, self.active = config, active
+        if active:
+            from visualdl import LogWriter
+            os.makedirs(os.path.join(config.run_dir, "samples"), exist_ok=True)
+            self.writer = LogWriter(logdir=os.path.join(config.run_dir, "visualdl"))
+            self.bar = tqdm(total=config.max_iters, initial=step, desc="training", unit="it",
+                            dynamic_ncols=True)
+
+    def record(self, step: int, losses: dict[str, float], tensors: list[paddle.Tensor], seconds: float) -> None:
+        if not self.active:
+            return
+        c = self.config
+        self.bar.update(1)
+        self.bar.set_postfix(g=f"{losses['total_g_loss']:.3f}", d=f"{losses['d_loss']:.3f}")
+        if step % c.log_every == 0 or step == 1:
+            for name, value in losses.items():
+                self.writer.add_scalar(f"loss/{name}", value, step)
+            self.writer.add_scalar("time/seconds_per_iteration", seconds, step)
+        if step % c.sample_every == 0 or step == c.max_iters:
+            picture = sample_picture(tensors, c.channel_order)
+            cv2.imwrite(os.path.join(c.run_dir, "samples", f"step_{step:08d}.png"), picture[:, :, ::-1])
+            self.writer.add_image("samples", picture, step)
+
+    def close(self) -> None:
+        if self.active:
+            self.bar.close()
+            self.writer.close()
+            self.active = False
+
+
 def train(config: Config, resume: bool = False) -> Trainer:
     """Run until ``max_iters`` generator updates; checkpoint on schedule, at the end and on Ctrl-C."""
-    from visualdl import LogWriter
-
     trainer = Trainer(config, resume)
     if trainer.step >= config.max_iters:
         print(f"{config.run_dir} is already at step {trainer.step} (max_iters={config.max_iters})")
         return trainer
-    os.makedirs(os.path.join(config.run_dir, "samples"), exist_ok=True)
-    writer = LogWriter(logdir=os.path.join(config.run_dir, "visualdl"))
-    bar = tqdm(total=config.max_iters, initial=trainer.step, desc="training", unit="it", dynamic_ncols=True)
+    log = RunLog(config, trainer.step, active=trainer.rank == 0)
     try:
         while trainer.step < config.max_iters:
             start = time.perf_counter()
             losses, tensors = trainer.iteration()
-            bar.update(1)
-            bar.set_postfix(g=f"{losses['total_g_loss']:.3f}", d=f"{losses['d_loss']:.3f}")
-            if trainer.step % config.log_every == 0 or trainer.step == 1:
-                for name, value in losses.items():
-                    writer.add_scalar(f"loss/{name}", value, trainer.step)
-                writer.add_scalar("time/seconds_per_iteration", time.perf_counter() - start, trainer.step)
-            if trainer.step % config.sample_every == 0 or trainer.step == config.max_iters:
-                picture = sample_picture(tensors, config.channel_order)
-                cv2.imwrite(os.path.join(config.run_dir, "samples", f"step_{trainer.step:08d}.png"),
-                            picture[:, :, ::-1])
-                writer.add_image("samples", picture, trainer.step)
+            log.record(trainer.step, losses, tensors, time.perf_counter() - start)
             if trainer.step % config.save_every == 0 or trainer.step == config.max_iters:
                 trainer.save()
     except KeyboardInterrupt:
-        bar.close()
-        print(f"\ninterrupted; saved {trainer.save()}", file=sys.stderr)
+        log.close()
+        if trainer.rank == 0:
+            print(f"\ninterrupted; saved {trainer.save()}", file=sys.stderr)
         raise
     finally:
-        bar.close()
-        writer.close()
-    print(f"done: step {trainer.step}, checkpoint {latest_checkpoint(config.run_dir)}")
+        log.close()
+    if trainer.rank == 0:
+        print(f"done: step {trainer.step}, checkpoint {latest_checkpoint(config.run_dir)}")
     return trainer
 
 
@@ -254,6 +297,8 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config or DEMO_CONFIG, args.set)
     pick_device(config.device)
+    if dist.get_world_size() > 1:
+        dist.init_parallel_env()
     try:
         train(config, args.resume)
     except TrainingDiverged as error:

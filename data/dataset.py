@@ -102,14 +102,21 @@ class ResumableBatches(paddle.io.BatchSampler):
     """Endless shuffled batches whose order depends only on (seed, epoch, position).
 
     Starting at ``consumed`` batches reproduces exactly the batches an uninterrupted run would have seen
-    from there on; each epoch is a fresh permutation and drops its last incomplete batch.
+    from there on; each epoch is a fresh permutation and drops its last incomplete batch. With ``world``
+    data-parallel processes, process ``rank`` gets its equal share of each (global) batch, so together
+    they see exactly what a single process would.
     """
 
-    def __init__(self, count: int, batch_size: int, seed: int, consumed: int = 0) -> None:
+    def __init__(self, count: int, batch_size: int, seed: int, consumed: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
         if count < batch_size:
             raise UserError(f"{count} images are fewer than batch_size={batch_size}")
+        if batch_size % world:
+            raise UserError(f"batch_size={batch_size} does not split evenly over {world} processes")
         self.count, self.batch_size, self.seed, self.consumed = count, batch_size, seed, consumed
         self.per_epoch = count // batch_size
+        share = batch_size // world
+        self.share = slice(rank * share, (rank + 1) * share)
 
     def __iter__(self):
         position = self.consumed
@@ -119,16 +126,17 @@ class ResumableBatches(paddle.io.BatchSampler):
             for batch in range(cursor, self.per_epoch):
                 indices = order[batch * self.batch_size:(batch + 1) * self.batch_size]
                 seeds = np.random.default_rng([self.seed, epoch, batch, 1]).integers(0, 2 ** 31, len(indices))
-                yield [(int(i), int(s)) for i, s in zip(indices, seeds)]
+                yield [(int(i), int(s)) for i, s in zip(indices, seeds)][self.share]
                 position += 1
 
     def __len__(self) -> int:
         return sys.maxsize
 
 
-def training_loader(config, consumed: int = 0) -> paddle.io.DataLoader:
-    """Endless training batches [B, 3, S, S] from ``config.data``, resuming after ``consumed`` batches."""
+def training_loader(config, consumed: int = 0, rank: int = 0, world: int = 1) -> paddle.io.DataLoader:
+    """Endless training batches [B/world, 3, S, S] from ``config.data`` (this process's share), resuming
+    after ``consumed`` batches."""
     dataset = ImageDataset(list_sources(config.data), config.image_size, config.channel_order)
-    sampler = ResumableBatches(len(dataset), config.batch_size, config.seed, consumed)
+    sampler = ResumableBatches(len(dataset), config.batch_size, config.seed, consumed, rank, world)
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
                                 use_shared_memory=False)
