@@ -31,8 +31,8 @@ from models.critics import global_critic, local_critic
 from models.generator import InpaintGenerator
 from models.inpainter import pick_device
 from models.losses import gradient_penalty, local_patches, reconstruction_losses, wgan_critic_loss
-from utils.checkpoint import (CHECKPOINT_PATTERN, checkpoint_name, latest_checkpoint, load_checkpoint,
-                              save_checkpoint)
+from utils.checkpoint import (CHECKPOINT_PATTERN, check_state, checkpoint_name, latest_checkpoint,
+                              load_checkpoint, save_checkpoint)
 from utils.cli import ArgumentParser, UserError, run
 from utils.config import Config, load_config
 from utils.flow import flow_to_color
@@ -102,9 +102,9 @@ class Trainer:
             print("note: settings differ from the run's: "
                   + ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in sorted(changed.items())),
                   file=sys.stderr)
-        self.generator.set_state_dict(payload["generator"])
-        self.local_critic.set_state_dict(payload["critic_local"])
-        self.global_critic.set_state_dict(payload["critic_global"])
+        for key, model in (("generator", self.generator), ("critic_local", self.local_critic),
+                           ("critic_global", self.global_critic)):
+            model.set_state_dict(check_state(payload[key], model, key, payload["path"]))
         self.opt_g.set_state_dict(payload["opt_g"])
         self.opt_d.set_state_dict(payload["opt_d"])
         self.rng.bit_generator.state = payload["rng"]

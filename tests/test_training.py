@@ -131,6 +131,8 @@ def test_resume_continues_exactly(tmp_path):
     assert payload["step"] == 3 and payload["channel_order"] == "RGB"
     with pytest.raises(UserError, match="already holds a run"):
         Trainer(tiny_config(tmp_path / "interrupted"))
+    with pytest.raises(UserError, match="critic_local .* has shape"):
+        Trainer(tiny_config(tmp_path / "interrupted", "hole_size=8"), resume=True)
 
 
 def test_train_cli_reports_mistakes_in_one_line(tmp_path):

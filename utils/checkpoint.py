@@ -51,7 +51,7 @@ def _as_numpy(state: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v) for k, v in state.items()}
 
 
-def _check_state(state: Any, model: paddle.nn.Layer, what: str, path: str) -> dict[str, np.ndarray]:
+def check_state(state: Any, model: paddle.nn.Layer, what: str, path: str) -> dict[str, np.ndarray]:
     """Refuse a state dict that does not fit ``model`` exactly, naming the first difference."""
     if not isinstance(state, dict):
         raise UserError(f"{path} is not a DeepFill v1 checkpoint ({what} is not a state dict)")
@@ -91,7 +91,7 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     if payload["channel_order"] not in ("RGB", "BGR"):
         raise UserError(f"{path}: unknown channel_order {payload['channel_order']!r}")
     payload["cnum"] = int(payload.get("cnum", 32))
-    payload["generator"] = _check_state(payload["generator"], InpaintGenerator(payload["cnum"]),
+    payload["generator"] = check_state(payload["generator"], InpaintGenerator(payload["cnum"]),
                                         "generator", path)
     return payload
 
@@ -110,6 +110,6 @@ def build_critics(payload: dict[str, Any]) -> tuple[Critic, Critic]:
         raise UserError(f"{path} holds no critic weights")
     local = local_critic(int(payload["critic_local_size"]))
     glob_ = global_critic(int(payload["critic_global_size"]))
-    local.set_state_dict(_check_state(payload["critic_local"], local, "critic_local", path))
-    glob_.set_state_dict(_check_state(payload["critic_global"], glob_, "critic_global", path))
+    local.set_state_dict(check_state(payload["critic_local"], local, "critic_local", path))
+    glob_.set_state_dict(check_state(payload["critic_global"], glob_, "critic_global", path))
     return local, glob_
