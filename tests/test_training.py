@@ -132,7 +132,7 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(UserError, match="already holds a run"):
         Trainer(tiny_config(tmp_path / "interrupted"))
     with pytest.raises(UserError, match="critic_local .* has shape"):
-        Trainer(tiny_config(tmp_path / "interrupted", "hole_size=8"), resume=True)
+        Trainer(tiny_config(tmp_path / "interrupted", "hole_size=24"), resume=True)
 
 
 def test_train_cli_reports_mistakes_in_one_line(tmp_path):
