@@ -29,12 +29,18 @@ def _fuse(scores: paddle.Tensor, fg_hw: tuple[int, int], bg_hw: tuple[int, int],
     in row-major order of both positions, then in column-major order (the official two passes)."""
     batch = scores.shape[0]
     (hf, wf), (hb, wb) = fg_hw, bg_hw
-    eye = paddle.eye(fuse_k, dtype=scores.dtype).reshape([1, 1, fuse_k, fuse_k])
 
     def diagonal_sum(y: paddle.Tensor) -> paddle.Tensor:
+        """The official conv with a k×k identity kernel ('SAME'), as a sum of k shifted copies: the
+        same numbers without the k²-times larger im2col buffer a convolution would allocate."""
         top, bottom = same_padding(y.shape[2], fuse_k)
         left, right = same_padding(y.shape[3], fuse_k)
-        return F.conv2d(y, eye, padding=[top, bottom, left, right])
+        padded = F.pad(y, [left, right, top, bottom])
+        height, width = y.shape[2], y.shape[3]
+        total = padded[:, :, :height, :width]
+        for k in range(1, fuse_k):
+            total = total + padded[:, :, k:k + height, k:k + width]
+        return total
 
     y = diagonal_sum(scores.reshape([batch, 1, hf * wf, hb * wb]))
     y = y.reshape([batch, hf, wf, hb, wb]).transpose([0, 2, 1, 4, 3])
