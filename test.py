@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--data", help="validation images: folder, file list or 'demo' (default: val_data)")
     parser.add_argument("--report", help="write the JSON report here")
     parser.add_argument("--save-dir", help="write [input | ours | baselines | truth] pictures here")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override settings (repeatable)")
     args = parser.parse_args()
     config = load_config(args.config or DEMO_CONFIG, args.set)
     if args.data:

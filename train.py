@@ -293,7 +293,8 @@ def main() -> None:
     parser = ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
     parser.add_argument("--resume", action="store_true", help="continue the latest checkpoint in run_dir")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override settings")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override settings (repeatable)")
     args = parser.parse_args()
     config = load_config(args.config or DEMO_CONFIG, args.set)
     pick_device(config.device)

@@ -139,6 +139,7 @@ def test_train_cli_reports_mistakes_in_one_line(tmp_path):
     for args, words in [(["--config", str(tmp_path / "none.yaml")], "config not found"),
                         (["--set", "batch_size=two"], "batch_size must be int"),
                         (["--set", "lr_rate=1"], "unknown setting 'lr_rate'"),
+                        (["--set", "cnum=x", "--set", "max_iters=-1"], "cnum must be int"),
                         (["--resume", "--set", f"run_dir={tmp_path}"], "no checkpoint")]:
         result = run_command("train.py", *args)
         assert result.returncode == 2 and words in result.stderr, result.stderr
