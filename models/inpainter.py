@@ -16,6 +16,25 @@ from utils.cli import UserError
 from utils.flow import flow_to_color
 
 MULTIPLE = 8
+ATTENTION_COPIES = 8  # score-matrix-sized buffers alive at the peak (measured: 8.0 GB at 1024², L² = 2^28)
+
+
+def attention_bytes(height: int, width: int) -> int:
+    """Memory the contextual attention needs: its score matrix has (H/8 · W/8)² entries."""
+    positions = -(-height // MULTIPLE) * -(-width // MULTIPLE)
+    return ATTENTION_COPIES * 4 * positions ** 2
+
+
+def available_bytes() -> int | None:
+    """Memory free for this run: the GPU's total memory, or the CPU's available memory (Linux)."""
+    if paddle.device.get_device().startswith("gpu"):
+        return paddle.device.cuda.get_device_properties().total_memory
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
@@ -54,6 +73,11 @@ class Inpainter:
         height, width = hole.shape
         if not hole.any():
             return image_rgb.copy(), np.full_like(image_rgb, 255)
+        needed, free = attention_bytes(height, width), available_bytes()
+        if free is not None and needed > free:
+            raise UserError(f"a {width}x{height} picture needs about {needed / 2 ** 30:.0f} GiB for contextual "
+                            f"attention but {free / 2 ** 30:.0f} GiB are available; downscale it or crop "
+                            "around the hole")
         pad = ((0, -height % MULTIPLE), (0, -width % MULTIPLE))
         image = np.pad(image_rgb, pad + ((0, 0),), mode="symmetric")
         mask = np.pad(hole, pad, mode="constant")
