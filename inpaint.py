@@ -51,13 +51,22 @@ def plan_jobs(image: str, mask: str, output: str, flow: str | None) -> list[Job]
         raise UserError(f"--image is a folder, so --output must be a folder ({output} is a file)")
     if flow is not None and os.path.exists(flow) and not os.path.isdir(flow):
         raise UserError(f"--image is a folder, so --flow must be a folder ({flow} is a file)")
-    jobs = []
+    masks = {}
+    if os.path.isdir(mask):
+        for candidate in list_images(mask):
+            masks.setdefault(os.path.splitext(os.path.basename(candidate))[0], candidate)
+    jobs, stems = [], set()
     for path in images:
         name = os.path.basename(path)
-        mask_path = os.path.join(mask, name) if os.path.isdir(mask) else mask
-        if not os.path.isfile(mask_path):
-            raise UserError(f"no mask for {name}: {mask_path} not found")
         stem = os.path.splitext(name)[0]
+        if stem in stems:
+            raise UserError(f"two images in {image} are called {stem}; their results would overwrite "
+                            "each other")
+        stems.add(stem)
+        mask_path = (os.path.join(mask, name) if os.path.isfile(os.path.join(mask, name))
+                     else masks.get(stem)) if os.path.isdir(mask) else mask
+        if mask_path is None:
+            raise UserError(f"no mask for {name} in {mask} (looked for {name} and {stem}.*)")
         jobs.append(Job(path, mask_path, os.path.join(output, stem + ".png"),
                         os.path.join(flow, stem + ".png") if flow else None))
     return jobs

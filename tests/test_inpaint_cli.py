@@ -89,6 +89,7 @@ def test_folder_mode_does_every_image_with_one_mask_or_a_mask_folder(golden_chec
     (tmp_path / "masks").mkdir()
     for name in ("a.png", "b.jpg"):
         cv2.imwrite(str(tmp_path / "images" / name), image)
+    for name in ("a.png", "b.png"):          # b.jpg's mask is found by its stem
         cv2.imwrite(str(tmp_path / "masks" / name), hole.astype(np.uint8) * 255)
     for mask in (str(folder / "mask.png"), str(tmp_path / "masks")):
         out = tmp_path / f"out_{os.path.basename(mask)}"
@@ -97,6 +98,9 @@ def test_folder_mode_does_every_image_with_one_mask_or_a_mask_folder(golden_chec
         assert result.returncode == 0, result.stderr
         assert sorted(os.listdir(out)) == ["a.png", "b.png", "flow"]
         assert sorted(os.listdir(out / "flow")) == ["a.png", "b.png"]
+    os.remove(tmp_path / "masks" / "b.png")
+    result = inpaint(golden_checkpoint, str(tmp_path / "images"), str(tmp_path / "masks"), str(tmp_path / "o"))
+    assert result.returncode == 2 and "no mask for b.jpg" in result.stderr and not os.path.exists(tmp_path / "o")
 
 
 @pytest.fixture(scope="module")
