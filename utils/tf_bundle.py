@@ -174,7 +174,9 @@ def read_tensors(prefix: str, names: list[str] | None = None) -> dict[str, np.nd
     tensors, files = {}, {}
     try:
         for name in wanted:
-            entry = entries[name]
+            entry = entries.get(name)
+            if entry is None:
+                raise TFCheckpointError(f"{prefix} has no tensor {name}")
             if entry.dtype not in _DTYPES:
                 raise TFCheckpointError(f"{name} has unsupported TF dtype {entry.dtype}")
             dtype = np.dtype(_DTYPES[entry.dtype]).newbyteorder("<")
