@@ -48,7 +48,8 @@ def evaluate(config: Config, checkpoint_path: str, save_dir: str | None = None) 
     dataset = ImageDataset(paths, config.image_size)
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
-    rows: dict[str, list[dict[str, float]]] = {"model": [], **{name: [] for name in BASELINES}}
+    baselines = {name: BASELINES[name] for name in config.baseline_names()}
+    rows: dict[str, list[dict[str, float]]] = {"model": [], **{name: [] for name in baselines}}
     truth_tv, truth_tv_hole = [], []
     for index in tqdm(range(len(paths)), desc="evaluating", unit="image"):
         truth = np.round((dataset[(index, -1)].transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)
@@ -56,7 +57,7 @@ def evaluate(config: Config, checkpoint_path: str, save_dir: str | None = None) 
         given = truth.copy()
         given[hole] = 255
         outputs = {"model": inpainter(given, hole)[0]}
-        outputs.update({name: method(given, hole) for name, method in BASELINES.items()})
+        outputs.update({name: method(given, hole) for name, method in baselines.items()})
         truth_float = truth.astype(np.float64) / 255
         for name, output in outputs.items():
             rows[name].append(image_metrics(output.astype(np.float64) / 255, truth_float, hole))
@@ -67,7 +68,7 @@ def evaluate(config: Config, checkpoint_path: str, save_dir: str | None = None) 
             panels = [given, *outputs.values(), truth]
             write_image(os.path.join(save_dir, f"{stem}.png"), np.concatenate(panels, axis=1)[:, :, ::-1])
     return {"model": average(rows["model"]),
-            "baselines": {name: average(rows[name]) for name in BASELINES},
+            "baselines": {name: average(rows[name]) for name in baselines},
             "gt_tv": float(np.mean(truth_tv)), "gt_tv_hole": float(np.mean(truth_tv_hole)),
             "count": len(paths), "checkpoint": checkpoint["path"], "data": config.val_data,
             "image_size": config.image_size, "hole_size": config.hole_size, "seed": config.seed}

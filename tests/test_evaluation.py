@@ -55,6 +55,10 @@ def test_test_py_report_has_the_contracted_keys(golden_checkpoint, tmp_path):
     assert data["baselines"]["patchmatch"]["l1"] < data["baselines"]["patchmatch"]["l1_hole"]
     assert len(os.listdir(pictures)) == 3
     assert "deepfill (ours)" in result.stdout
+    result = run_command("test.py", "--checkpoint", golden_checkpoint, "--report", report,
+                         "--set", "val_count=1", "baselines=opencv_telea")
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(open(report).read())["baselines"]) == ["opencv_telea"]
 
 
 def test_test_py_refuses_mistakes(tmp_path):
@@ -64,6 +68,8 @@ def test_test_py_refuses_mistakes(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_command("test.py", "--checkpoint", str(tmp_path / "empty"), "--report", report)
     assert_refused(result, report, "no checkpoint")
+    result = run_command("test.py", "--set", "baselines=patchmatch,photoshop", "--report", report)
+    assert_refused(result, report, "unknown baseline 'photoshop'")
 
 
 def test_demo_train_then_demo_test(tmp_path):

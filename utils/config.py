@@ -54,6 +54,7 @@ class Config:
     save_every: int = 5000
     keep_checkpoints: int = 5          # older step_*.pdparams are deleted (0 = keep all)
     val_count: int = 0                 # test.py: evaluate only the first N images (0 = all)
+    baselines: str = "patchmatch,opencv_telea"  # test.py: comma-separated, "" for none (PatchMatch ~0.5 s/image)
     device: str = "auto"               # auto, cpu, gpu, gpu:N
     seed: int = 2018
 
@@ -65,12 +66,18 @@ class Config:
             raise UserError(f"hole_size must be a multiple of 8 in (0, image_size], got {self.hole_size}")
         if not 0 <= self.max_delta < self.hole_size:
             raise UserError(f"max_delta must be in [0, hole_size), got {self.max_delta}")
+        unknown = set(self.baseline_names()) - {"patchmatch", "opencv_telea"}
+        if unknown:
+            raise UserError(f"unknown baseline {sorted(unknown)[0]!r} (choose from patchmatch, opencv_telea)")
         if self.channel_order not in ("RGB", "BGR"):
             raise UserError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
         for name in ("batch_size", "critic_steps", "max_iters", "log_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         return self
+
+    def baseline_names(self) -> list[str]:
+        return [name.strip() for name in self.baselines.split(",") if name.strip()]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
