@@ -29,7 +29,8 @@ CRITICS = {"critic_local": ("local", 512, local_critic), "critic_global": ("glob
 
 
 def generator_tf_name(name: str) -> str:
-    """``coarse.body.conv13_upsample.conv.conv.weight`` → ``inpaint_net/conv13_upsample/conv13_upsample_conv/kernel``."""
+    """Our parameter name → the official variable name, e.g. ``coarse.body.conv13_upsample.conv.conv.weight``
+    → ``inpaint_net/conv13_upsample/conv13_upsample_conv/kernel`` (``gen_deconv`` adds a ``_conv`` scope)."""
     parts = name.split(".")
     layer, kind = parts[2], {"weight": "kernel", "bias": "bias"}[parts[-1]]
     scope = f"{layer}/{layer}_conv" if layer.endswith("_upsample") else layer
