@@ -163,3 +163,12 @@ def test_two_data_parallel_processes_train_like_one(tmp_path):
     for part in ("generator", "critic_local", "critic_global"):
         difference = np.concatenate([np.abs(two[part][k] - v).ravel() for k, v in one[part].items()])
         assert difference.mean() < 1e-5 and np.percentile(difference, 99) < 1e-4, part
+
+
+def test_per_image_holes_train(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", "per_image_masks=true"))
+    images, mask, boxes = trainer.next_batch()
+    assert len(set(boxes)) == 2 and not (mask.numpy()[0] == mask.numpy()[1]).all()
+    assert trainer.generator.refine.per_sample_mask
+    losses, _ = trainer.iteration()
+    assert all(np.isfinite(list(losses.values())))
