@@ -172,3 +172,16 @@ def test_per_image_holes_train(tmp_path):
     assert trainer.generator.refine.per_sample_mask
     losses, _ = trainer.iteration()
     assert all(np.isfinite(list(losses.values())))
+
+
+def test_places2_config_is_the_official_recipe():
+    """configs/places2.yaml spells out the defaults, which are inpaint.yml's values (SPEC §4)."""
+    from utils.config import Config
+    loaded = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "places2.yaml"))
+    defaults = Config()
+    differing = {k for k, v in loaded.to_dict().items() if v != getattr(defaults, k)}
+    assert differing <= {"data", "val_data", "num_workers"}
+    assert (defaults.image_size, defaults.hole_size, defaults.max_delta, defaults.batch_size) == (256, 128, 32, 16)
+    assert (defaults.lr, defaults.beta1, defaults.beta2, defaults.critic_steps) == (1e-4, 0.5, 0.9, 5)
+    assert (defaults.gan_loss_alpha, defaults.l1_loss_alpha, defaults.ae_loss_alpha) == (0.001, 1.2, 1.2)
+    assert (defaults.wgan_gp_lambda, defaults.discount_gamma, defaults.per_image_masks) == (10.0, 0.9, False)

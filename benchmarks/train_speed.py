@@ -1,0 +1,53 @@
+"""Seconds per training iteration (Algorithm 1: ``critic_steps`` critic updates + one generator update).
+
+    python benchmarks/train_speed.py [--config FILE] [--iterations 3] [--set key=value ...]
+
+Runs on the demo pictures (any ``data`` setting is replaced) in a throw-away folder, after one warm-up
+iteration, and prints the median seconds per iteration, images per second and peak resident memory.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import utils  # noqa: E402,F401  (quiets Paddle before it is imported)
+import paddle  # noqa: E402
+from models.inpainter import pick_device  # noqa: E402
+from train import DEMO_CONFIG, Trainer  # noqa: E402
+from utils.cli import ArgumentParser, run  # noqa: E402
+from utils.config import load_config  # noqa: E402
+
+
+def main() -> None:
+    parser = ArgumentParser(prog="train_speed.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=DEMO_CONFIG)
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        config = load_config(args.config, [*args.set, "data=demo", f"run_dir={folder}"])
+        device = pick_device(config.device)
+        trainer = Trainer(config)
+        trainer.iteration()
+        seconds = []
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            trainer.iteration()
+            seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    images = config.batch_size * (config.critic_steps + 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"device {device}, paddle {paddle.__version__}: {config.image_size}x{config.image_size}, "
+          f"batch {config.batch_size}, {config.critic_steps} critic steps")
+    print(f"median {median:.2f} s per iteration ({images / median:.1f} images/s), "
+          f"peak RSS {peak:.0f} MiB, {args.iterations} iterations")
+
+
+if __name__ == "__main__":
+    run(main)
