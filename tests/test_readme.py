@@ -33,3 +33,11 @@ def test_golden_checkpoint_commands_work_as_written():
         for path in created:
             if os.path.exists(os.path.join(ROOT, path)):
                 os.remove(os.path.join(ROOT, path))
+
+
+def test_benchmarks_print_their_numbers():
+    result = run_command("benchmarks/inference_speed.py", "--sizes", "64", "--repeats", "1")
+    assert result.returncode == 0 and "64x64: median" in result.stdout, result.stderr
+    result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
+                         "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1")
+    assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr
