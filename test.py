@@ -52,7 +52,7 @@ def evaluate(config: Config, checkpoint_path: str, save_dir: str | None = None) 
     rows: dict[str, list[dict[str, float]]] = {"model": [], **{name: [] for name in baselines}}
     truth_tv, truth_tv_hole = [], []
     for index in tqdm(range(len(paths)), desc="evaluating", unit="image"):
-        truth = np.round((dataset[(index, -1)].transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)
+        truth = dataset.centred_rgb(index)
         hole = evaluation_hole(config, index)
         given = truth.copy()
         given[hole] = 255
@@ -94,6 +94,9 @@ def main() -> None:
                         help="override settings (repeatable)")
     args = parser.parse_args()
     config = load_config(args.config or DEMO_CONFIG, args.set)
+    unknown = sorted(set(config.baseline_names()) - set(BASELINES))
+    if unknown:
+        raise UserError(f"unknown baseline {unknown[0]!r} (choose from {', '.join(BASELINES)})")
     if args.data:
         config.val_data = args.data
     checkpoint = args.checkpoint or config.checkpoint or config.run_dir

@@ -36,6 +36,7 @@ from utils.checkpoint import (CHECKPOINT_PATTERN, check_state, checkpoint_name, 
 from utils.cli import ArgumentParser, UserError, run
 from utils.config import Config, load_config
 from utils.flow import flow_to_color
+from utils.image_io import to_uint8
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 
@@ -220,11 +221,11 @@ def sample_picture(tensors: list[paddle.Tensor], channel_order: str, rows: int =
         gt = images[i].numpy().transpose(1, 2, 0)
         panels = [gt * (1 - m) + m, x_stage1[i].numpy().transpose(1, 2, 0) * m + gt * (1 - m),
                   x_stage2[i].numpy().transpose(1, 2, 0) * m + gt * (1 - m)]
-        panels = [to_rgb(np.clip((p + 1) * 127.5, 0, 255).round().astype(np.uint8)) for p in panels]
+        panels = [to_rgb(to_uint8(p)) for p in panels]
         flow = flow_to_color(offsets[i].numpy())
         scale = gt.shape[0] // flow.shape[0]
         panels.append(flow.repeat(scale, axis=0).repeat(scale, axis=1))
-        panels.append(to_rgb(np.clip((gt + 1) * 127.5, 0, 255).round().astype(np.uint8)))
+        panels.append(to_rgb(to_uint8(gt)))
         picture.append(np.concatenate(panels, axis=1))
     return np.concatenate(picture, axis=0)
 

@@ -78,24 +78,36 @@ class ImageDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, index: int, crop_seed: int) -> np.ndarray:
+    def load_rgb(self, index: int, crop_seed: int) -> np.ndarray:
+        """Image ``index`` as a uint8 RGB ``image_size`` square (random crop from ``crop_seed``, centred if < 0)."""
         rng = np.random.default_rng(crop_seed) if crop_seed >= 0 else None
-        image = fit_square(to_rgb8(read_image(self.paths[index])), self.image_size, rng)
+        return fit_square(to_rgb8(read_image(self.paths[index])), self.image_size, rng)
+
+    def load(self, index: int, crop_seed: int) -> np.ndarray:
+        """Image ``index`` as the model sees it: float32 [3, S, S] on [-1, 1] in the channel order."""
+        image = self.load_rgb(index, crop_seed)
         if self.channel_order == "BGR":
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
 
-    def __getitem__(self, item: tuple[int, int]) -> np.ndarray:
-        index, crop_seed = item
+    def _first_readable(self, index: int, crop_seed: int, load) -> np.ndarray:
+        """``load`` image ``index``, or the next readable one; each unreadable file is reported once."""
         for attempt in range(len(self.paths)):
             candidate = (index + attempt) % len(self.paths)
             try:
-                return self.load(candidate, crop_seed)
+                return load(candidate, crop_seed)
             except UserError as error:
                 if self.paths[candidate] not in self.reported:
                     self.reported.add(self.paths[candidate])
                     print(f"warning: skipping {error}", file=sys.stderr)
         raise UserError("none of the images can be read")
+
+    def __getitem__(self, item: tuple[int, int]) -> np.ndarray:
+        return self._first_readable(*item, self.load)
+
+    def centred_rgb(self, index: int) -> np.ndarray:
+        """Evaluation view of image ``index``: centred uint8 RGB square (skipping unreadable files)."""
+        return self._first_readable(index, -1, self.load_rgb)
 
 
 class ResumableBatches(paddle.io.BatchSampler):

@@ -14,6 +14,7 @@ import paddle
 from models.generator import InpaintGenerator
 from utils.cli import UserError
 from utils.flow import flow_to_color
+from utils.image_io import to_uint8
 
 MULTIPLE = 8
 ATTENTION_COPIES = 8  # score-matrix-sized buffers alive at the peak (measured: 8.0 GB at 1024², L² = 2^28)
@@ -91,7 +92,7 @@ class Inpainter:
         result = x_stage2.numpy()[0].transpose(1, 2, 0)
         if self.channel_order == "BGR":
             result = result[:, :, ::-1]
-        result = np.clip(np.round((result + 1.0) * 127.5), 0, 255).astype(np.uint8)[:height, :width]
+        result = to_uint8(result)[:height, :width]
         completed = np.where(hole[:, :, None], result, image_rgb)
         scale = image.shape[0] // offsets.shape[2]
         flow = flow_to_color(offsets.numpy()[0]).repeat(scale, axis=0).repeat(scale, axis=1)

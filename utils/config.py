@@ -66,9 +66,6 @@ class Config:
             raise UserError(f"hole_size must be a multiple of 8 in (0, image_size], got {self.hole_size}")
         if not 0 <= self.max_delta < self.hole_size:
             raise UserError(f"max_delta must be in [0, hole_size), got {self.max_delta}")
-        unknown = set(self.baseline_names()) - {"patchmatch", "opencv_telea"}
-        if unknown:
-            raise UserError(f"unknown baseline {sorted(unknown)[0]!r} (choose from patchmatch, opencv_telea)")
         if self.channel_order not in ("RGB", "BGR"):
             raise UserError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
         for name in ("batch_size", "critic_steps", "max_iters", "log_every", "sample_every", "save_every"):
