@@ -30,6 +30,18 @@ def run_command(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def assert_refused(result, output: str, *words: str) -> None:
+    """Exit 2, one line on stderr naming the problem, no traceback, no output file."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not os.path.exists(output)
+    assert not [n for n in os.listdir(os.path.dirname(output) or ".") if n.startswith(".tmp-")]
+
+
 @pytest.fixture(scope="session")
 def golden() -> dict[str, np.ndarray]:
     path = os.path.join(GOLDEN, "tensors.npz")

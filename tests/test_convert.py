@@ -8,25 +8,13 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.conftest import GOLDEN, run_command
+from tests.conftest import GOLDEN, assert_refused, run_command
 from tests.tf_bundle_writer import write_bundle
 from tools.convert_tf_checkpoint import dense_kernel
 from utils.cli import UserError
 from utils.tf_bundle import read_index, read_tensors, resolve_prefix
 
 TF_CHECKPOINT = os.path.join(GOLDEN, "tf_checkpoint")
-
-
-def assert_refused(result, output: str, *words: str) -> None:
-    """Exit 2, one line on stderr naming the problem, no traceback, no output file."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    assert not os.path.exists(output)
-    assert not [n for n in os.listdir(os.path.dirname(output) or ".") if n.startswith(".tmp-")]
 
 
 def test_converted_checkpoint_records_bgr_source_and_drops_optimizer(golden_checkpoint):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from tester import METRICS, average, image_metrics, total_variation
-from tests.conftest import run_command
-from tests.test_convert import assert_refused
+from tests.conftest import assert_refused, run_command
 
 
 def test_metrics_have_the_spec_definitions():

@@ -8,8 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.conftest import run_command
-from tests.test_convert import assert_refused
+from tests.conftest import assert_refused, run_command
 
 
 @pytest.fixture(scope="module")
