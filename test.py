@@ -1,117 +1,287 @@
-"""Evaluate a checkpoint on a validation set with the paper's metrics, beside the PatchMatch and OpenCV
-baselines.
+"""Evaluate a checkpoint on a validation set with the paper's metrics (Table 1), beside classical baselines
+that see the same images and the same holes.
 
-    python test.py                                    # the demo: the demo run's checkpoint, bundled pictures
-    python test.py --checkpoint CKPT --data /data/places2/val.flist --report report.json --save-dir out/
+    python test.py                          # the demo: the demo run's checkpoint on the demo pictures
+    python test.py --config configs/places2.yaml --checkpoint CKPT --data /data/places2/val.flist \\
+        --mask center --report report.json --save-dir eval_pictures
 
-Each image is fitted to ``image_size`` (centre crop) and gets a random ``hole_size`` hole drawn from
-(seed, image number) — the same holes on every run and for every method. The JSON report holds
-``model`` and ``baselines`` (l1, l2, psnr, tv, ssim, each also over the hole), ``gt_tv`` and ``count``.
+Each image is fitted to ``image_size`` (scaled, centre crop) and gets a hole that depends only on its place
+in the list: ``--mask box`` draws the training recipe's box from (seed, place), ``--mask center`` is the
+paper's centred ``hole_size`` square and ``--mask DIR`` gives image i the i-th mask file of DIR (sorted;
+white = hole; resized to the image). Every run and every method therefore sees the same holes. Unreadable
+images are skipped, named on stderr and counted in the report.
+
+The JSON report holds ``model`` and ``baselines`` (l1, l2, psnr, tv, ssim, each also over the hole),
+``gt_tv``, ``count`` and how it was made; a value that does not exist (every PSNR infinite) is ``null``.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import sys
+from typing import Callable
 
 import utils  # noqa: F401  (quiets Paddle before it is imported)
+import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.dataset import ImageDataset, list_sources
+from data.dataset import fit_square, list_sources
 from data.masks import random_masks
 from models.inpainter import Inpainter, pick_device
-from tester import BASELINES, METRICS, average, image_metrics, total_variation
+from tester import BASELINES, average, baseline_unavailable, image_metrics, run_baseline, total_variation
 from utils.checkpoint import build_generator, load_checkpoint
 from utils.cli import ArgumentParser, UserError, run
 from utils.config import Config, load_config
 from utils.files import atomic_path
-from utils.image_io import write_image
+from utils.image_io import read_image, read_mask, to_rgb8, write_image
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
+MODEL = "model"
+HoleSource = Callable[[int], np.ndarray]
 
 
-def evaluation_hole(config: Config, index: int) -> np.ndarray:
+def box_hole(config: Config, index: int) -> np.ndarray:
     """The hole of validation image ``index``: the training recipe's box, drawn from (seed, index)."""
     rng = np.random.default_rng([config.seed, index])
     masks, _ = random_masks(rng, 1, config.image_size, config.hole_size, config.max_delta, per_image=True)
     return masks[0, 0] > 0.5
 
 
-def evaluate(config: Config, checkpoint_path: str, save_dir: str | None = None) -> dict:
-    """Metrics of the model and the baselines over ``config.val_data``."""
-    checkpoint = load_checkpoint(checkpoint_path)
+def center_hole(image_size: int, hole_size: int) -> np.ndarray:
+    """The paper's Table 1 hole: a ``hole_size`` square in the middle of the picture."""
+    hole = np.zeros((image_size, image_size), bool)
+    start = (image_size - hole_size) // 2
+    hole[start:start + hole_size, start:start + hole_size] = True
+    return hole
+
+
+def file_hole(path: str, image_size: int) -> np.ndarray:
+    """A mask file (white = hole) resized to the image with nearest neighbours; refused if it leaves
+    nothing to fill or nothing to fill from."""
+    mask = cv2.resize(read_mask(path).astype(np.uint8), (image_size, image_size),
+                      interpolation=cv2.INTER_NEAREST) > 0
+    if not mask.any():
+        raise UserError(f"mask {path} has no hole at {image_size}x{image_size} (white marks the hole)")
+    if mask.all():
+        raise UserError(f"mask {path} covers the whole picture (white marks the hole, black the known part)")
+    return mask
+
+
+def hole_source(config: Config, count: int) -> tuple[HoleSource, int]:
+    """The hole of each of ``count`` images by place, and the largest hole's pixel count.
+
+    Mask files are all read here, before any work, so that a short or broken mask set is refused at once.
+    """
+    mode = config.val_mask
+    if mode in ("box", "center"):
+        if config.hole_size >= config.image_size:
+            raise UserError(f"--mask {mode} needs hole_size < image_size, got {config.hole_size} and "
+                            f"{config.image_size}")
+        if mode == "center":
+            hole = center_hole(config.image_size, config.hole_size)
+            return (lambda index: hole), int(hole.sum())
+        return (lambda index: box_hole(config, index)), config.hole_size ** 2
+    if not os.path.isdir(mode):
+        raise UserError(f"--mask must be box, center or a folder of mask pictures; {mode!r} is none of these")
+    paths = list_sources(mode)
+    if len(paths) < count:
+        raise UserError(f"{mode} holds {len(paths)} masks for {count} images (image i takes mask i)")
+    largest = max(int(file_hole(path, config.image_size).sum()) for path in paths[:count])
+    return (lambda index: file_hole(paths[index], config.image_size)), largest
+
+
+def check_stems(paths: list[str]) -> None:
+    """``--save-dir`` names results after the input; refuse two inputs that would share a name."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in seen:
+            raise UserError(f"{seen[stem]} and {path} would both be saved as {stem}.png; "
+                            "rename one or evaluate them separately")
+        seen[stem] = path
+
+
+def usable_baselines(names: list[str], largest_hole: int) -> tuple[list[str], dict[str, str]]:
+    """The baselines that can run here, and why each of the others cannot (also said on stderr)."""
+    usable, skipped = [], {}
+    for name in names:
+        reason = baseline_unavailable(name, largest_hole)
+        if reason:
+            skipped[name] = reason
+            print(f"note: baseline {name} skipped: {reason}", file=sys.stderr)
+        else:
+            usable.append(name)
+    return usable, skipped
+
+
+def save_pictures(save_dir: str, stem: str, given: np.ndarray, outputs: dict[str, np.ndarray],
+                  truth: np.ndarray) -> None:
+    """Each method's completion as ``save_dir/<method>/<stem>.png`` and the strip
+    [input | each method | ground truth] as ``save_dir/grid/<stem>.png``."""
+    for name, output in outputs.items():
+        os.makedirs(os.path.join(save_dir, name), exist_ok=True)
+        write_image(os.path.join(save_dir, name, f"{stem}.png"), output[:, :, ::-1])
+    os.makedirs(os.path.join(save_dir, "grid"), exist_ok=True)
+    grid = np.concatenate([given, *outputs.values(), truth], axis=1)
+    write_image(os.path.join(save_dir, "grid", f"{stem}.png"), grid[:, :, ::-1])
+
+
+def load_truth(path: str, image_size: int) -> np.ndarray:
+    """Validation image as the model is fed it: uint8 RGB, scaled and centre-cropped to ``image_size``."""
+    return fit_square(to_rgb8(read_image(path)), image_size, None)
+
+
+def check_readable(paths: list[str], image_size: int) -> None:
+    """Refuse, before any work, a set in which no image can be read (reading up to the first good one)."""
+    problems = []
+    for path in paths:
+        try:
+            load_truth(path, image_size)
+            return
+        except UserError as error:
+            problems.append(str(error))
+    raise UserError(f"none of the {len(paths)} images can be read (first: {problems[0]})")
+
+
+def evaluate(config: Config, checkpoint: dict, paths: list[str], holes: HoleSource, baselines: list[str],
+             save_dir: str | None = None) -> dict:
+    """Metrics of the model and ``baselines`` over ``paths``, averaged over the readable images (at least
+    one: ``check_readable``)."""
     inpainter = Inpainter(build_generator(checkpoint), checkpoint["channel_order"])
-    paths = list_sources(config.val_data)
-    if config.val_count:
-        paths = paths[:config.val_count]
-    dataset = ImageDataset(paths, config.image_size)
-    if save_dir:
-        os.makedirs(save_dir, exist_ok=True)
-    baselines = {name: BASELINES[name] for name in config.baseline_names()}
-    rows: dict[str, list[dict[str, float]]] = {"model": [], **{name: [] for name in baselines}}
-    truth_tv, truth_tv_hole = [], []
-    for index in tqdm(range(len(paths)), desc="evaluating", unit="image"):
-        truth = dataset.centred_rgb(index)
-        hole = evaluation_hole(config, index)
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in (MODEL, *baselines)}
+    truth_tv, truth_tv_hole, skipped = [], [], []
+    for index, path in enumerate(tqdm(paths, desc="evaluating", unit="image")):
+        try:
+            truth = load_truth(path, config.image_size)
+        except UserError as error:
+            skipped.append(path)
+            tqdm.write(f"warning: skipping {error}", file=sys.stderr)
+            continue
+        hole = holes(index)
         given = truth.copy()
         given[hole] = 255
-        outputs = {"model": inpainter(given, hole)[0]}
-        outputs.update({name: method(given, hole) for name, method in baselines.items()})
+        outputs = {MODEL: inpainter(given, hole)[0]}
+        outputs.update({name: run_baseline(name, given, hole) for name in baselines})
         truth_float = truth.astype(np.float64) / 255
         for name, output in outputs.items():
             rows[name].append(image_metrics(output.astype(np.float64) / 255, truth_float, hole))
         truth_tv.append(total_variation(truth_float))
         truth_tv_hole.append(total_variation(truth_float, hole))
         if save_dir:
-            stem = f"{index:05d}_{os.path.splitext(os.path.basename(paths[index]))[0]}"
-            panels = [given, *outputs.values(), truth]
-            write_image(os.path.join(save_dir, f"{stem}.png"), np.concatenate(panels, axis=1)[:, :, ::-1])
-    return {"model": average(rows["model"]),
-            "baselines": {name: average(rows[name]) for name in baselines},
+            save_pictures(save_dir, os.path.splitext(os.path.basename(path))[0], given, outputs, truth)
+    return {"model": average(rows[MODEL]), "baselines": {name: average(rows[name]) for name in baselines},
             "gt_tv": float(np.mean(truth_tv)), "gt_tv_hole": float(np.mean(truth_tv_hole)),
-            "count": len(paths), "checkpoint": checkpoint["path"], "data": config.val_data,
-            "image_size": config.image_size, "hole_size": config.hole_size, "seed": config.seed}
+            "count": len(rows[MODEL]), "skipped": {"count": len(skipped), "paths": skipped}}
+
+
+def finite_or_none(value: object) -> object:
+    """The report with every nan or inf replaced by None, so that it is strict JSON."""
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+COLUMNS = (("l1", "L1 %", 2), ("l2", "L2 %", 2), ("psnr", "PSNR", 2), ("tv", "TV %", 2), ("ssim", "SSIM", 3))
+CELL, NAME = 8, 16
+
+
+def _cells(values: dict[str, float | None], suffix: str) -> str:
+    def cell(key: str, digits: int) -> str:
+        value = values.get(key + suffix)
+        if value is None or math.isnan(value):
+            return f"{'-':>{CELL}}"
+        return f"{'inf':>{CELL}}" if math.isinf(value) else f"{value:>{CELL}.{digits}f}"
+    return "".join(cell(key, digits) for key, _, digits in COLUMNS)
 
 
 def table(report: dict) -> str:
-    """The report as a fixed-width table, methods as rows."""
-    lines = [f"{'method':<16}" + "".join(f"{m:>11}" for m in METRICS)]
-    for name, values in [("deepfill (ours)", report["model"]), *report["baselines"].items()]:
-        lines.append(f"{name:<16}" + "".join(f"{values[m]:>11.3f}" for m in METRICS))
-    lines.append(f"{'ground truth':<16}" + f"{'':>33}{report['gt_tv']:>11.3f}{'':>44}{report['gt_tv_hole']:>11.3f}")
+    """The report shaped like the paper's Table 1: methods as rows, whole image then hole as columns."""
+    span = CELL * len(COLUMNS)
+    heading = "".join(f"{title:>{CELL}}" for _, title, _ in COLUMNS)
+    lines = [f"{'':<{NAME}}{'whole image':^{span}} |{'hole':^{span}}", f"{'method':<{NAME}}{heading} |{heading}"]
+    for name, values in [("deepfill v1", report["model"]), *report["baselines"].items()]:
+        lines.append(f"{name:<{NAME}}{_cells(values, '')} |{_cells(values, '_hole')}")
+    truth = {"tv": report["gt_tv"], "tv_hole": report["gt_tv_hole"]}
+    lines.append(f"{'ground truth':<{NAME}}{_cells(truth, '')} |{_cells(truth, '_hole')}")
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
+    """Command line → (settings with the command line's overrides applied, the remaining arguments)."""
     parser = ArgumentParser(prog="test.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
-    parser.add_argument("--checkpoint", help="weights (file or training run folder; default: run_dir)")
+    parser.add_argument("--checkpoint", help="weights: a file, a training run folder (its latest) or a "
+                        "converted official checkpoint (default: checkpoint, else run_dir)")
     parser.add_argument("--data", help="validation images: folder, file list or 'demo' (default: val_data)")
+    parser.add_argument("--mask", help="box (training holes), center (hole_size square) or a folder of mask "
+                        "pictures, white = hole (default: val_mask)")
+    parser.add_argument("--baselines", help=f"comma-separated, from {', '.join(BASELINES)}; '' for none "
+                        "(default: baselines)")
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images (default: val_count)")
     parser.add_argument("--report", help="write the JSON report here")
-    parser.add_argument("--save-dir", help="write [input | ours | baselines | truth] pictures here")
+    parser.add_argument("--save-dir", help="write each method's completions and [input | methods | truth] grids")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override settings (repeatable)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = load_config(args.config or DEMO_CONFIG, args.set)
+    for option, field in (("data", "val_data"), ("mask", "val_mask"), ("baselines", "baselines"),
+                          ("limit", "val_count")):
+        if getattr(args, option) is not None:
+            setattr(config, field, getattr(args, option))
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if config.val_count < 0:
+        raise UserError(f"val_count must be 0 (all) or more, got {config.val_count}")
     unknown = sorted(set(config.baseline_names()) - set(BASELINES))
     if unknown:
         raise UserError(f"unknown baseline {unknown[0]!r} (choose from {', '.join(BASELINES)})")
-    if args.data:
-        config.val_data = args.data
-    checkpoint = args.checkpoint or config.checkpoint or config.run_dir
-    if not os.path.exists(checkpoint):
-        hint = " (run `python train.py` first for the demo)" if checkpoint == config.run_dir else ""
-        raise UserError(f"checkpoint not found: {checkpoint}{hint}")
-    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
-        raise UserError(f"cannot write {args.report}: its folder does not exist")
+    return config, args
+
+
+def check_outputs(report: str | None, save_dir: str | None) -> None:
+    """Refuse, before any work, outputs that could not be written."""
+    if report and not os.path.isdir(os.path.dirname(os.path.abspath(report))):
+        raise UserError(f"cannot write {report}: its folder does not exist")
+    if save_dir and os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise UserError(f"--save-dir {save_dir} is a file, not a folder")
+    if save_dir and not os.path.isdir(os.path.dirname(os.path.abspath(save_dir))):
+        raise UserError(f"cannot write {save_dir}: its parent folder does not exist")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, args = parse_arguments(argv)
+    check_outputs(args.report, args.save_dir)
+    checkpoint_path = args.checkpoint or config.checkpoint or config.run_dir
+    if not os.path.exists(checkpoint_path):
+        hint = " (run `python train.py` first for the demo)" if checkpoint_path == config.run_dir else ""
+        raise UserError(f"checkpoint not found: {checkpoint_path}{hint}")
+    checkpoint = load_checkpoint(checkpoint_path)
+    paths = list_sources(config.val_data)[:config.val_count or None]
+    if args.save_dir:
+        check_stems(paths)
+    check_readable(paths, config.image_size)
+    holes, largest_hole = hole_source(config, len(paths))
+    baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device, all_cpu_cores=True)
-    report = evaluate(config, checkpoint, args.save_dir)
+    report = evaluate(config, checkpoint, paths, holes, baselines, args.save_dir)
+    report.update({"baselines_skipped": unavailable, "checkpoint": checkpoint["path"],
+                   "channel_order": checkpoint["channel_order"], "data": config.val_data,
+                   "mask": config.val_mask, "image_size": config.image_size, "hole_size": config.hole_size,
+                   "seed": config.seed})
+    report = finite_or_none(report)
     print(table(report))
-    print(f"{report['count']} images, checkpoint {report['checkpoint']}")
+    skipped = f", {report['skipped']['count']} unreadable skipped" if report["skipped"]["count"] else ""
+    print(f"{report['count']} images{skipped}, {config.val_mask} holes, checkpoint {report['checkpoint']}")
     if args.report:
         with atomic_path(args.report) as temporary, open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+            json.dump(report, handle, indent=2, allow_nan=False)
         print(f"wrote {args.report}", file=sys.stderr)
 
 

@@ -1,22 +1,96 @@
-"""tester.py's metrics and test.py's report; the demo commands of the README end to end."""
+"""tester.py's metrics and baselines on hand-computed cases; test.py's report, holes, pictures and refusals;
+the demo commands of the README end to end."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 
+import cv2
 import numpy as np
+import paddle
 import pytest
 
+import tester
 from tester import METRICS, average, image_metrics, total_variation
-from tests.conftest import assert_refused, run_command
+from tests.conftest import ROOT, assert_refused, run_command
+from utils.checkpoint import save_checkpoint
+from utils.cli import UserError
+
+SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8")
+NAMES = ("a_astronaut", "b_coffee", "c_camera")      # readable, in list order; d_broken.png is not
 
 
-def test_metrics_have_the_spec_definitions():
-    truth = np.zeros((8, 8, 3))
-    output = truth.copy()
+def load_test_py():
+    """test.py as a module (its file name would clash with the standard library's ``test`` package)."""
+    spec = importlib.util.spec_from_file_location("evaluation_cli", os.path.join(ROOT, "test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cli():
+    return load_test_py()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, str]:
+    """A tiny random-init checkpoint, three pictures of different sizes and layouts plus a broken one, and
+    four masks (one quadrant each, at half the evaluation size)."""
+    from models.generator import InpaintGenerator
+    from skimage import data
+    root = tmp_path_factory.mktemp("evaluation")
+    paddle.seed(0)
+    checkpoint = str(root / "tiny.pdparams")
+    save_checkpoint(checkpoint, {"generator": {k: v.numpy() for k, v in InpaintGenerator(8).state_dict().items()},
+                                 "cnum": 8, "channel_order": "RGB", "source": "test"})
+    images = root / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a_astronaut.png"), cv2.resize(data.astronaut()[:, :, ::-1], (96, 80)))
+    cv2.imwrite(str(images / "b_coffee.jpg"), cv2.resize(data.coffee()[:, :, ::-1], (70, 100)))
+    cv2.imwrite(str(images / "c_camera.png"), cv2.resize(data.camera(), (64, 64)))
+    (images / "d_broken.png").write_bytes(b"not a picture")
+    masks = root / "masks"
+    masks.mkdir()
+    for index, (top, left) in enumerate([(0, 0), (0, 16), (16, 0), (16, 16)]):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[top:top + 16, left:left + 16] = 255
+        cv2.imwrite(str(masks / f"mask_{index}.png"), mask)
+    return {"root": str(root), "checkpoint": checkpoint, "images": str(images), "masks": str(masks)}
+
+
+def evaluate_command(workspace: dict[str, str], *args: str, env: dict[str, str] | None = None):
+    command = [sys.executable, "test.py", "--checkpoint", workspace["checkpoint"], "--data", workspace["images"],
+               *args, *SMALL]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def strict_json(path: str) -> dict:
+    """Parse a report, refusing NaN/Infinity (not JSON)."""
+    with open(path, encoding="utf-8") as handle:
+        return json.loads(handle.read(), parse_constant=lambda name: pytest.fail(f"{name} in {path}"))
+
+
+def rgb(path: str) -> np.ndarray:
+    return cv2.imread(path)[:, :, ::-1]
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+
+def hole_8x8() -> np.ndarray:
     hole = np.zeros((8, 8), bool)
     hole[2:6, 2:6] = True
+    return hole
+
+
+def test_metrics_of_an_error_inside_the_hole_only():
+    truth = np.zeros((8, 8, 3))
+    output = truth.copy()
+    hole = hole_8x8()
     output[hole] = 0.5
     metrics = image_metrics(output, truth, hole)
     assert metrics["l1"] == pytest.approx(0.5 * 16 / 64 * 100)
@@ -27,48 +101,237 @@ def test_metrics_have_the_spec_definitions():
     assert set(metrics) == set(METRICS)
 
 
+def test_metrics_of_identical_images():
+    truth = np.random.default_rng(0).random((16, 12, 3))
+    hole = np.zeros((16, 12), bool)
+    hole[4:10, 3:9] = True
+    metrics = image_metrics(truth.copy(), truth, hole)
+    assert metrics["l1"] == metrics["l2"] == metrics["l1_hole"] == metrics["l2_hole"] == 0.0
+    assert metrics["psnr"] == metrics["psnr_hole"] == math.inf
+    assert metrics["ssim"] == pytest.approx(1.0) and metrics["ssim_hole"] == pytest.approx(1.0)
+    assert metrics["tv"] == total_variation(truth) and metrics["tv_hole"] == total_variation(truth, hole)
+
+
+def test_metrics_of_a_constant_shift():
+    truth = 0.2 + 0.6 * np.random.default_rng(1).random((20, 20, 3))
+    hole = np.zeros((20, 20), bool)
+    hole[5:15, 5:15] = True
+    metrics = image_metrics(truth + 0.1, truth, hole)
+    for suffix in ("", "_hole"):
+        assert metrics["l1" + suffix] == pytest.approx(10.0)
+        assert metrics["l2" + suffix] == pytest.approx(1.0)
+        assert metrics["psnr" + suffix] == pytest.approx(20.0)
+    assert metrics["tv"] == pytest.approx(total_variation(truth))
+    assert metrics["tv_hole"] == pytest.approx(total_variation(truth, hole))
+    assert 0.9 < metrics["ssim"] < 1.0
+
+
 def test_total_variation_counts_both_directions():
     stripes = np.zeros((4, 4, 1))
     stripes[:, 1::2] = 1.0                   # every horizontal step changes by 1, vertical by 0
     assert total_variation(stripes) == pytest.approx(100.0)
     assert total_variation(np.ones((4, 4, 3))) == 0.0
+    ramp = np.arange(5.0)[:, None, None] * np.ones((5, 5, 1)) / 10     # down steps of 0.1, no right steps
+    assert total_variation(ramp) == pytest.approx(10.0)
     region = np.zeros((4, 4), bool)
     region[0, 0] = True
     assert total_variation(stripes, region) == pytest.approx(100.0)
+    region[0, :2] = True
+    assert total_variation(stripes, region) == pytest.approx(100.0)
 
 
-def test_average_leaves_out_infinite_psnr():
+def test_metrics_work_for_any_size():
+    rng = np.random.default_rng(2)
+    for height, width in [(5, 9), (300, 7), (2, 2), (1, 40)]:
+        truth = rng.random((height, width, 3))
+        hole = np.zeros((height, width), bool)
+        hole[0, 0] = True
+        metrics = image_metrics(truth * 0.5, truth, hole)
+        assert math.isfinite(metrics["l1"]) and math.isfinite(metrics["psnr_hole"])
+        assert math.isfinite(metrics["ssim"]) == (min(height, width) >= 3)
+    empty = image_metrics(truth, truth, np.zeros(truth.shape[:2], bool))
+    assert all(math.isnan(empty[key]) for key in METRICS if key.endswith("_hole"))
+
+
+def test_average_leaves_out_perfect_psnr_and_undefined_values():
     assert average([{"psnr": math.inf}, {"psnr": 20.0}, {"psnr": 30.0}])["psnr"] == 25.0
+    assert average([{"psnr": math.inf}, {"psnr": math.nan}])["psnr"] == math.inf
+    assert math.isnan(average([{"ssim": math.nan}])["ssim"])
+    assert average([{"l1": 1.0}, {"l1": math.nan}, {"l1": 3.0}])["l1"] == 2.0
 
 
-def test_test_py_report_has_the_contracted_keys(golden_checkpoint, tmp_path):
+# --- baselines -----------------------------------------------------------------------------------------
+
+def test_baselines_fill_only_the_hole_from_its_surroundings():
+    """With the hole painted white (as test.py does) in a one-colour picture, every baseline must bring the
+    colour back and keep the rest: this fails if a baseline read the mask inverted or used the hole."""
+    image = np.zeros((48, 40, 3), np.uint8)
+    image[:] = (200, 30, 60)
+    hole = np.zeros((48, 40), bool)
+    hole[16:32, 8:30] = True
+    given = image.copy()
+    given[hole] = 255
+    for name in tester.BASELINES:
+        result = tester.run_baseline(name, given, hole)
+        assert result.dtype == np.uint8 and result.shape == image.shape, name
+        assert np.array_equal(result[~hole], given[~hole]), name
+        assert np.abs(result[hole].astype(int) - image[hole]).max() <= 4, name
+    two_colours = image.copy()
+    two_colours[:, 20:] = (20, 90, 220)
+    assert np.all(tester.mean_fill(two_colours, hole)[hole] == np.round(two_colours[~hole].mean(axis=0)))
+
+
+def test_patchmatch_is_blind_to_channel_order():
+    image = cv2.resize(np.random.default_rng(3).integers(0, 255, (8, 8, 3), dtype=np.uint8), (40, 40))
+    hole = np.zeros((40, 40), bool)
+    hole[10:25, 12:30] = True
+    swapped = tester.patchmatch(np.ascontiguousarray(image[:, :, ::-1]), hole)[:, :, ::-1]
+    assert np.array_equal(tester.patchmatch(image, hole), swapped)
+
+
+def test_unavailable_baselines_say_why(monkeypatch):
+    assert tester.baseline_unavailable("biharmonic", tester.BIHARMONIC_MAX_HOLE) is None
+    assert "exceed its limit" in tester.baseline_unavailable("biharmonic", tester.BIHARMONIC_MAX_HOLE + 1)
+    monkeypatch.setitem(sys.modules, "patchmatch_cython", None)
+    assert "pip install patchmatch-cython" in tester.baseline_unavailable("patchmatch", 100)
+
+
+# --- test.py -------------------------------------------------------------------------------------------
+
+def test_two_runs_give_the_same_report_and_pictures_are_saved(cli, workspace):
+    first, second = (os.path.join(workspace["root"], name) for name in ("first.json", "second.json"))
+    pictures = os.path.join(workspace["root"], "pictures")
+    result = evaluate_command(workspace, "--report", first, "--save-dir", pictures)
+    assert result.returncode == 0, result.stderr
+    assert evaluate_command(workspace, "--report", second).returncode == 0
+    with open(first, "rb") as one, open(second, "rb") as two:
+        assert one.read() == two.read()
+    report = strict_json(first)
+    assert report["count"] == 3 and report["skipped"]["count"] == 1
+    assert report["skipped"]["paths"][0].endswith("d_broken.png") and "d_broken.png" in result.stderr
+    assert set(report["model"]) == set(METRICS) and isinstance(report["gt_tv"], float)
+    assert list(report["baselines"]) == list(tester.BASELINES) and report["baselines_skipped"] == {}
+    assert all(set(values) == set(METRICS) for values in report["baselines"].values())
+    assert report["baselines"]["mean_fill"]["l1"] < report["baselines"]["mean_fill"]["l1_hole"]
+    for row in ("deepfill v1", *tester.BASELINES, "ground truth"):
+        assert row in result.stdout
+    methods = ["model", *tester.BASELINES]
+    assert sorted(os.listdir(pictures)) == sorted(["grid", *methods])
+    for folder in ["grid", *methods]:
+        assert sorted(os.listdir(os.path.join(pictures, folder))) == [f"{name}.png" for name in NAMES]
+    grid = rgb(os.path.join(pictures, "grid", "a_astronaut.png"))
+    assert grid.shape == (64, 64 * (len(methods) + 2), 3)
+    given, truth = grid[:, :64], grid[:, -64:]
+    hole = cli.box_hole(cli.load_config(cli.DEMO_CONFIG, SMALL[1:]), 0)
+    model = rgb(os.path.join(pictures, "model", "a_astronaut.png"))
+    assert np.all(given[hole] == 255) and np.array_equal(given[~hole], truth[~hole])
+    assert np.array_equal(model[~hole], truth[~hole]) and not np.array_equal(model, truth)
+    assert np.array_equal(grid[:, 64:128], model)
+
+
+def test_center_holes_limit_and_a_missing_patchmatch(workspace, tmp_path):
+    """--mask center puts the hole in the middle, --limit takes the first images, and without
+    patchmatch-cython that baseline is left out with a note instead of failing the run."""
+    shim = tmp_path / "shim" / "patchmatch_cython"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('simulated absence')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
     report, pictures = str(tmp_path / "report.json"), str(tmp_path / "pictures")
-    result = run_command("test.py", "--checkpoint", golden_checkpoint, "--data", "demo", "--report", report,
-                         "--save-dir", pictures, "--set", "val_count=3")
+    result = evaluate_command(workspace, "--mask", "center", "--limit", "2", "--baselines",
+                              "patchmatch,mean_fill", "--report", report, "--save-dir", pictures, env=env)
     assert result.returncode == 0, result.stderr
-    data = json.loads(open(report).read())
-    assert data["count"] == 3 and isinstance(data["gt_tv"], float)
-    assert set(data["model"]) == set(METRICS)
-    assert set(data["baselines"]) == {"patchmatch", "opencv_telea"}
-    assert all(set(values) == set(METRICS) for values in data["baselines"].values())
-    assert data["baselines"]["patchmatch"]["l1"] < data["baselines"]["patchmatch"]["l1_hole"]
-    assert len(os.listdir(pictures)) == 3
-    assert "deepfill (ours)" in result.stdout
-    result = run_command("test.py", "--checkpoint", golden_checkpoint, "--report", report,
-                         "--set", "val_count=1", "baselines=opencv_telea")
-    assert result.returncode == 0, result.stderr
-    assert list(json.loads(open(report).read())["baselines"]) == ["opencv_telea"]
+    assert "baseline patchmatch skipped" in result.stderr and "simulated absence" in result.stderr
+    data = strict_json(report)
+    assert data["count"] == 2 and data["mask"] == "center" and list(data["baselines"]) == ["mean_fill"]
+    assert "patchmatch" in data["baselines_skipped"]
+    assert sorted(os.listdir(pictures)) == ["grid", "mean_fill", "model"]
+    for name in NAMES[:2]:
+        filled = rgb(os.path.join(pictures, "mean_fill", f"{name}.png"))
+        truth = rgb(os.path.join(pictures, "grid", f"{name}.png"))[:, -64:]
+        assert len(np.unique(filled[16:48, 16:48].reshape(-1, 3), axis=0)) == 1
+        outside = np.ones((64, 64), bool)
+        outside[16:48, 16:48] = False
+        assert np.array_equal(filled[outside], truth[outside])
 
 
-def test_test_py_refuses_mistakes(tmp_path):
+def test_mask_files_go_to_images_in_order_resized(workspace, tmp_path):
+    pictures = str(tmp_path / "pictures")
+    result = evaluate_command(workspace, "--mask", workspace["masks"], "--baselines", "mean_fill",
+                              "--save-dir", pictures)
+    assert result.returncode == 0, result.stderr
+    for index, name in enumerate(NAMES):                # mask i is quadrant i, 16 px at 32 → 32 px at 64
+        top, left = [(0, 0), (0, 32), (32, 0)][index]
+        given = rgb(os.path.join(pictures, "grid", f"{name}.png"))[:, :64]
+        truth = rgb(os.path.join(pictures, "grid", f"{name}.png"))[:, -64:]
+        filled = rgb(os.path.join(pictures, "mean_fill", f"{name}.png"))
+        hole = np.zeros((64, 64), bool)
+        hole[top:top + 32, left:left + 32] = True
+        assert np.all(given[hole] == 255) and np.array_equal(filled[~hole], truth[~hole]), name
+        assert len(np.unique(filled[hole], axis=0)) == 1, name
+
+
+def test_converted_official_checkpoint_is_evaluated(golden_checkpoint, tmp_path):
+    """A converted official (BGR) checkpoint runs through test.py on the demo pictures."""
     report = str(tmp_path / "report.json")
+    result = run_command("test.py", "--checkpoint", golden_checkpoint, "--data", "demo", "--report", report,
+                         "--limit", "2", "--baselines", "opencv_telea", *SMALL)
+    assert result.returncode == 0, result.stderr
+    data = strict_json(report)
+    assert data["count"] == 2 and data["channel_order"] == "BGR" and list(data["baselines"]) == ["opencv_telea"]
+
+
+def test_test_py_refuses_mistakes_in_one_line(workspace, tmp_path):
+    report = str(tmp_path / "report.json")
+    text = tmp_path / "notes.pdparams"
+    text.write_text("not weights")
+    assert_refused(evaluate_command(workspace, "--checkpoint", str(text), "--report", report),
+                   report, "not a readable checkpoint")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"garbage")
+    assert_refused(evaluate_command(workspace, "--data", str(broken), "--report", report),
+                   report, "none of the 1 images can be read", "x.png")
     result = run_command("test.py", "--set", f"run_dir={tmp_path / 'nothing'}", "--report", report)
     assert_refused(result, report, "checkpoint not found", "python train.py")
+
+
+def refusal(cli, *argv: str) -> str:
+    """The message test.py's main stops with (all of these happen before any evaluation)."""
+    with pytest.raises(UserError) as caught:
+        cli.main(list(argv))
+    return str(caught.value)
+
+
+def test_test_py_refuses_bad_input_before_any_work(cli, workspace, tmp_path):
+    common = ["--checkpoint", workspace["checkpoint"], "--data", workspace["images"], *SMALL]
     (tmp_path / "empty").mkdir()
-    result = run_command("test.py", "--checkpoint", str(tmp_path / "empty"), "--report", report)
-    assert_refused(result, report, "no checkpoint")
-    result = run_command("test.py", "--set", "baselines=patchmatch,photoshop", "--report", report)
-    assert_refused(result, report, "unknown baseline 'photoshop'")
+    assert "no checkpoint" in refusal(cli, *common, "--checkpoint", str(tmp_path / "empty"))
+    other = str(tmp_path / "other.pdparams")
+    paddle.save({"weights": np.zeros(3, np.float32)}, other)
+    assert "not a DeepFill v1 checkpoint" in refusal(cli, *common, "--checkpoint", other)
+    assert "no images in" in refusal(cli, *common, "--data", str(tmp_path / "empty"))
+    listing = tmp_path / "val.flist"
+    listing.write_text("# nothing\n")
+    assert "no images in" in refusal(cli, *common, "--data", str(listing))
+    few = tmp_path / "few"
+    few.mkdir()
+    cv2.imwrite(str(few / "m.png"), np.full((8, 8), 255, np.uint8))
+    assert "holds 1 masks for 4 images" in refusal(cli, *common, "--mask", str(few))
+    assert "covers the whole picture" in refusal(cli, *common, "--mask", str(few), "--limit", "1")
+    cv2.imwrite(str(few / "m.png"), np.zeros((8, 8), np.uint8))
+    assert "has no hole" in refusal(cli, *common, "--mask", str(few), "--limit", "1")
+    assert "--mask must be box, center" in refusal(cli, *common, "--mask", "circle")
+    assert "--limit must be at least 1" in refusal(cli, *common, "--limit", "0")
+    assert "unknown baseline 'photoshop'" in refusal(cli, *common, "--baselines", "patchmatch,photoshop")
+    assert "hole_size < image_size" in refusal(cli, *common, "--mask", "center", "--set", "hole_size=64")
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for name in ("x.png", "x.jpg"):
+        cv2.imwrite(str(twins / name), np.zeros((8, 8, 3), np.uint8))
+    assert "both be saved as x.png" in refusal(cli, *common, "--data", str(twins), "--save-dir",
+                                                str(tmp_path / "out"))
+    assert "its folder does not exist" in refusal(cli, *common, "--report", str(tmp_path / "no" / "r.json"))
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_demo_train_then_demo_test(tmp_path):

@@ -54,7 +54,8 @@ class Config:
     save_every: int = 5000
     keep_checkpoints: int = 5          # older step_*.pdparams are deleted (0 = keep all)
     val_count: int = 0                 # test.py: evaluate only the first N images (0 = all)
-    baselines: str = "patchmatch,opencv_telea"  # test.py: comma-separated, "" for none (PatchMatch ~0.5 s/image)
+    val_mask: str = "box"              # test.py: box (training holes), center (hole_size square), mask folder
+    baselines: str = "mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch"  # test.py; "" for none
     device: str = "auto"               # auto, cpu, gpu, gpu:N
     seed: int = 2018
 
