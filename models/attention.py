@@ -1,19 +1,33 @@
-"""Contextual attention (paper §4.1), batched, computing what the official ``contextual_attention`` computes.
+"""Contextual attention (paper §4.1), computing exactly what the official ``contextual_attention`` computes,
+in bounded memory.
 
-Foreground features ``f`` are matched against 3×3 background patches of ``b`` by cosine similarity (a
-convolution with L2-normalised patches, here a batched matrix product), the score map is "fused" to favour
-coherent patches, masked so that only known background is attended, soft-maxed with scale 10, and the
-attended full-resolution 4×4 background patches are pasted back with a transposed convolution (here
-``F.fold``), divided by 4 as in the official graph.
+Foreground features ``f`` are matched against 3×3 background patches of ``b`` by cosine similarity, the
+score matrix is "fused" to favour coherent patches, masked so that only known background is attended,
+soft-maxed with scale 10, and the attended 4×4 full-resolution background patches are pasted back (a
+transposed convolution, here ``F.fold``) and divided by 4, as in the official graph. Matching runs at
+1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
 
-Matching runs at 1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
+The official graph builds the whole (foreground × background) score matrix, which grows with the fourth
+power of the image side (17 GB at 2048²). Here the same numbers are computed for a chunk of foreground
+positions at a time, each chunk a few matrix products on unfolded patches:
+
+* the fuse step (two passes of a 3×3 identity convolution over the score matrix, first in row-major, then
+  in column-major order of the positions) only reaches neighbouring rows and columns, so a chunk computes
+  its raw scores on the chunk plus that halo, and the fuse becomes shifted gathers of the raw scores;
+* background patches that touch the hole get zero attention after the softmax; they are left out of the
+  matrix products (only the halo the fuse needs is scored) and enter the softmax's denominator as the
+  ``exp(0)`` terms they are in the official graph;
+* foreground positions whose output cannot reach the pixels a caller keeps (``needed``) are skipped.
 """
 from __future__ import annotations
 
+import numpy as np
 import paddle
 import paddle.nn.functional as F
 
 from models.layers import resize_nearest, same_padding
+
+CHUNK_ELEMENTS = 2 ** 24  # raw scores held per chunk (64 MB in float32); a few such buffers are alive at once
 
 
 def _same_unfold(x: paddle.Tensor, kernel: int, stride: int) -> paddle.Tensor:
@@ -23,36 +37,90 @@ def _same_unfold(x: paddle.Tensor, kernel: int, stride: int) -> paddle.Tensor:
     return F.unfold(x, kernel_sizes=kernel, strides=stride, paddings=[top, left, bottom, right])
 
 
-def _fuse(scores: paddle.Tensor, fg_hw: tuple[int, int], bg_hw: tuple[int, int],
-          fuse_k: int) -> paddle.Tensor:
-    """Favour large coherent matches: sum scores along the diagonal of the (fg × bg) score matrix, first
-    in row-major order of both positions, then in column-major order (the official two passes)."""
-    batch = scores.shape[0]
-    (hf, wf), (hb, wb) = fg_hw, bg_hw
+def _neighbours(ids: np.ndarray, grid: tuple[int, int], shifts: np.ndarray, column_major: bool) -> np.ndarray:
+    """Row-major ids of the positions ``shifts`` steps away from ``ids`` along the flattened grid, counted
+    in row-major or column-major order (the orders of the two fuse passes); -1 past either end.
+    Returns [len(shifts), len(ids)]."""
+    height, width = grid
+    order = (ids % width) * height + ids // width if column_major else ids
+    moved = order[None, :] + shifts[:, None]
+    inside = (moved >= 0) & (moved < height * width)
+    if column_major:
+        moved = (moved % height) * width + moved // height
+    return np.where(inside, moved, -1)
 
-    def diagonal_sum(y: paddle.Tensor) -> paddle.Tensor:
-        """The official conv with a k×k identity kernel ('SAME'), as a sum of k shifted copies: the
-        same numbers without the k²-times larger im2col buffer a convolution would allocate."""
-        top, bottom = same_padding(y.shape[2], fuse_k)
-        left, right = same_padding(y.shape[3], fuse_k)
-        padded = F.pad(y, [left, right, top, bottom])
-        height, width = y.shape[2], y.shape[3]
-        total = padded[:, :, :height, :width]
-        for k in range(1, fuse_k):
-            total = total + padded[:, :, k:k + height, k:k + width]
-        return total
 
-    y = diagonal_sum(scores.reshape([batch, 1, hf * wf, hb * wb]))
-    y = y.reshape([batch, hf, wf, hb, wb]).transpose([0, 2, 1, 4, 3])
-    y = diagonal_sum(y.reshape([batch, 1, wf * hf, wb * hb]))
-    y = y.reshape([batch, wf, hf, wb, hb]).transpose([0, 2, 1, 4, 3])
-    return y.reshape([batch, hf * wf, hb * wb])
+class _FuseAxis:
+    """Along one axis of the score matrix (foreground rows or background columns), which positions the two
+    fuse passes read for the output positions ``ids``.
+
+    Pass 2 (column-major order) reads pass-1 results at ``mid``; pass 1 (row-major order) reads raw scores
+    at ``raw``. ``pass1``/``pass2`` hold, per shift, gather indices into each pass's input with one zero
+    entry appended past its end (TF's zero padding of the score matrix)."""
+
+    def __init__(self, ids: np.ndarray, grid: tuple[int, int], fuse_k: int) -> None:
+        before, _ = same_padding(1, fuse_k)
+        shifts = np.arange(fuse_k) - before
+        to_mid = _neighbours(ids, grid, shifts, column_major=True)
+        self.mid = _present(to_mid)
+        to_raw = _neighbours(self.mid, grid, shifts, column_major=False)
+        self.raw = _present(to_raw)
+        self.pass1 = [_positions(ids_k, self.raw, grid) for ids_k in to_raw]
+        self.pass2 = [_positions(ids_k, self.mid, grid) for ids_k in to_mid]
+
+
+def _fuse(scores: paddle.Tensor, rows: _FuseAxis, cols: _FuseAxis) -> paddle.Tensor:
+    """The official fuse (a k×k identity convolution over the score matrix, in row-major and then in
+    column-major order of the positions) as sums of shifted gathers of the raw scores."""
+    for row_gathers, col_gathers in ((rows.pass1, cols.pass1), (rows.pass2, cols.pass2)):
+        padded = _pad_zero(scores)
+        scores = None
+        for row_index, col_index in zip(row_gathers, col_gathers):
+            term = paddle.gather(paddle.gather(padded, row_index, axis=1), col_index, axis=2)
+            scores = term if scores is None else scores + term
+    return scores
+
+
+def _pad_zero(scores: paddle.Tensor) -> paddle.Tensor:
+    """Append one zero row and one zero column to [N, R, C] scores (the target of out-of-range gathers)."""
+    batch, rows, cols = scores.shape
+    scores = paddle.concat([scores, paddle.zeros([batch, 1, cols], scores.dtype)], axis=1)
+    return paddle.concat([scores, paddle.zeros([batch, rows + 1, 1], scores.dtype)], axis=2)
+
+
+def _present(ids: np.ndarray) -> np.ndarray:
+    return np.unique(ids[ids >= 0])
+
+
+def _positions(ids: np.ndarray, subset: np.ndarray, grid: tuple[int, int]) -> paddle.Tensor:
+    """Index of each id within the sorted ``subset``; -1 ids map to the zero entry past its end."""
+    lookup = np.full(grid[0] * grid[1] + 1, len(subset), np.int64)
+    lookup[subset] = np.arange(len(subset))
+    return paddle.to_tensor(lookup[ids])
+
+
+def _usable_background(mask: paddle.Tensor | None, bg: tuple[int, int], ksize: int, stride: int
+                       ) -> np.ndarray:
+    """[M, Lb] bool: background patches that lie wholly outside the hole (M = 1 or the batch)."""
+    if mask is None:
+        return np.ones((1, bg[0] * bg[1]), bool)
+    mask = resize_nearest(mask.astype("float32"), bg[0], bg[1])
+    window = _same_unfold(mask, ksize, stride)
+    return (paddle.mean(window, axis=1) == 0).numpy()
+
+
+def _chunks(ids: np.ndarray, fg_width: int, per_chunk: int) -> list[np.ndarray]:
+    """Split foreground ids (row-major order) into runs of about ``per_chunk`` positions, never fewer than a
+    row: the fuse halo is about two rows, so smaller chunks would mostly recompute halo."""
+    size = max(per_chunk, fg_width)
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
 
 
 def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor | None = None,
                          ksize: int = 3, stride: int = 1, rate: int = 2, fuse_k: int = 3,
-                         softmax_scale: float = 10.0, fuse: bool = True,
-                         per_sample_mask: bool = False) -> tuple[paddle.Tensor, paddle.Tensor]:
+                         softmax_scale: float = 10.0, fuse: bool = True, per_sample_mask: bool = False,
+                         needed: np.ndarray | None = None, chunk_elements: int = CHUNK_ELEMENTS
+                         ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Reconstruct ``f`` from patches of ``b``; returns ``(y, offsets)``.
 
     Args:
@@ -61,6 +129,9 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
             attended. The official graph uses the first sample's mask for the whole batch; set
             ``per_sample_mask`` to honour a different mask per image (training with per-image holes).
         rate: matching runs at 1/rate resolution; pasting uses 2·rate × 2·rate raw patches.
+        needed: optional bool (H/rate, W/rate): the foreground positions whose output the caller uses;
+            the others are not computed (their output is 0 and their offset is 0).
+        chunk_elements: raw scores computed at once; bounds the memory, not the result.
     Returns:
         y: like ``f``. offsets: int64 [N, 2, H/rate, W/rate], the (row, col) displacement from each
             foreground position to its best-matching background patch, at matching resolution.
@@ -71,36 +142,100 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         if side % rate:
             raise ValueError(f"feature sides must be divisible by rate={rate}, got f {f.shape}, b {b.shape}")
     batch, channels, height, width = f.shape
-    raw = _same_unfold(b, 2 * rate, rate * stride)
+    fg, bg = (height // rate, width // rate), (b.shape[2] // rate, b.shape[3] // rate)
+    if needed is not None and needed.shape != fg:
+        raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
+    f_patches = _same_unfold(resize_nearest(f, *fg), ksize, 1)
+    b_patches = _same_unfold(resize_nearest(b, *bg), ksize, stride)
+    b_patches = b_patches / paddle.clip(paddle.sqrt(paddle.sum(b_patches * b_patches, axis=1, keepdim=True)),
+                                        min=1e-4)
 
-    f = resize_nearest(f, height // rate, width // rate)
-    b = resize_nearest(b, b.shape[2] // rate, b.shape[3] // rate)
-    fg_hw, bg_hw = (f.shape[2], f.shape[3]), (b.shape[2], b.shape[3])
+    usable = _usable_background(mask if per_sample_mask or mask is None else mask[:1], bg, ksize, stride)
+    cols = np.flatnonzero(usable.any(axis=0))
+    rows = np.flatnonzero(needed.reshape(-1)) if needed is not None else np.arange(fg[0] * fg[1])
+    fg_size = fg[0] * fg[1]
+    if len(cols) == 0 or len(rows) == 0:
+        return _nothing_attended(f, fg, bg)
 
-    patches = _same_unfold(b, ksize, stride)
-    norm = paddle.sqrt(paddle.sum(patches * patches, axis=1, keepdim=True))
-    patches = patches / paddle.clip(norm, min=1e-4)
-    scores = paddle.matmul(_same_unfold(f, ksize, 1), patches, transpose_x=True)
-    if fuse:
-        scores = _fuse(scores, fg_hw, bg_hw, fuse_k)
+    outside = bg[0] * bg[1] - len(cols)          # unusable everywhere: exp(0) terms of the softmax
+    weight = paddle.to_tensor(usable[:, cols].astype(np.float32)[:, None, :])
+    raw_used = paddle.gather(_same_unfold(b, 2 * rate, rate * stride), paddle.to_tensor(cols), axis=2)
+    col_plan = _FuseAxis(cols, bg, fuse_k) if fuse else None
+    per_chunk = max(1, chunk_elements // (batch * len(col_plan.raw if fuse else cols)))
+    pasted, best = [], []
+    for chunk in _chunks(rows, fg[1], per_chunk):
+        if fuse:
+            row_plan = _FuseAxis(chunk, fg, fuse_k)
+            scores = _fuse(_match(f_patches, b_patches, row_plan.raw, col_plan.raw), row_plan, col_plan)
+        else:
+            scores = _match(f_patches, b_patches, chunk, cols)
+        attention = _masked_softmax(scores * weight * softmax_scale, outside) * weight
+        best.append(paddle.argmax(attention, axis=-1))
+        pasted.append(paddle.matmul(attention, raw_used, transpose_y=True))
 
-    if mask is None:
-        usable = paddle.ones([1, 1, bg_hw[0] * bg_hw[1]], dtype=scores.dtype)
-    else:
-        mask = mask if per_sample_mask else mask[:1]
-        mask = resize_nearest(mask.astype(scores.dtype), bg_hw[0], bg_hw[1])
-        window = _same_unfold(mask, ksize, stride)
-        usable = (paddle.mean(window, axis=1, keepdim=True) == 0).astype(scores.dtype)
-    attention = F.softmax(scores * usable * softmax_scale, axis=-1) * usable
+    columns = paddle.concat(pasted, axis=1)
+    best_cols = paddle.gather(paddle.to_tensor(cols), paddle.concat(best, axis=1).reshape([-1]))
+    best_cols = best_cols.reshape([batch, len(rows)])
+    if len(rows) < fg_size:
+        columns, best_cols = _scatter_rows(columns, best_cols, rows, fg_size)
+    offsets = _offsets(best_cols, fg, bg, rows if len(rows) < fg_size else None)
 
-    best = paddle.argmax(attention, axis=-1).reshape([batch, fg_hw[0], fg_hw[1]])
-    rows = paddle.arange(fg_hw[0], dtype="int64").reshape([1, -1, 1])
-    cols = paddle.arange(fg_hw[1], dtype="int64").reshape([1, 1, -1])
-    offsets = paddle.stack([best // bg_hw[1] - rows, best % bg_hw[1] - cols], axis=1)
-
-    columns = paddle.matmul(raw, attention, transpose_y=True)
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
-    y = F.fold(columns, output_sizes=[height, width], kernel_sizes=2 * rate, strides=rate,
-               paddings=[top, left, bottom, right])
+    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[height, width], kernel_sizes=2 * rate,
+               strides=rate, paddings=[top, left, bottom, right])
     return y / 4.0, offsets
+
+
+def _match(f_patches: paddle.Tensor, b_patches: paddle.Tensor, rows: np.ndarray, cols: np.ndarray
+           ) -> paddle.Tensor:
+    """Cosine scores [N, len(rows), len(cols)] of foreground positions ``rows`` against patches ``cols``."""
+    f_rows = paddle.gather(f_patches, paddle.to_tensor(rows), axis=2)
+    b_cols = paddle.gather(b_patches, paddle.to_tensor(cols), axis=2)
+    return paddle.matmul(f_rows, b_cols, transpose_x=True)
+
+
+def _masked_softmax(logits: paddle.Tensor, zeros: int) -> paddle.Tensor:
+    """Softmax over the last axis as if ``zeros`` further logits equal to 0 were present."""
+    top = paddle.max(logits, axis=-1, keepdim=True)
+    if zeros:
+        top = paddle.maximum(top, paddle.zeros_like(top))
+    top = top.detach()
+    exp = paddle.exp(logits - top)
+    total = paddle.sum(exp, axis=-1, keepdim=True)
+    if zeros:
+        total = total + zeros * paddle.exp(-top)
+    return exp / total
+
+
+def _scatter_rows(columns: paddle.Tensor, best_cols: paddle.Tensor, rows: np.ndarray, fg_size: int
+                  ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Place the computed rows among zero rows for the skipped foreground positions."""
+    source = np.zeros(fg_size, np.int64)
+    source[rows] = np.arange(1, len(rows) + 1)
+    index = paddle.to_tensor(source)
+    batch = columns.shape[0]
+    columns = paddle.concat([paddle.zeros([batch, 1, columns.shape[2]], columns.dtype), columns], axis=1)
+    best_cols = paddle.concat([paddle.full([batch, 1], -1, best_cols.dtype), best_cols], axis=1)
+    return paddle.gather(columns, index, axis=1), paddle.gather(best_cols, index, axis=1)
+
+
+def _offsets(best_cols: paddle.Tensor, fg: tuple[int, int], bg: tuple[int, int],
+             rows: np.ndarray | None) -> paddle.Tensor:
+    """(row, col) displacement of each foreground position's best patch; 0 where nothing was computed."""
+    batch = best_cols.shape[0]
+    best = best_cols.reshape([batch, fg[0], fg[1]])
+    own_rows = paddle.arange(fg[0], dtype="int64").reshape([1, -1, 1])
+    own_cols = paddle.arange(fg[1], dtype="int64").reshape([1, 1, -1])
+    offsets = paddle.stack([best // bg[1] - own_rows, best % bg[1] - own_cols], axis=1)
+    if rows is not None:
+        offsets = paddle.where((best >= 0).unsqueeze(1), offsets, paddle.zeros_like(offsets))
+    return offsets
+
+
+def _nothing_attended(f: paddle.Tensor, fg: tuple[int, int], bg: tuple[int, int]
+                      ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """No usable background (or nothing needed): every attention weight is 0, as in the official graph,
+    whose argmax then points at the first background patch."""
+    best = paddle.zeros([f.shape[0], fg[0] * fg[1]], "int64")
+    return paddle.zeros_like(f), _offsets(best, fg, bg, None)

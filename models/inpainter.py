@@ -11,31 +11,13 @@ import os
 import numpy as np
 import paddle
 
+from models.compiled import CompiledGenerator
 from models.generator import InpaintGenerator
 from utils.cli import UserError
 from utils.flow import flow_to_color
 from utils.image_io import to_uint8
 
 MULTIPLE = 8
-ATTENTION_COPIES = 8  # score-matrix-sized buffers alive at the peak (measured: 8.0 GB at 1024², L² = 2^28)
-
-
-def attention_bytes(height: int, width: int) -> int:
-    """Memory the contextual attention needs: its score matrix has (H/8 · W/8)² entries."""
-    positions = -(-height // MULTIPLE) * -(-width // MULTIPLE)
-    return ATTENTION_COPIES * 4 * positions ** 2
-
-
-def available_bytes() -> int | None:
-    """Memory free for this run: the GPU's total memory, or the CPU's available memory (Linux)."""
-    if paddle.device.get_device().startswith("gpu"):
-        return paddle.device.cuda.get_device_properties().total_memory
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            fields = dict(line.split(":", 1) for line in handle)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
@@ -58,12 +40,28 @@ def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
 
 
 class Inpainter:
-    """Wraps a generator in eval mode; call it with an 8-bit RGB image and a boolean hole mask."""
+    """Wraps a generator in eval mode; call it with an 8-bit RGB image and a boolean hole mask.
 
-    def __init__(self, generator: InpaintGenerator, channel_order: str = "RGB") -> None:
+    Only what reaches the hole is computed (``hole_only``). On the CPU the convolutions run compiled
+    (``CompiledGenerator``, ~5× faster) unless ``compiled=False``.
+    """
+
+    def __init__(self, generator: InpaintGenerator, channel_order: str = "RGB",
+                 compiled: bool | None = None) -> None:
         self.generator = generator
         self.generator.eval()
         self.channel_order = channel_order
+        if compiled is None:
+            compiled = paddle.device.get_device() == "cpu"
+        self.compiled = CompiledGenerator(generator) if compiled else None
+
+    def stage2(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, paddle.Tensor]:
+        """The generator's stage-2 output (valid inside the hole) and offsets for NCHW arrays."""
+        if self.compiled is not None:
+            return self.compiled(x, mask)
+        with paddle.no_grad():
+            _, x_stage2, offsets = self.generator(paddle.to_tensor(x), paddle.to_tensor(mask), hole_only=True)
+        return x_stage2.numpy(), offsets
 
     def __call__(self, image_rgb: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fill ``hole`` (HxW bool) in ``image_rgb`` (HxWx3 uint8).
@@ -74,22 +72,15 @@ class Inpainter:
         height, width = hole.shape
         if not hole.any():
             return image_rgb.copy(), np.full_like(image_rgb, 255)
-        needed, free = attention_bytes(height, width), available_bytes()
-        if free is not None and needed > free:
-            raise UserError(f"a {width}x{height} picture needs about {needed / 2 ** 30:.0f} GiB for contextual "
-                            f"attention but {free / 2 ** 30:.0f} GiB are available; downscale it or crop "
-                            "around the hole")
         pad = ((0, -height % MULTIPLE), (0, -width % MULTIPLE))
         image = np.pad(image_rgb, pad + ((0, 0),), mode="symmetric")
         mask = np.pad(hole, pad, mode="constant")
         if self.channel_order == "BGR":
             image = image[:, :, ::-1]
-        x = paddle.to_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)[None]), dtype="float32")
-        m = paddle.to_tensor(mask[None, None].astype(np.float32))
-        x = x / 127.5 - 1.0
-        with paddle.no_grad():
-            _, x_stage2, offsets = self.generator(x * (1.0 - m), m)
-        result = x_stage2.numpy()[0].transpose(1, 2, 0)
+        m = mask[None, None].astype(np.float32)
+        x = image.transpose(2, 0, 1)[None].astype(np.float32) / 127.5 - 1.0
+        x_stage2, offsets = self.stage2(x * (1.0 - m), m)
+        result = x_stage2[0].transpose(1, 2, 0)
         if self.channel_order == "BGR":
             result = result[:, :, ::-1]
         result = to_uint8(result)[:height, :width]

@@ -42,7 +42,7 @@ class SameConv2D(nn.Conv2D):
 
 
 @lru_cache(maxsize=256)
-def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
+def nearest_index(size_in: int, size_out: int) -> np.ndarray:
     """Source rows for TF1 nearest resize with align_corners=True.
 
     TF computes the scale in float32 and rounds half away from zero (``roundf``); the product is formed in
@@ -58,8 +58,8 @@ def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
 
 def resize_nearest(x: paddle.Tensor, height: int, width: int) -> paddle.Tensor:
     """Nearest resize of an NCHW tensor exactly as TF1 ``resize_nearest_neighbor(align_corners=True)``."""
-    rows = paddle.to_tensor(_nearest_index(x.shape[2], height))
-    cols = paddle.to_tensor(_nearest_index(x.shape[3], width))
+    rows = paddle.to_tensor(nearest_index(x.shape[2], height))
+    cols = paddle.to_tensor(nearest_index(x.shape[3], width))
     return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
 
 

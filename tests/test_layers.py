@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 from models.attention import contextual_attention
-from models.layers import _nearest_index, resize_nearest, same_padding
+from models.layers import nearest_index, resize_nearest, same_padding
 
 
 @pytest.mark.parametrize("size,kernel,stride,dilation,expected", [
@@ -23,10 +23,10 @@ def test_same_padding_follows_tf(size, kernel, stride, dilation, expected):
 
 def test_nearest_index_is_align_corners():
     # align_corners maps the first and last pixels onto each other; TF rounds half away from zero
-    assert _nearest_index(4, 2).tolist() == [0, 3]
-    assert _nearest_index(64, 128)[[0, 1, 2, 3, 127]].tolist() == [0, 0, 1, 1, 63]
-    assert _nearest_index(256, 64)[:4].tolist() == [0, 4, 8, 12]
-    assert _nearest_index(5, 1).tolist() == [0]
+    assert nearest_index(4, 2).tolist() == [0, 3]
+    assert nearest_index(64, 128)[[0, 1, 2, 3, 127]].tolist() == [0, 0, 1, 1, 63]
+    assert nearest_index(256, 64)[:4].tolist() == [0, 4, 8, 12]
+    assert nearest_index(5, 1).tolist() == [0]
 
 
 def test_resize_nearest_gathers_rows_and_columns():

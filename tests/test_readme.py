@@ -36,8 +36,12 @@ def test_golden_checkpoint_commands_work_as_written():
 
 
 def test_benchmarks_print_their_numbers():
-    result = run_command("benchmarks/inference_speed.py", "--sizes", "64", "--repeats", "1")
-    assert result.returncode == 0 and "64x64: median" in result.stdout, result.stderr
+    result = run_command("benchmarks/inference.py", "--size", "64", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    last = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
+    assert last["size"] == "64" and float(last["median_s"]) > 0 and float(last["peak_rss_mb"]) > 0
+    result = run_command("benchmarks/inference.py", "--sizes", "64,72", "--repeats", "1", "--eager")
+    assert result.returncode == 0 and [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["64", "72"]
     result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
                          "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1")
     assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr

@@ -1,0 +1,116 @@
+"""Time and memory of the generator's forward pass, as inpaint.py runs it.
+
+    python benchmarks/inference.py --size 512 --repeats 5          # one size; last line is machine-readable
+    python benchmarks/inference.py --sizes 256,512,1024,2048       # a table, each size in a fresh process
+
+The input is a random image with a centred square hole of a quarter of its area. One warm-up pass (which
+also builds the compiled programs for the size), then the median of ``--repeats`` timed passes. Peak
+memory is the process's peak resident set (and the GPU's peak allocation on a GPU), so a table runs every
+size in its own process. ``--eager`` measures the uncompiled network (Paddle's eager kernels) instead.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import utils  # noqa: E402,F401  (quiets Paddle before it is imported)
+import paddle  # noqa: E402
+from models.generator import InpaintGenerator  # noqa: E402
+from models.inpainter import Inpainter, pick_device  # noqa: E402
+from utils.checkpoint import build_generator, load_checkpoint  # noqa: E402
+from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(args) -> None:
+    """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
+    device = pick_device(args.device, all_cpu_cores=True)
+    if args.checkpoint:
+        checkpoint = load_checkpoint(args.checkpoint)
+        generator = build_generator(checkpoint)
+    else:
+        paddle.seed(0)
+        generator = InpaintGenerator()
+    inpainter = Inpainter(generator, compiled=False if args.eager else None)
+    size = args.size
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+    mask = np.zeros((1, 1, size, size), np.float32)
+    mask[..., size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+    x *= 1 - mask
+    start = time.perf_counter()
+    inpainter.stage2(x, mask)
+    warm_up = time.perf_counter() - start
+    seconds = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        inpainter.stage2(x, mask)
+        seconds.append(time.perf_counter() - start)
+    threads = len(os.sched_getaffinity(0))
+    mode = "eager" if inpainter.compiled is None else "compiled"
+    print(f"device {device}, paddle {paddle.__version__}, {mode}, {threads} threads; warm-up {warm_up:.2f} s, "
+          f"min {min(seconds):.3f} s, max {max(seconds):.3f} s over {args.repeats} runs")
+    gpu = ""
+    if str(device).startswith(("gpu", "Place(gpu")):
+        gpu = f" peak_gpu_mb={paddle.device.cuda.max_memory_allocated() / 2 ** 20:.0f}"
+    print(f"size={size} median_s={statistics.median(seconds):.3f} peak_rss_mb={peak_rss_mb():.0f}{gpu} "
+          f"threads={threads}")
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        return [int(size) for size in text.split(",") if size.strip()]
+    except ValueError:
+        raise UserError(f"--sizes expects comma-separated integers, got {text!r}") from None
+
+
+def table(args) -> None:
+    """Run every size in a fresh process and print one row per size."""
+    print(f"{'size':>6} {'median s':>9} {'peak RSS MB':>12}")
+    for size in args.sizes:
+        command = [sys.executable, os.path.abspath(__file__), "--size", str(size), "--repeats", str(args.repeats),
+                   "--device", args.device]
+        command += ["--checkpoint", args.checkpoint] if args.checkpoint else []
+        command += ["--eager"] if args.eager else []
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            print(f"{size:>6} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+            continue
+        fields = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
+        print(f"{size:>6} {float(fields['median_s']):>9.3f} {float(fields['peak_rss_mb']):>12.0f}", flush=True)
+
+
+def main() -> None:
+    parser = ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=512, help="image side (multiple of 8)")
+    parser.add_argument("--sizes", help="comma-separated sides: print a table, one process per size")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--checkpoint", help="weights to use (default: random initialisation)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--eager", action="store_true", help="do not compile the convolutions (CPU)")
+    args = parser.parse_args()
+    args.sizes = parse_sizes(args.sizes) if args.sizes else None
+    for size in [args.size, *(args.sizes or [])]:
+        if size < 16 or size % 8:
+            raise UserError(f"sizes must be multiples of 8 and at least 16, got {size}")
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.sizes:
+        table(args)
+    else:
+        measure(args)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,137 @@
+"""The optimised inference path computes what the straightforward one does.
+
+``tests/reference_attention.py`` is the contextual attention written as directly as the official graph (the
+whole score matrix at once); the chunked, hole-skipping layer in ``models/attention.py`` must equal it, and
+the hole-only and compiled generators must give the eager generator's pixels inside the hole.
+"""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import pytest
+
+from models.attention import contextual_attention
+from models.compiled import CompiledGenerator
+from models.generator import InpaintGenerator
+from tests.reference_attention import contextual_attention as reference_attention
+
+TOLERANCE = 1e-5
+
+
+def _case(seed: int, batch: int, height: int, width: int, holes: bool = True
+          ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    rng = np.random.default_rng(seed)
+    f = rng.standard_normal((batch, 8, height, width)).astype(np.float32)
+    b = rng.standard_normal((batch, 8, height, width)).astype(np.float32)
+    mask = np.zeros((batch, 1, height, width), np.float32)
+    if holes:
+        for i in range(batch):
+            top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+            mask[i, :, top:top + height // 3 + 2 * i, left:left + width // 3] = 1
+    return paddle.to_tensor(f), paddle.to_tensor(b), paddle.to_tensor(mask)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("per_sample_mask", [False, True])
+@pytest.mark.parametrize("chunk_elements", [2 ** 24, 300])
+def test_chunked_attention_equals_the_straightforward_one(fuse, per_sample_mask, chunk_elements):
+    f, b, mask = _case(0, 3, 16, 24)
+    expected, expected_offsets = reference_attention(f, b, mask, fuse=fuse, per_sample_mask=per_sample_mask)
+    got, offsets = contextual_attention(f, b, mask, fuse=fuse, per_sample_mask=per_sample_mask,
+                                        chunk_elements=chunk_elements)
+    assert np.abs(got.numpy() - expected.numpy()).max() < TOLERANCE
+    assert (offsets.numpy() == expected_offsets.numpy()).all()
+
+
+@pytest.mark.parametrize("shape,holes", [((2, 32, 32), False), ((1, 40, 24), True), ((2, 8, 8), True)])
+def test_chunked_attention_at_other_shapes(shape, holes):
+    f, b, mask = _case(1, *shape, holes=holes)
+    expected, expected_offsets = reference_attention(f, b, mask, per_sample_mask=True)
+    got, offsets = contextual_attention(f, b, mask, per_sample_mask=True, chunk_elements=100)
+    assert np.abs(got.numpy() - expected.numpy()).max() < TOLERANCE
+    assert (offsets.numpy() == expected_offsets.numpy()).all()
+
+
+def test_attention_with_no_usable_background_pastes_nothing():
+    f, b, _ = _case(2, 1, 16, 16)
+    everything = paddle.ones([1, 1, 16, 16])
+    expected, _ = reference_attention(f, b, everything)
+    got, offsets = contextual_attention(f, b, everything)
+    assert np.abs(expected.numpy()).max() == 0 and np.abs(got.numpy()).max() == 0
+    assert offsets.shape == [1, 2, 8, 8]
+
+
+def test_chunked_attention_gradients_equal_the_straightforward_ones():
+    f, b, mask = _case(3, 2, 16, 16)
+    grads = []
+    for layer, options in ((reference_attention, {}), (contextual_attention, {"chunk_elements": 200})):
+        f_, b_ = f.clone(), b.clone()
+        f_.stop_gradient = b_.stop_gradient = False
+        y, _ = layer(f_, b_, mask, per_sample_mask=True, **options)
+        (y * y).sum().backward()
+        grads.append((f_.grad.numpy(), b_.grad.numpy()))
+    for expected, got in zip(*grads):
+        assert np.abs(got - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def _generator_case(size: int, boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(size)
+    mask = np.zeros((1, 1, size, size), np.float32)
+    for top, left, height, width in boxes:
+        mask[..., top:top + height, left:left + width] = 1
+    x = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32) * (1 - mask)
+    return x, mask
+
+
+@pytest.fixture(scope="module")
+def generator():
+    paddle.seed(7)
+    model = InpaintGenerator(cnum=8)
+    model.eval()
+    return model
+
+
+HOLES = [(128, [(40, 44, 16, 20)]), (160, [(0, 0, 12, 160), (120, 120, 30, 20)])]
+
+
+@pytest.mark.parametrize("size,boxes", HOLES)
+def test_hole_only_generator_gives_the_same_hole(generator, size, boxes):
+    """Skipping attention positions that cannot reach the hole leaves every hole pixel unchanged; the
+    receptive-field trace is tight enough to skip most positions for a small hole."""
+    x, mask = _generator_case(size, boxes)
+    with paddle.no_grad():
+        _, full, _ = generator(paddle.to_tensor(x), paddle.to_tensor(mask))
+        _, partial, _ = generator(paddle.to_tensor(x), paddle.to_tensor(mask), hole_only=True)
+    hole = mask[0, 0] > 0.5
+    difference = np.abs(full.numpy() - partial.numpy())[0].max(axis=0)
+    assert difference[hole].max() < TOLERANCE
+    assert difference[~hole].max() > 0.01    # positions far from the hole really were skipped
+
+
+def test_hole_reach_covers_exactly_what_matters(generator):
+    """Dropping the outermost ring of the traced region changes hole pixels: the trace is not loose."""
+    x, mask = _generator_case(*HOLES[0])
+    needed = generator.refine.hole_reach(mask[0, 0] > 0.5)
+    assert 0 < needed.mean() < 0.8
+    inner = needed.copy()
+    inner[np.argwhere(needed).max(axis=0)[0], :] = False     # the last needed row
+    features = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 32, 32, 32)).astype(np.float32))
+    with paddle.no_grad():
+        hallucinated, _ = generator.refine.encode(paddle.to_tensor(x), paddle.to_tensor(mask))
+        from models.layers import resize_nearest
+        small = resize_nearest(paddle.to_tensor(mask), 32, 32)
+        outputs = [generator.refine.decode(hallucinated, contextual_attention(features, features, small,
+                                                                               needed=region)[0]).numpy()
+                   for region in (needed, inner)]
+    assert np.abs(outputs[0] - outputs[1])[0].max(axis=0)[mask[0, 0] > 0.5].max() > 1e-6
+
+
+@pytest.mark.parametrize("size,boxes", HOLES)
+def test_compiled_generator_gives_the_same_hole(generator, size, boxes):
+    x, mask = _generator_case(size, boxes)
+    with paddle.no_grad():
+        _, eager, eager_offsets = generator(paddle.to_tensor(x), paddle.to_tensor(mask), hole_only=True)
+    compiled, offsets = CompiledGenerator(generator)(x, mask)
+    hole = mask[0, 0] > 0.5
+    assert np.abs(eager.numpy() - compiled)[0].max(axis=0)[hole].max() < 1e-4
+    assert (offsets.numpy() == eager_offsets.numpy()).mean() > 0.99
