@@ -55,8 +55,9 @@ class _FuseAxis:
     fuse passes read for the output positions ``ids``.
 
     Pass 2 (column-major order) reads pass-1 results at ``mid``; pass 1 (row-major order) reads raw scores
-    at ``raw``. ``pass1``/``pass2`` hold, per shift, gather indices into each pass's input with one zero
-    entry appended past its end (TF's zero padding of the score matrix)."""
+    at ``raw``. ``pass1``/``pass2`` hold, per shift, gather indices into each pass's input, which carries
+    one zero entry past its end (TF's zero padding of the score matrix); pass 1 gathers that zero entry
+    once more at the end, so that its own output carries the zero entry pass 2 needs."""
 
     def __init__(self, ids: np.ndarray, grid: tuple[int, int], fuse_k: int) -> None:
         before, _ = same_padding(1, fuse_k)
@@ -65,27 +66,21 @@ class _FuseAxis:
         self.mid = _present(to_mid)
         to_raw = _neighbours(self.mid, grid, shifts, column_major=False)
         self.raw = _present(to_raw)
-        self.pass1 = [_positions(ids_k, self.raw, grid) for ids_k in to_raw]
+        self.pass1 = [_positions(np.append(ids_k, -1), self.raw, grid) for ids_k in to_raw]
         self.pass2 = [_positions(ids_k, self.mid, grid) for ids_k in to_mid]
 
 
 def _fuse(scores: paddle.Tensor, rows: _FuseAxis, cols: _FuseAxis) -> paddle.Tensor:
     """The official fuse (a k×k identity convolution over the score matrix, in row-major and then in
-    column-major order of the positions) as sums of shifted gathers of the raw scores."""
+    column-major order of the positions) as sums of shifted gathers of the raw scores, which end in a
+    zero row and column."""
     for row_gathers, col_gathers in ((rows.pass1, cols.pass1), (rows.pass2, cols.pass2)):
-        padded = _pad_zero(scores)
-        scores = None
+        total = None
         for row_index, col_index in zip(row_gathers, col_gathers):
-            term = paddle.gather(paddle.gather(padded, row_index, axis=1), col_index, axis=2)
-            scores = term if scores is None else scores + term
+            term = paddle.gather(paddle.gather(scores, row_index, axis=1), col_index, axis=2)
+            total = term if total is None else total + term
+        scores = total
     return scores
-
-
-def _pad_zero(scores: paddle.Tensor) -> paddle.Tensor:
-    """Append one zero row and one zero column to [N, R, C] scores (the target of out-of-range gathers)."""
-    batch, rows, cols = scores.shape
-    scores = paddle.concat([scores, paddle.zeros([batch, 1, cols], scores.dtype)], axis=1)
-    return paddle.concat([scores, paddle.zeros([batch, rows + 1, 1], scores.dtype)], axis=2)
 
 
 def _present(ids: np.ndarray) -> np.ndarray:
@@ -145,7 +140,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     fg, bg = (height // rate, width // rate), (b.shape[2] // rate, b.shape[3] // rate)
     if needed is not None and needed.shape != fg:
         raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
-    f_patches = _same_unfold(resize_nearest(f, *fg), ksize, 1)
+    f_patches = _with_zero_patch(_same_unfold(resize_nearest(f, *fg), ksize, 1))
     b_patches = _same_unfold(resize_nearest(b, *bg), ksize, stride)
     b_patches = b_patches / paddle.clip(paddle.sqrt(paddle.sum(b_patches * b_patches, axis=1, keepdim=True)),
                                         min=1e-4)
@@ -161,15 +156,18 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     weight = paddle.to_tensor(usable[:, cols].astype(np.float32)[:, None, :])
     raw_used = paddle.gather(_same_unfold(b, 2 * rate, rate * stride), paddle.to_tensor(cols), axis=2)
     col_plan = _FuseAxis(cols, bg, fuse_k) if fuse else None
-    per_chunk = max(1, chunk_elements // (batch * len(col_plan.raw if fuse else cols)))
+    score_cols = np.append(col_plan.raw, -1) if fuse else cols
+    b_used = paddle.gather(_with_zero_patch(b_patches), paddle.to_tensor(np.where(score_cols < 0, bg[0] * bg[1],
+                                                                                   score_cols)), axis=2)
+    per_chunk = max(1, chunk_elements // (batch * len(score_cols)))
     pasted, best = [], []
     for chunk in _chunks(rows, fg[1], per_chunk):
         if fuse:
             row_plan = _FuseAxis(chunk, fg, fuse_k)
-            scores = _fuse(_match(f_patches, b_patches, row_plan.raw, col_plan.raw), row_plan, col_plan)
+            scores = _fuse(_match(f_patches, b_used, np.append(row_plan.raw, fg_size)), row_plan, col_plan)
         else:
-            scores = _match(f_patches, b_patches, chunk, cols)
-        attention = _masked_softmax(scores * weight * softmax_scale, outside) * weight
+            scores = _match(f_patches, b_used, chunk)
+        attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
         best.append(paddle.argmax(attention, axis=-1))
         pasted.append(paddle.matmul(attention, raw_used, transpose_y=True))
 
@@ -187,12 +185,16 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     return y / 4.0, offsets
 
 
-def _match(f_patches: paddle.Tensor, b_patches: paddle.Tensor, rows: np.ndarray, cols: np.ndarray
-           ) -> paddle.Tensor:
-    """Cosine scores [N, len(rows), len(cols)] of foreground positions ``rows`` against patches ``cols``."""
+def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, rows: np.ndarray) -> paddle.Tensor:
+    """Cosine scores [N, len(rows), L] of foreground positions ``rows`` against the L patches ``b_used``."""
     f_rows = paddle.gather(f_patches, paddle.to_tensor(rows), axis=2)
-    b_cols = paddle.gather(b_patches, paddle.to_tensor(cols), axis=2)
-    return paddle.matmul(f_rows, b_cols, transpose_x=True)
+    return paddle.matmul(f_rows, b_used, transpose_x=True)
+
+
+def _with_zero_patch(patches: paddle.Tensor) -> paddle.Tensor:
+    """[N, D, L] patches and an all-zero patch at index L, whose scores are the fuse's zero padding."""
+    zero = paddle.zeros([patches.shape[0], patches.shape[1], 1], patches.dtype)
+    return paddle.concat([patches, zero], axis=2)
 
 
 def _masked_softmax(logits: paddle.Tensor, zeros: int) -> paddle.Tensor:

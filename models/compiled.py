@@ -63,6 +63,10 @@ class _Program:
             config.disable_gpu()
             config.enable_mkldnn()
             config.set_cpu_math_library_num_threads(threads)
+            if program.endswith(".json"):          # PIR programs (Paddle 3): memory reuse needs the new executor
+                config.enable_new_ir(True)
+                config.enable_new_executor(True)
+            config.enable_memory_optim()
             config.disable_glog_info()
             self.predictor = inference.create_predictor(config)
 
