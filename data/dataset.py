@@ -1,11 +1,18 @@
-"""Places2-style image loading: a folder (searched recursively), a file list, or the bundled demo pictures,
-delivered as ``image_size`` squares on [-1, 1] in the configured channel order.
+"""Places2-style image loading: a folder (searched recursively), a file list (the official ``.flist``: one
+path per line), or the bundled demo pictures, delivered as ``image_size`` squares on [-1, 1] in the
+configured channel order.
 
-Images are scaled so the shorter side fits, then cropped (random in training, centred in evaluation), so
-Places2's 256×256 pictures pass unchanged and larger photographs of your own are not distorted. A file
-that cannot be read is reported once and replaced by the next one: a bad image must not end a long run.
-The order of images and every crop is a pure function of (seed, epoch, position), which is what makes
-resuming a run exact.
+Training views (``image_fit``): ``scale_crop`` scales the shorter side to ``image_size`` and crops a random
+square (Places2's 256×256 pictures pass unchanged, larger photographs keep their proportions);
+``random_crop`` cuts a random square at the file's own resolution (Places2's high-resolution release; a
+smaller picture is scaled up first); ``resize`` squeezes the whole picture to the square (the official
+code's default, RANDOM_CROP: False). ``flip`` mirrors half of them. Evaluation always scales and takes the
+centre.
+
+A file that cannot be read is reported and replaced by the next readable one: one bad file in 1.8 million
+must not end a long run. Each item also says which file it came from, so that the training process can
+count the unreadable ones even when worker processes load the data. The order of images and every crop
+and flip is a pure function of (seed, epoch, position), which is what makes resuming a run exact.
 """
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ import paddle
 
 from utils.cli import UserError
 from utils.image_io import IMAGE_EXTENSIONS, read_image, to_rgb8
+
+IMAGE_FITS = ("scale_crop", "random_crop", "resize")
 
 DEMO_PICTURES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
                  "retina.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "color.png",
@@ -68,20 +77,62 @@ def fit_square(image: np.ndarray, size: int, rng: np.random.Generator | None) ->
     return image[top:top + size, left:left + size]
 
 
-class ImageDataset(paddle.io.Dataset):
-    """Items are ``(index, crop_seed)`` pairs (crop_seed < 0: centred crop) → float32 [3, S, S] on [-1, 1]."""
+def random_window(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size`` square at the image's own resolution; a smaller image is scaled up first."""
+    height, width = image.shape[:2]
+    if min(height, width) < size:
+        return fit_square(image, size, rng)
+    top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+    return image[top:top + size, left:left + size]
 
-    def __init__(self, paths: list[str], image_size: int, channel_order: str = "RGB") -> None:
+
+def training_view(image: np.ndarray, size: int, fit: str, flip: bool, rng: np.random.Generator) -> np.ndarray:
+    """The ``size`` square a training step sees (``fit``: one of ``IMAGE_FITS``), mirrored left-right with
+    probability ½ if ``flip``."""
+    if fit == "resize":
+        image = cv2.resize(image, (size, size))       # cv2's default (bilinear), as the official loader
+    elif fit == "random_crop":
+        image = random_window(image, size, rng)
+    elif fit == "scale_crop":
+        image = fit_square(image, size, rng)
+    else:
+        raise ValueError(f"image_fit must be one of {IMAGE_FITS}, got {fit!r}")
+    if flip and rng.random() < 0.5:
+        image = image[:, ::-1]
+    return image
+
+
+def skipped_indices(pairs: np.ndarray, count: int) -> list[int]:
+    """The unreadable files passed over, from (requested, delivered) index pairs of ``count`` files."""
+    skipped = []
+    for requested, delivered in np.asarray(pairs, np.int64).reshape(-1, 2):
+        skipped += [(int(requested) + k) % count for k in range((int(delivered) - int(requested)) % count)]
+    return skipped
+
+
+class ImageDataset(paddle.io.Dataset):
+    """Items are ``(index, crop_seed)`` pairs → (float32 [3, S, S] on [-1, 1], int64 [requested index,
+    delivered index]); the two indices differ when unreadable files were skipped."""
+
+    def __init__(self, paths: list[str], image_size: int, channel_order: str = "RGB",
+                 image_fit: str = "scale_crop", flip: bool = False) -> None:
+        if image_fit not in IMAGE_FITS:
+            raise ValueError(f"image_fit must be one of {IMAGE_FITS}, got {image_fit!r}")
         self.paths, self.image_size, self.channel_order = paths, image_size, channel_order
+        self.image_fit, self.flip = image_fit, flip
         self.reported: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load_rgb(self, index: int, crop_seed: int) -> np.ndarray:
-        """Image ``index`` as a uint8 RGB ``image_size`` square (random crop from ``crop_seed``, centred if < 0)."""
-        rng = np.random.default_rng(crop_seed) if crop_seed >= 0 else None
-        return fit_square(to_rgb8(read_image(self.paths[index])), self.image_size, rng)
+        """Image ``index`` as a uint8 RGB ``image_size`` square: the training view drawn from
+        ``crop_seed``, or the centred evaluation view if ``crop_seed`` < 0."""
+        image = to_rgb8(read_image(self.paths[index]))
+        if crop_seed < 0:
+            return fit_square(image, self.image_size, None)
+        rng = np.random.default_rng(crop_seed)
+        return training_view(image, self.image_size, self.image_fit, self.flip, rng)
 
     def load(self, index: int, crop_seed: int) -> np.ndarray:
         """Image ``index`` as the model sees it: float32 [3, S, S] on [-1, 1] in the channel order."""
@@ -90,24 +141,39 @@ class ImageDataset(paddle.io.Dataset):
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
 
-    def _first_readable(self, index: int, crop_seed: int, load) -> np.ndarray:
-        """``load`` image ``index``, or the next readable one; each unreadable file is reported once."""
+    def _first_readable(self, index: int, crop_seed: int, load) -> tuple[np.ndarray, int]:
+        """``load`` image ``index``, or the next readable one, and the index it came from; each
+        unreadable file is reported once per process."""
         for attempt in range(len(self.paths)):
             candidate = (index + attempt) % len(self.paths)
             try:
-                return load(candidate, crop_seed)
+                return load(candidate, crop_seed), candidate
             except UserError as error:
                 if self.paths[candidate] not in self.reported:
                     self.reported.add(self.paths[candidate])
                     print(f"warning: skipping {error}", file=sys.stderr)
         raise UserError("none of the images can be read")
 
-    def __getitem__(self, item: tuple[int, int]) -> np.ndarray:
-        return self._first_readable(*item, self.load)
+    def __getitem__(self, item: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        image, delivered = self._first_readable(*item, self.load)
+        return image, np.array([item[0], delivered], np.int64)
 
     def centred_rgb(self, index: int) -> np.ndarray:
         """Evaluation view of image ``index``: centred uint8 RGB square (skipping unreadable files)."""
-        return self._first_readable(index, -1, self.load_rgb)
+        return self._first_readable(index, -1, self.load_rgb)[0]
+
+    def check_readable(self, source: str) -> None:
+        """Refuse at the start a data set in which no file can be read (a file list with wrong paths,
+        a folder of damaged files), instead of failing later inside a loader process. Stops at the
+        first readable file, so a healthy data set costs one decode."""
+        first_error = None
+        for index in range(len(self.paths)):
+            try:
+                read_image(self.paths[index])
+                return
+            except UserError as error:
+                first_error = first_error or error
+        raise UserError(f"none of the {len(self.paths)} images in {source} can be read ({first_error})")
 
 
 class ResumableBatches(paddle.io.BatchSampler):
@@ -145,10 +211,26 @@ class ResumableBatches(paddle.io.BatchSampler):
         return sys.maxsize
 
 
-def training_loader(config, consumed: int = 0, rank: int = 0, world: int = 1) -> paddle.io.DataLoader:
-    """Endless training batches [B/world, 3, S, S] from ``config.data`` (this process's share), resuming
-    after ``consumed`` batches."""
-    dataset = ImageDataset(list_sources(config.data), config.image_size, config.channel_order)
+def _leave_process_group(worker_id: int) -> None:
+    """Loader processes leave the training process's process group, so that Ctrl-C in the terminal and
+    the SIGTERM of Paddle's launcher reach only the training process, which finishes its iteration, saves
+    and then shuts its loaders down; a loader killed by the signal would make that last iteration fail.
+    (Ignoring the signals instead would leave loaders that cannot be shut down.)"""
+    os.setpgid(0, 0)
+
+
+def training_dataset(config) -> ImageDataset:
+    """The training images of ``config.data``, checked to hold at least one readable file."""
+    dataset = ImageDataset(list_sources(config.data), config.image_size, config.channel_order,
+                           config.image_fit, config.flip)
+    dataset.check_readable(config.data)
+    return dataset
+
+
+def training_loader(dataset: ImageDataset, config, consumed: int = 0, rank: int = 0,
+                    world: int = 1) -> paddle.io.DataLoader:
+    """Endless training batches (images [B/world, 3, S, S], index pairs [B/world, 2]) of this process's
+    share, resuming after ``consumed`` batches."""
     sampler = ResumableBatches(len(dataset), config.batch_size, config.seed, consumed, rank, world)
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
-                                use_shared_memory=False)
+                                use_shared_memory=False, worker_init_fn=_leave_process_group)

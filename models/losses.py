@@ -1,10 +1,20 @@
-"""The training objectives (paper §3, SPEC §4): discounted l1 on the local box, the ``ae`` reconstruction
-over the known region, the WGAN critic/generator terms, and the gradient penalty measured only over the
-hole (the paper's modified WGAN-GP: the completion should only be judged where it was generated).
+"""The training objectives (paper §3, SPEC §4): the spatially discounted l1 on the local box, the ``ae``
+reconstruction over the known region, the WGAN critic/generator terms, and the gradient penalty measured
+only over the hole (the paper's modified WGAN-GP: the completion should only be judged where it was
+generated).
 """
 from __future__ import annotations
 
+import numpy as np
 import paddle
+
+
+def spatial_discount(height: int, width: int, gamma: float) -> np.ndarray:
+    """Weight ``max(γ^min(i, H-i), γ^min(j, W-j))``: pixels near the known border count more, because
+    far inside a hole many completions are plausible (official ``spatial_discounting_mask``)."""
+    i = np.arange(height)[:, None]
+    j = np.arange(width)[None, :]
+    return np.maximum(gamma ** np.minimum(i, height - i), gamma ** np.minimum(j, width - j)).astype(np.float32)
 
 
 def local_patches(images: paddle.Tensor, boxes: list) -> paddle.Tensor:
@@ -17,22 +27,30 @@ def local_patches(images: paddle.Tensor, boxes: list) -> paddle.Tensor:
 
 
 def reconstruction_losses(gt: paddle.Tensor, x1: paddle.Tensor, x2: paddle.Tensor, mask: paddle.Tensor,
-                          boxes: list, discount: paddle.Tensor, coarse_alpha: float
-                          ) -> tuple[paddle.Tensor, paddle.Tensor]:
+                          boxes: list, discount: paddle.Tensor, coarse_alpha: float,
+                          coarse_only: bool = False) -> tuple[paddle.Tensor, paddle.Tensor]:
     """``l1``: discounted |gt − x| on the local box; ``ae``: |gt − x| on the known region, normalised by
-    its area. Stage-1 terms are weighted by ``coarse_alpha`` in both."""
+    its area. Stage-1 terms are weighted by ``coarse_alpha`` in both; ``coarse_only`` (the official
+    PRETRAIN_COARSE_NETWORK) leaves the stage-2 terms out."""
     local_gt = local_patches(gt, boxes)
-    l1 = (coarse_alpha * paddle.mean(paddle.abs(local_gt - local_patches(x1, boxes)) * discount)
-          + paddle.mean(paddle.abs(local_gt - local_patches(x2, boxes)) * discount))
     known = 1.0 - mask
-    ae = (coarse_alpha * paddle.mean(paddle.abs(gt - x1) * known)
-          + paddle.mean(paddle.abs(gt - x2) * known)) / paddle.mean(known)
-    return l1, ae
+    l1 = coarse_alpha * paddle.mean(paddle.abs(local_gt - local_patches(x1, boxes)) * discount)
+    ae = coarse_alpha * paddle.mean(paddle.abs(gt - x1) * known)
+    if not coarse_only:
+        l1 = l1 + paddle.mean(paddle.abs(local_gt - local_patches(x2, boxes)) * discount)
+        ae = ae + paddle.mean(paddle.abs(gt - x2) * known)
+    return l1, ae / paddle.mean(known)
 
 
 def wgan_critic_loss(real: paddle.Tensor, fake: paddle.Tensor) -> paddle.Tensor:
-    """Critic minimises mean(fake − real)."""
+    """Critic minimises mean(fake − real) (official ``gan_wgan_loss``: d_loss)."""
     return paddle.mean(fake - real)
+
+
+def wgan_generator_loss(fake_local: paddle.Tensor, fake_global: paddle.Tensor,
+                        global_alpha: float) -> paddle.Tensor:
+    """Generator maximises the critics' scores of its completions: −mean(local) − α·mean(global)."""
+    return -paddle.mean(fake_local) - global_alpha * paddle.mean(fake_global)
 
 
 def gradient_penalty(critic: paddle.nn.Layer, real: paddle.Tensor, fake: paddle.Tensor,

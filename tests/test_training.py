@@ -1,144 +1,237 @@
-"""Algorithm 1, the losses, the holes, the data stream, and exact resume of train.py."""
+"""train.py: Algorithm 1, its options, logging, checkpoints on signals and divergence, exact resume, and
+data-parallel training in two processes."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import signal
+import sys
 
 import cv2
 import numpy as np
 import paddle
 import pytest
 
-from data.dataset import ImageDataset, ResumableBatches, fit_square, list_sources
-from data.masks import random_masks, spatial_discount
-from models.losses import gradient_penalty, reconstruction_losses
-from tests.conftest import run_command
-from train import Trainer, train
+import train as train_module
+from tests.conftest import ROOT, run_command
+from tests.test_readme import readme_commands
+from train import LOG_NAME, Trainer, TrainingDiverged, train
 from utils.checkpoint import load_checkpoint
 from utils.cli import UserError
-from utils.config import load_config
+from utils.config import Config, load_config
 
 TINY = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "batch_size=2", "critic_steps=2",
         "num_workers=0", "log_every=1", "sample_every=2", "save_every=1", "keep_checkpoints=0"]
 
 
-def tiny_config(run_dir, *extra: str):
+def tiny_config(run_dir, *extra: str) -> Config:
     return load_config(None, TINY + [f"run_dir={run_dir}", *extra])
 
 
-def test_masks_follow_the_official_recipe():
+def snapshot(model: paddle.nn.Layer) -> list[np.ndarray]:
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+def unchanged(model: paddle.nn.Layer, before: list[np.ndarray]) -> bool:
+    return all((p.numpy() == b).all() for p, b in zip(model.parameters(), before))
+
+
+def logged_steps(run_dir) -> dict[int, dict[str, str]]:
+    """The scalars train.log recorded for each step (all but the timing)."""
+    steps = {}
+    with open(os.path.join(run_dir, LOG_NAME), encoding="utf-8") as handle:
+        for line in handle:
+            match = re.search(r" step (\d+): (.*)", line)
+            if match:
+                pairs = dict(pair.split("=", 1) for pair in match.group(2).split())
+                pairs.pop("seconds")
+                steps[int(match.group(1))] = pairs
+    return steps
+
+
+def noise_pictures(folder, count: int, broken: int = 0) -> None:
+    """``count`` random 40×48 pictures and ``broken`` files that are not pictures."""
+    os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        masks, boxes = random_masks(rng, 3, 256, 128, 32, per_image=False)
-        box = boxes[0]
-        assert masks.shape == (3, 1, 256, 256) and (masks == masks[:1]).all() and boxes == [box] * 3
-        assert 0 <= box.top < 128 and 0 <= box.left < 128
-        rows, cols = np.nonzero(masks[0, 0])
-        assert box.top <= rows.min() <= box.top + 16 and box.top + 112 <= rows.max() + 1 <= box.top + 128
-        assert box.left <= cols.min() <= box.left + 16 and box.left + 112 <= cols.max() + 1 <= box.left + 128
-    masks, boxes = random_masks(rng, 4, 256, 128, 32, per_image=True)
-    assert len(set(boxes)) == 4 and not (masks == masks[:1]).all()
-
-
-def test_spatial_discount_weights_the_border_most():
-    discount = spatial_discount(128, 128, 0.9)
-    assert discount[0, 0] == 1.0 and discount[0, 64] == 1.0
-    assert discount[64, 64] == pytest.approx(0.9 ** 64)
-    assert discount[10, 20] == pytest.approx(0.9 ** 10)
-
-
-def test_ae_loss_is_normalised_by_the_known_area_and_l1_by_the_box():
-    gt = paddle.zeros([1, 3, 8, 8])
-    mask = paddle.zeros([1, 1, 8, 8])
-    mask[:, :, 2:6, 2:6] = 1
-    x = paddle.full([1, 3, 8, 8], 0.5)
-    from data.masks import Box
-    l1, ae = reconstruction_losses(gt, x, x, mask, [Box(0, 0, 8, 8)], paddle.ones([1, 1, 8, 8]), 1.2)
-    assert float(ae) == pytest.approx((1.2 + 1) * 0.5)
-    assert float(l1) == pytest.approx((1.2 + 1) * 0.5)
-
-
-def test_gradient_penalty_only_sees_the_hole():
-    class OutsideHole(paddle.nn.Layer):      # a critic whose gradient lies entirely outside the hole
-        def forward(self, x):
-            return x[:, :, :2, :].sum(axis=[1, 2, 3])
-
-    real, fake = paddle.zeros([2, 3, 8, 8]), paddle.ones([2, 3, 8, 8])
-    alpha = paddle.full([2, 1, 1, 1], 0.5)
-    hole = paddle.zeros([2, 1, 8, 8])
-    hole[:, :, 4:, :] = 1
-    assert float(gradient_penalty(OutsideHole(), real, fake, alpha, hole)) == pytest.approx(1.0)
-    everywhere = paddle.ones([2, 1, 8, 8])
-    slope = np.sqrt(3 * 2 * 8)
-    assert float(gradient_penalty(OutsideHole(), real, fake, alpha, everywhere)) == pytest.approx((slope - 1) ** 2)
-
-
-def test_batches_resume_exactly_and_cover_each_epoch():
-    full = ResumableBatches(10, 3, seed=7)
-    stream = iter(full)
-    first = [next(stream) for _ in range(7)]
-    resumed = iter(ResumableBatches(10, 3, seed=7, consumed=4))
-    assert [next(resumed) for _ in range(3)] == first[4:]
-    epoch = [index for batch in first[:3] for index, _ in batch]
-    assert len(set(epoch)) == 9
-    with pytest.raises(UserError, match="fewer than batch_size"):
-        ResumableBatches(2, 3, seed=0)
-
-
-def test_data_sources_and_bad_images(tmp_path, capfd):
-    image = np.full((40, 60, 3), 200, np.uint8)
-    (tmp_path / "sub").mkdir()
-    cv2.imwrite(str(tmp_path / "sub" / "a.png"), image)
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    paths = list_sources(str(tmp_path))
-    assert [os.path.basename(p) for p in paths] == ["broken.png", "a.png"]
-    (tmp_path / "list.txt").write_text("sub/a.png\n\n")
-    assert list_sources(str(tmp_path / "list.txt")) == [str(tmp_path / "sub" / "a.png")]
-    dataset = ImageDataset(paths, 32)
-    item = dataset[(0, 5)]                  # the broken file is replaced by the next one
-    assert item.shape == (3, 32, 32) and np.allclose(item, 200 / 127.5 - 1)
-    assert "skipping" in capfd.readouterr().err
-    with pytest.raises(UserError, match="data not found"):
-        list_sources(str(tmp_path / "missing"))
-    assert fit_square(image, 32, None).shape == (32, 32, 3)
+    for i in range(count):
+        cv2.imwrite(os.path.join(folder, f"picture_{i}.png"), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    for i in range(broken):
+        with open(os.path.join(folder, f"broken_{i}.png"), "wb") as handle:
+            handle.write(b"not a picture")
 
 
 def test_one_iteration_is_algorithm_1(tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "run"))
-    generator_before = [p.numpy().copy() for p in trainer.generator.parameters()]
-    critic_before = [p.numpy().copy() for p in trainer.local_critic.parameters()]
+    generator_before, critic_before = snapshot(trainer.generator), snapshot(trainer.local_critic)
     trainer.critic_step()
-    assert all((p.numpy() == b).all() for p, b in zip(trainer.generator.parameters(), generator_before))
-    assert any((p.numpy() != b).any() for p, b in zip(trainer.local_critic.parameters(), critic_before))
-    critic_after = [p.numpy().copy() for p in trainer.local_critic.parameters()]
+    assert unchanged(trainer.generator, generator_before) and not unchanged(trainer.local_critic, critic_before)
+    critic_after = snapshot(trainer.local_critic)
     trainer.generator_step()
-    assert all((p.numpy() == b).all() for p, b in zip(trainer.local_critic.parameters(), critic_after))
-    assert any((p.numpy() != b).any() for p, b in zip(trainer.generator.parameters(), generator_before))
-    losses, _ = trainer.iteration()
-    assert trainer.consumed == 1 + 1 + 3 and trainer.step == 1
-    assert set(losses) == {"g_loss", "l1_loss", "ae_loss", "total_g_loss", "d_loss", "gp_loss"}
+    assert unchanged(trainer.local_critic, critic_after) and not unchanged(trainer.generator, generator_before)
+    scalars, tensors, unreadable = trainer.iteration()
+    assert trainer.consumed == 1 + 1 + 3 and trainer.step == 1 and unreadable == []
+    assert set(scalars) == {"g_loss", "l1_loss", "ae_loss", "total_g_loss", "d_loss", "gp_loss", "total_d_loss",
+                            "real_local", "fake_local", "real_global", "fake_global"}
+    picture = train_module.sample_picture(tensors, "RGB")
+    assert picture.shape == (2 * 32, 5 * 32, 3) and picture.dtype == np.uint8
+    truth = ((tensors[0][0].numpy().transpose(1, 2, 0) + 1) * 127.5).round()
+    assert np.abs(picture[:32, 96:128].astype(float) - truth).max() <= 1      # the fourth column is the truth
+
+
+def test_pretraining_trains_the_coarse_network_alone(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", "pretrain_coarse=true"))
+    refine, coarse = snapshot(trainer.generator.refine), snapshot(trainer.generator.coarse)
+    critics = snapshot(trainer.local_critic) + snapshot(trainer.global_critic)
+    scalars, _, _ = trainer.iteration()
+    assert set(scalars) == {"l1_loss", "ae_loss", "total_g_loss"} and trainer.consumed == 1
+    assert not unchanged(trainer.generator.coarse, coarse) and unchanged(trainer.generator.refine, refine)
+    assert unchanged(trainer.local_critic, critics[:10]) and unchanged(trainer.global_critic, critics[10:])
+    assert scalars["total_g_loss"] == pytest.approx(1.2 * scalars["l1_loss"] + 1.2 * scalars["ae_loss"])
+
+
+def test_free_form_holes_per_image_train(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", "per_image_masks=true", "mask_type=free_form", "flip=true",
+                                  "image_fit=random_crop"))
+    images, mask, boxes = trainer.next_batch()
+    assert len(set(boxes)) == 2 and not (mask.numpy()[0] == mask.numpy()[1]).all()
+    for hole, box in zip(mask.numpy()[:, 0], boxes):
+        assert hole.sum() == hole[box.top:box.top + box.height, box.left:box.left + box.width].sum() > 0
+    assert trainer.generator.refine.per_sample_mask
+    scalars, _, _ = trainer.iteration()
+    assert all(np.isfinite(list(scalars.values())))
 
 
 def test_resume_continues_exactly(tmp_path):
-    straight = train(tiny_config(tmp_path / "straight", "max_iters=3"))
+    """2N steps in one go and N steps + resume + N steps give the same losses and weights (N = 2)."""
+    straight = train(tiny_config(tmp_path / "straight", "max_iters=4"))
     train(tiny_config(tmp_path / "interrupted", "max_iters=2"))
-    resumed = train(tiny_config(tmp_path / "interrupted", "max_iters=3"), resume=True)
-    assert resumed.step == straight.step == 3 and resumed.consumed == straight.consumed
+    resumed = train(tiny_config(tmp_path / "interrupted", "max_iters=4"), resume=True)
+    assert resumed.step == straight.step == 4 and resumed.consumed == straight.consumed
+    assert logged_steps(tmp_path / "interrupted") == logged_steps(tmp_path / "straight")
+    assert sorted(logged_steps(tmp_path / "straight")) == [1, 2, 3, 4]
     for a, b in [(straight.generator, resumed.generator), (straight.global_critic, resumed.global_critic)]:
         for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
             assert (x.numpy() == y.numpy()).all(), name
-    assert sorted(os.listdir(tmp_path / "interrupted" / "samples")) == ["step_00000002.png", "step_00000003.png"]
+    assert sorted(os.listdir(tmp_path / "interrupted" / "samples")) == ["step_00000002.png", "step_00000004.png"]
     payload = load_checkpoint(str(tmp_path / "interrupted"))
-    assert payload["step"] == 3 and payload["channel_order"] == "RGB"
+    assert payload["step"] == 4 and payload["channel_order"] == "RGB" and payload["config"]["max_iters"] == 4
+    assert {"opt_g", "opt_d", "rng", "random_state", "critic_local", "critic_global"} <= set(payload)
     with pytest.raises(UserError, match="already holds a run"):
         Trainer(tiny_config(tmp_path / "interrupted"))
     with pytest.raises(UserError, match="critic_local .* has shape"):
         Trainer(tiny_config(tmp_path / "interrupted", "hole_size=24"), resume=True)
 
 
+def test_checkpoints_keep_the_last_k_and_the_log_has_every_scalar(tmp_path):
+    trainer = train(tiny_config(tmp_path / "run", "max_iters=3", "keep_checkpoints=2", "critic_steps=1"))
+    assert sorted(n for n in os.listdir(tmp_path / "run") if n.endswith(".pdparams")) == [
+        "step_00000002.pdparams", "step_00000003.pdparams"]
+    assert set(logged_steps(tmp_path / "run")[3]) == {
+        "g_loss", "l1_loss", "ae_loss", "total_g_loss", "d_loss", "gp_loss", "total_d_loss",
+        "real_local", "fake_local", "real_global", "fake_global", "lr"}
+    assert trainer.stop_signal == 0 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert os.listdir(tmp_path / "run" / "visualdl")
+
+
+def signal_during_generator_step(monkeypatch, at_call: int, *signals: int) -> None:
+    """Make the process signal itself in the middle of the ``at_call``-th generator step."""
+    original, calls = Trainer.generator_step, []
+
+    def generator_step(self):
+        calls.append(1)
+        if len(calls) == at_call:
+            for signum in signals:
+                os.kill(os.getpid(), signum)
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "generator_step", generator_step)
+
+
+def test_sigterm_saves_after_the_current_iteration(tmp_path, monkeypatch, capsys):
+    signal_during_generator_step(monkeypatch, 2, signal.SIGTERM)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--set", *TINY, "max_iters=50", "save_every=100",
+                                      f"run_dir={tmp_path / 'run'}"])
+    with pytest.raises(SystemExit) as stopped:
+        train_module.main()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert [n for n in os.listdir(tmp_path / "run") if n.endswith(".pdparams")] == ["step_00000002.pdparams"]
+    assert "stopped by SIGTERM at step 2; continue with --resume" in capsys.readouterr().err
+    assert "stopped by SIGTERM at step 2" in (tmp_path / "run" / LOG_NAME).read_text()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, monkeypatch):
+    signal_during_generator_step(monkeypatch, 2, signal.SIGINT, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "run", "max_iters=50", "save_every=100"))
+    assert not [n for n in os.listdir(tmp_path / "run") if n.endswith(".pdparams")]
+    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    original, calls = Trainer.generator_step, []
+
+    def poisoned(self):
+        calls.append(1)
+        if len(calls) == 2:
+            weight = self.generator.coarse.body[0].conv.weight
+            weight.set_value(paddle.full(weight.shape, float("nan")))
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "generator_step", poisoned)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--set", *TINY, "max_iters=5", f"run_dir={tmp_path / 'run'}"])
+    with pytest.raises(SystemExit) as stopped:
+        train_module.main()
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err
+    assert "error: training diverged:" in error and "at step 2" in error and "last checkpoint" in error
+    assert [n for n in os.listdir(tmp_path / "run") if n.endswith(".pdparams")] == ["step_00000001.pdparams"]
+    assert "diverged" in (tmp_path / "run" / LOG_NAME).read_text()
+    assert np.isfinite(load_checkpoint(str(tmp_path / "run"))["generator"]["coarse.body.conv1.conv.weight"]).all()
+    with pytest.raises(TrainingDiverged):
+        calls.clear()
+        train(tiny_config(tmp_path / "again", "max_iters=5"))
+
+
+def test_unreadable_images_are_counted_across_loader_processes(tmp_path):
+    noise_pictures(tmp_path / "data", 4, broken=2)
+    config = tiny_config(tmp_path / "run", f"data={tmp_path / 'data'}", "num_workers=1", "max_iters=1")
+    trainer = train(config)
+    assert sorted(os.path.basename(trainer.dataset.paths[i]) for i in trainer.unreadable) == [
+        "broken_0.png", "broken_1.png"]
+    log = (tmp_path / "run" / LOG_NAME).read_text()
+    assert log.count("unreadable image skipped") == 2 and "2 unreadable images skipped so far" in log
+    assert len(load_checkpoint(str(tmp_path / "run"))["unreadable"]) == 2
+    noise_pictures(tmp_path / "bad", 0, broken=3)
+    with pytest.raises(UserError, match="none of the 3 images .* can be read"):
+        Trainer(tiny_config(tmp_path / "bad_run", f"data={tmp_path / 'bad'}"))
+
+
+def test_fine_tuning_starts_from_converted_official_weights(tmp_path, golden_checkpoint, capsys):
+    official = load_checkpoint(golden_checkpoint)
+    size = [f"image_size={official['critic_global_size']}", f"hole_size={official['critic_local_size']}",
+            "max_delta=8", "cnum=32", f"init_checkpoint={golden_checkpoint}"]
+    trainer = Trainer(tiny_config(tmp_path / "run", *size, "channel_order=BGR"))
+    for model, key in ((trainer.generator, "generator"), (trainer.local_critic, "critic_local"),
+                       (trainer.global_critic, "critic_global")):
+        assert all((v.numpy() == official[key][k]).all() for k, v in model.state_dict().items()), key
+    assert "generator and critics start from" in capsys.readouterr().err
+    with pytest.raises(UserError, match="set channel_order=BGR"):
+        Trainer(tiny_config(tmp_path / "run", *size))
+    trainer = Trainer(tiny_config(tmp_path / "run", *size[2:], "image_size=64", "hole_size=32",
+                                  "channel_order=BGR"))
+    assert "critics start fresh" in capsys.readouterr().err
+    assert (trainer.generator.state_dict()["coarse.body.conv1.conv.weight"].numpy()
+            == official["generator"]["coarse.body.conv1.conv.weight"]).all()
+
+
 def test_train_cli_reports_mistakes_in_one_line(tmp_path):
     for args, words in [(["--config", str(tmp_path / "none.yaml")], "config not found"),
                         (["--set", "batch_size=two"], "batch_size must be int"),
                         (["--set", "lr_rate=1"], "unknown setting 'lr_rate'"),
+                        (["--set", "mask_type=strokes"], "mask_type must be one of box, free_form"),
                         (["--set", "cnum=x", "--set", "max_iters=-1"], "cnum must be int"),
                         (["--resume", "--set", f"run_dir={tmp_path}"], "no checkpoint")]:
         result = run_command("train.py", *args)
@@ -148,40 +241,63 @@ def test_train_cli_reports_mistakes_in_one_line(tmp_path):
 
 def test_two_data_parallel_processes_train_like_one(tmp_path):
     """`paddle.distributed.launch` with 2 processes (CPU here, GPUs in production) splits each batch and
-    averages gradients, so it reaches what one process reaches with the whole batch. A large learning
-    rate makes a run without averaging differ by ~1e-2 on average; with it the runs differ by ~1e-7."""
-    settings = [*TINY, "batch_size=4", "max_iters=2", "device=cpu", "lr=0.01"]
+    averages gradients, so both processes end with identical weights, and these are what one process
+    reaches with the whole batch. A large learning rate makes a run without averaging differ by ~1e-2 on
+    average; with it the runs differ by ~1e-7. Only the first process writes anything, and unreadable files
+    met by either process are counted once."""
+    noise_pictures(tmp_path / "data", 7, broken=1)
+    settings = [*TINY, "batch_size=4", "max_iters=2", "device=cpu", "lr=0.01", f"data={tmp_path / 'data'}"]
     single = run_command("train.py", "--set", *settings, f"run_dir={tmp_path / 'one'}")
     assert single.returncode == 0, single.stderr
     dual = run_command("-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                       str(tmp_path / "logs"), "train.py", "--set", *settings, f"run_dir={tmp_path / 'two'}")
+                       str(tmp_path / "logs"), "tests/ddp_train.py", str(tmp_path / "two"), "--set", *settings)
     assert dual.returncode == 0, dual.stderr + "".join(
         open(tmp_path / "logs" / name).read() for name in os.listdir(tmp_path / "logs"))
-    one = load_checkpoint(str(tmp_path / "one"))
-    two = load_checkpoint(str(tmp_path / "two"))
+    ranks = [np.load(tmp_path / "two" / f"weights{rank}.npz") for rank in (0, 1)]
+    assert sorted(ranks[0].files) == sorted(ranks[1].files)
+    assert all((ranks[0][name] == ranks[1][name]).all() for name in ranks[0].files)
+    assert not (tmp_path / "two" / "rank1").exists()
+    assert {"step_00000002.pdparams", LOG_NAME, "samples", "visualdl"} <= set(os.listdir(tmp_path / "two" / "rank0"))
+    one, two = load_checkpoint(str(tmp_path / "one")), load_checkpoint(str(tmp_path / "two" / "rank0"))
     assert one["step"] == two["step"] == 2 and one["consumed"] == two["consumed"]
+    assert list(one["unreadable"]) == list(two["unreadable"]) and len(one["unreadable"]) == 1
     for part in ("generator", "critic_local", "critic_global"):
+        assert all((ranks[0][f"{part}.{k}"] == v).all() for k, v in two[part].items())
         difference = np.concatenate([np.abs(two[part][k] - v).ravel() for k, v in one[part].items()])
         assert difference.mean() < 1e-5 and np.percentile(difference, 99) < 1e-4, part
 
 
-def test_per_image_holes_train(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path / "run", "per_image_masks=true"))
-    images, mask, boxes = trainer.next_batch()
-    assert len(set(boxes)) == 2 and not (mask.numpy()[0] == mask.numpy()[1]).all()
-    assert trainer.generator.refine.per_sample_mask
-    losses, _ = trainer.iteration()
-    assert all(np.isfinite(list(losses.values())))
-
-
 def test_places2_config_is_the_official_recipe():
     """configs/places2.yaml spells out the defaults, which are inpaint.yml's values (SPEC §4)."""
-    from utils.config import Config
-    loaded = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "places2.yaml"))
+    loaded = load_config(os.path.join(ROOT, "configs", "places2.yaml"))
     defaults = Config()
     differing = {k for k, v in loaded.to_dict().items() if v != getattr(defaults, k)}
-    assert differing <= {"data", "val_data", "num_workers"}
+    assert differing <= {"data", "val_data", "num_workers", "image_fit"}
+    assert loaded.image_fit == "resize"
     assert (defaults.image_size, defaults.hole_size, defaults.max_delta, defaults.batch_size) == (256, 128, 32, 16)
     assert (defaults.lr, defaults.beta1, defaults.beta2, defaults.critic_steps) == (1e-4, 0.5, 0.9, 5)
     assert (defaults.gan_loss_alpha, defaults.l1_loss_alpha, defaults.ae_loss_alpha) == (0.001, 1.2, 1.2)
     assert (defaults.wgan_gp_lambda, defaults.discount_gamma, defaults.per_image_masks) == (10.0, 0.9, False)
+    assert (defaults.mask_type, defaults.flip, defaults.pretrain_coarse) == ("box", False, False)
+
+
+def test_readme_training_commands_are_valid_settings():
+    """Every train.py command in the README names a config that exists and settings that are valid."""
+    commands = [c for c in readme_commands("python") if " train.py" in c]
+    assert len(commands) >= 5
+    for command in commands:
+        words = shlex.split(command)
+        words = words[words.index("train.py") + 1:]
+        config, overrides, i = None, [], 0
+        while i < len(words):
+            if words[i] == "--config":
+                config, i = words[i + 1], i + 2
+            elif words[i] == "--set":
+                i += 1
+                while i < len(words) and not words[i].startswith("--"):
+                    overrides.append(words[i])
+                    i += 1
+            else:
+                assert words[i] == "--resume", command
+                i += 1
+        load_config(os.path.join(ROOT, config) if config else train_module.DEMO_CONFIG, overrides)

@@ -26,6 +26,9 @@ class Config:
     hole_size: int = 128               # HEIGHT, WIDTH of the random box
     max_delta: int = 32                # MAX_DELTA_HEIGHT/WIDTH: the box shrinks by 0..delta/2 per side
     per_image_masks: bool = False      # official: one mask for the whole batch
+    mask_type: str = "box"             # box (official) or free_form: brush strokes inside the box
+    image_fit: str = "scale_crop"      # training view: scale_crop, random_crop, resize (RANDOM_CROP: False)
+    flip: bool = False                 # mirror half the training images left-right (official: no)
     channel_order: str = "RGB"         # "BGR" to fine-tune converted official weights
     batch_size: int = 16               # BATCH_SIZE
     num_workers: int = 2               # data-loading processes (0 = in the training process)
@@ -45,6 +48,7 @@ class Config:
     beta2: float = 0.9
     critic_steps: int = 5              # critic updates per generator update
     max_iters: int = 1_000_000         # generator updates
+    pretrain_coarse: bool = False      # PRETRAIN_COARSE_NETWORK: train stage 1 alone on l1 + ae, no critics
     # bookkeeping
     run_dir: str = "checkpoints/places2"
     init_checkpoint: str = ""          # start from these weights (e.g. converted official ones)
@@ -69,6 +73,10 @@ class Config:
             raise UserError(f"max_delta must be in [0, hole_size), got {self.max_delta}")
         if self.channel_order not in ("RGB", "BGR"):
             raise UserError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
+        for name, allowed in (("mask_type", ("box", "free_form")),
+                              ("image_fit", ("scale_crop", "random_crop", "resize"))):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("batch_size", "critic_steps", "max_iters", "log_every", "sample_every", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -1,0 +1,35 @@
+"""One data-parallel training process for tests/test_training.py, started by Paddle's launcher:
+
+    python -m paddle.distributed.launch --nproc_per_node 2 tests/ddp_train.py OUT [train.py arguments]
+
+It runs ``train.main`` with the given arguments but gives each process a run folder of its own
+(``OUT/rank<N>``), so that anything a process other than the first wrote would show, and then saves this
+process's final weights as ``OUT/weights<N>.npz`` so that the processes can be compared.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import paddle.distributed as dist  # noqa: E402
+
+import train  # noqa: E402
+
+
+def main() -> None:
+    out, arguments = sys.argv[1], sys.argv[2:]
+    rank = dist.get_rank()
+    sys.argv = ["train.py", *arguments, "--set", f"run_dir={os.path.join(out, f'rank{rank}')}"]
+    trainer = train.main()
+    models = {"generator": trainer.generator, "critic_local": trainer.local_critic,
+              "critic_global": trainer.global_critic}
+    np.savez(os.path.join(out, f"weights{rank}.npz"),
+             **{f"{part}.{name}": value.numpy() for part, model in models.items()
+                for name, value in model.state_dict().items()})
+
+
+if __name__ == "__main__":
+    main()
