@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -65,7 +66,7 @@ def brush_strokes(rng: np.random.Generator, side: int) -> np.ndarray:
             y = int(np.clip(points[-1][1] + length * math.sin(angle), 0, side - 1))
             points.append((x, y))
         width = max(1, int(rng.uniform(12, 40) * scale))
-        for start, end in zip(points, points[1:]):
+        for start, end in pairwise(points):
             cv2.line(canvas, start, end, 1, width)
         for point in points:
             cv2.circle(canvas, point, width // 2, 1, -1)

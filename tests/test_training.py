@@ -93,7 +93,7 @@ def test_pretraining_trains_the_coarse_network_alone(tmp_path):
 def test_free_form_holes_per_image_train(tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "run", "per_image_masks=true", "mask_type=free_form", "flip=true",
                                   "image_fit=random_crop"))
-    images, mask, boxes = trainer.next_batch()
+    _, mask, boxes = trainer.next_batch()
     assert len(set(boxes)) == 2 and not (mask.numpy()[0] == mask.numpy()[1]).all()
     for hole, box in zip(mask.numpy()[:, 0], boxes):
         assert hole.sum() == hole[box.top:box.top + box.height, box.left:box.left + box.width].sum() > 0
