@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.dataset import fit_square, list_sources
+from data.dataset import evaluation_view, list_sources
 from data.masks import random_masks
 from models.inpainter import Inpainter, pick_device
 from tester import BASELINES, average, baseline_unavailable, image_metrics, run_baseline, total_variation
@@ -129,17 +129,17 @@ def save_pictures(save_dir: str, stem: str, given: np.ndarray, outputs: dict[str
     write_image(os.path.join(save_dir, "grid", f"{stem}.png"), grid[:, :, ::-1])
 
 
-def load_truth(path: str, image_size: int) -> np.ndarray:
-    """Validation image as the model is fed it: uint8 RGB, scaled and centre-cropped to ``image_size``."""
-    return fit_square(to_rgb8(read_image(path)), image_size, None)
+def load_truth(path: str, config: Config) -> np.ndarray:
+    """Validation image as the model is fed it: uint8 RGB, the centre of the training view."""
+    return evaluation_view(to_rgb8(read_image(path)), config.image_size, config.image_fit)
 
 
-def check_readable(paths: list[str], image_size: int) -> None:
+def check_readable(paths: list[str], config: Config) -> None:
     """Refuse, before any work, a set in which no image can be read (reading up to the first good one)."""
     problems = []
     for path in paths:
         try:
-            load_truth(path, image_size)
+            load_truth(path, config)
             return
         except UserError as error:
             problems.append(str(error))
@@ -155,7 +155,7 @@ def evaluate(config: Config, checkpoint: dict, paths: list[str], holes: HoleSour
     truth_tv, truth_tv_hole, skipped = [], [], []
     for index, path in enumerate(tqdm(paths, desc="evaluating", unit="image")):
         try:
-            truth = load_truth(path, config.image_size)
+            truth = load_truth(path, config)
         except UserError as error:
             skipped.append(path)
             tqdm.write(f"warning: skipping {error}", file=sys.stderr)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = list_sources(config.val_data)[:config.val_count or None]
     if args.save_dir:
         check_stems(paths)
-    check_readable(paths, config.image_size)
+    check_readable(paths, config)
     holes, largest_hole = hole_source(config, len(paths))
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device, all_cpu_cores=True)

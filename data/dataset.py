@@ -28,23 +28,26 @@ from utils.image_io import IMAGE_EXTENSIONS, read_image, to_rgb8
 
 IMAGE_FITS = ("scale_crop", "random_crop", "resize")
 
-DEMO_PICTURES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
-                 "retina.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "color.png",
-                 "brick.png", "grass.png", "gravel.png", "camera.png", "horse.png", "logo.png")
+DEMO_TRAINING = ("astronaut.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "motorcycle_left.png",
+                 "motorcycle_right.png", "color.png", "brick.png", "grass.png", "camera.png", "horse.png",
+                 "logo.png", "cell.png", "clock_motion.png", "page.png", "microaneurysms.png")
+DEMO_VALIDATION = ("chelsea.png", "coffee.png", "rocket.jpg", "gravel.png", "coins.png", "moon.png")
+DEMO_SPECS = {"demo": DEMO_TRAINING, "demo_val": DEMO_VALIDATION}
 
 
-def demo_paths() -> list[str]:
-    """Photographs shipped inside scikit-image (no download), for the demo run and the demo evaluation."""
+def demo_paths(which: str = "demo") -> list[str]:
+    """Pictures shipped inside scikit-image (no download): ``demo`` for the demo run, ``demo_val`` — photos
+    and a texture it never sees — for its evaluation."""
     import skimage
     folder = os.path.join(os.path.dirname(skimage.__file__), "data")
-    return [os.path.join(folder, name) for name in DEMO_PICTURES if os.path.isfile(os.path.join(folder, name))]
+    return [os.path.join(folder, name) for name in DEMO_SPECS[which] if os.path.isfile(os.path.join(folder, name))]
 
 
 def list_sources(spec: str) -> list[str]:
-    """Image paths from a folder (recursive), a file list (one path per line, relative to the list), or
-    ``demo``."""
-    if spec == "demo":
-        paths = demo_paths()
+    """Image paths from a folder (recursive), a file list (one path per line, relative to the list),
+    ``demo`` or ``demo_val``."""
+    if spec in DEMO_SPECS:
+        paths = demo_paths(spec)
     elif os.path.isdir(spec):
         paths = sorted(os.path.join(root, name) for root, _, names in os.walk(spec) for name in names
                        if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
@@ -54,7 +57,7 @@ def list_sources(spec: str) -> list[str]:
             lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
         paths = [line if os.path.isabs(line) else os.path.join(base, line) for line in lines]
     else:
-        raise UserError(f"data not found: {spec} (give a folder, a file list, or 'demo')")
+        raise UserError(f"data not found: {spec} (give a folder, a file list, 'demo' or 'demo_val')")
     if not paths:
         raise UserError(f"no images in {spec}")
     return paths
@@ -77,13 +80,27 @@ def fit_square(image: np.ndarray, size: int, rng: np.random.Generator | None) ->
     return image[top:top + size, left:left + size]
 
 
-def random_window(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``size`` square at the image's own resolution; a smaller image is scaled up first."""
+def random_window(image: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """A random (centred without ``rng``) ``size`` square at the image's own resolution; a smaller image is
+    scaled up first."""
     height, width = image.shape[:2]
     if min(height, width) < size:
         return fit_square(image, size, rng)
-    top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+    if rng is None:
+        top, left = (height - size) // 2, (width - size) // 2
+    else:
+        top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
     return image[top:top + size, left:left + size]
+
+
+def evaluation_view(image: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """The ``size`` square evaluation sees: the centre of the training view (``fit``), never random —
+    a centre window at the picture's own resolution for ``random_crop``, the scaled centre otherwise."""
+    if fit == "random_crop":
+        return random_window(image, size, None)
+    if fit == "resize":
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return fit_square(image, size, None)
 
 
 def training_view(image: np.ndarray, size: int, fit: str, flip: bool, rng: np.random.Generator) -> np.ndarray:

@@ -163,3 +163,11 @@ def test_a_picture_too_large_for_memory_is_refused_before_running(monkeypatch):
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), bool)
     with pytest.raises(UserError, match="needs about 2 GiB but 1 GiB are available"):
         module.Inpainter(InpaintGenerator(cnum=8), compiled=False)(image, hole)
+
+
+def test_png_metadata_warnings_do_not_make_a_picture_unreadable():
+    """scikit-image's page.png carries an ICC profile libpng warns about; its pixels are fine."""
+    import skimage
+    from utils.image_io import read_image
+    page = read_image(os.path.join(os.path.dirname(skimage.__file__), "data", "page.png"))
+    assert page.shape == (191, 384) and page.dtype == np.uint8

@@ -21,6 +21,7 @@ from utils.files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _DECODER_COMPLAINTS = ("premature end", "corrupt", "error", "invalid", "truncated")
+_BENIGN_COMPLAINT = "libpng warning"   # e.g. "iCCP: known incorrect sRGB profile": metadata, pixels intact
 
 
 @contextmanager
@@ -48,7 +49,8 @@ def read_image(path: str) -> np.ndarray:
         data = np.frombuffer(handle.read(), dtype=np.uint8)
     with _captured_c_stderr() as complaints:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    complaint = complaints[0].strip()
+    complaint = "\n".join(line for line in complaints[0].strip().splitlines()
+                          if not line.lower().startswith(_BENIGN_COMPLAINT))
     if image is None or any(word in complaint.lower() for word in _DECODER_COMPLAINTS):
         detail = f" ({complaint.splitlines()[0]})" if complaint else ""
         raise UserError(f"cannot read {path}: not an image or a damaged file{detail}")
