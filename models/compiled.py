@@ -1,5 +1,5 @@
-"""The generator compiled for the CPU: its convolution stages run as static programs on oneDNN, the
-contextual attention between them stays eager.
+"""The generator compiled for CPU inference: its convolution stages run as Paddle Inference programs on
+oneDNN, the contextual attention between them stays eager.
 
 Paddle's eager CPU convolutions reach ~10 GMAC/s on one core here; the same layers exported with
 ``paddle.jit`` and run by Paddle Inference with oneDNN reach ~95 GMAC/s on two. The attention cannot be
@@ -10,10 +10,9 @@ usable, which positions reach the hole), so the network is cut around it:
 * the attention (``RefineNetwork.attend``, hole-only), eager;
 * ``back``: the attention decoder and the merge.
 
-For inference (``CompiledGenerator``) the stages are exported and run by Paddle Inference, built per input
-size (about 2 s each) and kept for the last few sizes. For training (``TracedForward``) they are traced with
-``paddle.jit.to_static`` and keep reading the live parameters, so the critic steps' generator pass (no
-gradient) follows every optimiser step at 2.3× the eager speed.
+The stages are exported and run by Paddle Inference, built per input size (about 2 s each) and kept for
+the last few sizes. (Training stays eager: tracing the critic steps' generator pass with
+``paddle.jit.to_static`` on oneDNN was 2.3× faster but crashed Paddle 3.3.1 in a long test session.)
 """
 from __future__ import annotations
 
@@ -119,27 +118,3 @@ class CompiledGenerator:
         (x_stage2,) = back(hallucinated, attended.numpy())
         return x_stage2, offsets
 
-
-class TracedForward:
-    """The no-gradient stage-2 output of a generator that is being trained, for the critic updates.
-
-    The traced programs run on oneDNN because ``FLAGS_use_mkldnn`` is set (Paddle's eager kernels ignore
-    the flag); they differ from the eager forward by float rounding only (~1e-6).
-    """
-
-    def __init__(self, generator: InpaintGenerator) -> None:
-        paddle.set_flags({"FLAGS_use_mkldnn": True})
-        self.generator = generator
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.coarse = paddle.jit.to_static(generator.coarse.forward, full_graph=True)
-            self.encode = paddle.jit.to_static(generator.refine.encode, full_graph=True)
-            self.decode = paddle.jit.to_static(generator.refine.decode, full_graph=True)
-
-    def __call__(self, x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-        with paddle.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            x_stage1 = self.coarse(x, mask)
-            hallucinated, features = self.encode(x_stage1 * mask + x * (1.0 - mask), mask)
-            attended, _ = self.generator.refine.attend(features, mask)
-            return self.decode(hallucinated, attended)
