@@ -175,10 +175,6 @@ class ImageDataset(paddle.io.Dataset):
         image, delivered = self._first_readable(*item, self.load)
         return image, np.array([item[0], delivered], np.int64)
 
-    def centred_rgb(self, index: int) -> np.ndarray:
-        """Evaluation view of image ``index``: centred uint8 RGB square (skipping unreadable files)."""
-        return self._first_readable(index, -1, self.load_rgb)[0]
-
     def check_readable(self, source: str) -> None:
         """Refuse at the start a data set in which no file can be read (a file list with wrong paths,
         a folder of damaged files), instead of failing later inside a loader process. Stops at the
