@@ -14,13 +14,18 @@ import sys
 import time
 from dataclasses import dataclass
 
-import utils  # noqa: F401  (quiets Paddle before it is imported)
-from tqdm import tqdm
+from utils.environment import prepare_paddle
 
-from models.inpainter import Inpainter, pick_device
-from utils.checkpoint import build_generator, load_checkpoint
-from utils.cli import ArgumentParser, UserError, run
-from utils.image_io import check_writable, list_images, paste_hole, read_image, read_mask, to_rgb8, write_image
+prepare_paddle()
+
+from tqdm import tqdm  # noqa: E402
+
+from inference.inpainter import Inpainter  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from utils.device import pick_device  # noqa: E402
+from utils.image_io import (check_writable, list_images, paste_hole, read_image, read_mask, to_rgb8,  # noqa: E402
+                            write_image)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def main() -> None:
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
     checkpoint = load_checkpoint(args.checkpoint)
     pick_device(args.device, all_cpu_cores=True)
-    inpainter = Inpainter(build_generator(checkpoint), checkpoint["channel_order"])
+    inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):
             os.makedirs(folder, exist_ok=True)

@@ -17,26 +17,32 @@ The JSON report holds ``model`` and ``baselines`` (l1, l2, psnr, tv, ssim, each 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
 from typing import Callable
 
-import utils  # noqa: F401  (quiets Paddle before it is imported)
-import cv2
-import numpy as np
-from tqdm import tqdm
+from utils.environment import prepare_paddle
 
-from data.dataset import evaluation_view, list_sources
-from data.masks import random_masks
-from models.inpainter import Inpainter, pick_device
-from tester import BASELINES, average, baseline_unavailable, image_metrics, run_baseline, total_variation
-from utils.checkpoint import build_generator, load_checkpoint
-from utils.cli import ArgumentParser, UserError, run
-from utils.config import Config, load_config
-from utils.files import atomic_path
-from utils.image_io import read_image, read_mask, to_rgb8, write_image
+prepare_paddle()
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from data.dataset import evaluation_view, list_sources  # noqa: E402
+from data.masks import random_masks  # noqa: E402
+from inference.inpainter import Inpainter  # noqa: E402
+from models.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
+from models.spec import ModelSpec  # noqa: E402
+from tester import BASELINES, average, baseline_unavailable, image_metrics, run_baseline, total_variation  # noqa: E402
+from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from utils.config import Config, load_config, settings_help  # noqa: E402
+from utils.device import pick_device  # noqa: E402
+from utils.files import atomic_path  # noqa: E402
+from utils.image_io import read_image, read_mask, to_rgb8, write_image  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 MODEL = "model"
@@ -146,11 +152,30 @@ def check_readable(paths: list[str], config: Config) -> None:
     raise UserError(f"none of the {len(paths)} images can be read (first: {problems[0]})")
 
 
-def evaluate(config: Config, checkpoint: dict, paths: list[str], holes: HoleSource, baselines: list[str],
+def evaluation_geometry(config: Config, spec: ModelSpec) -> Config:
+    """Evaluate at the geometry the model was trained at (its record), unless the user set another:
+    then keep the user's, with a warning naming both. The box's shrink ``max_delta`` follows the hole
+    (a quarter of it, the official 32 of 128) unless set."""
+    changes = {}
+    for name in ("image_size", "hole_size"):
+        ours, theirs = getattr(config, name), getattr(spec, name)
+        if ours == theirs:
+            continue
+        if name in config.explicit:
+            print(f"warning: evaluating at {name}={ours}, but the checkpoint was trained at {name}={theirs}",
+                  file=sys.stderr)
+        else:
+            changes[name] = theirs
+    if changes and "max_delta" not in config.explicit:
+        changes["max_delta"] = changes.get("hole_size", config.hole_size) // 4
+    return dataclasses.replace(config, **changes).validate()
+
+
+def evaluate(config: Config, checkpoint: Checkpoint, paths: list[str], holes: HoleSource, baselines: list[str],
              save_dir: str | None = None) -> dict:
     """Metrics of the model and ``baselines`` over ``paths``, averaged over the readable images (at least
     one: ``check_readable``)."""
-    inpainter = Inpainter(build_generator(checkpoint), checkpoint["channel_order"])
+    inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in (MODEL, *baselines)}
     truth_tv, truth_tv_hole, skipped = [], [], []
     for index, path in enumerate(tqdm(paths, desc="evaluating", unit="image")):
@@ -215,7 +240,9 @@ def table(report: dict) -> str:
 
 def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     """Command line → (settings with the command line's overrides applied, the remaining arguments)."""
-    parser = ArgumentParser(prog="test.py", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="test.py", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=settings_help(load_config(None, (), DEMO_CONFIG)))
     parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
     parser.add_argument("--checkpoint", help="weights: a file, a training run folder (its latest) or a "
                         "converted official checkpoint (default: checkpoint, else run_dir)")
@@ -230,11 +257,12 @@ def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override settings (repeatable)")
     args = parser.parse_args(argv)
-    config = load_config(args.config or DEMO_CONFIG, args.set)
+    config = load_config(args.config, args.set, DEMO_CONFIG)
     for option, field in (("data", "val_data"), ("mask", "val_mask"), ("baselines", "baselines"),
                           ("limit", "val_count")):
         if getattr(args, option) is not None:
             setattr(config, field, getattr(args, option))
+            config.explicit = config.explicit | {field}
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     if config.val_count < 0:
@@ -263,6 +291,9 @@ def main(argv: list[str] | None = None) -> None:
         hint = " (run `python train.py` first for the demo)" if checkpoint_path == config.run_dir else ""
         raise UserError(f"checkpoint not found: {checkpoint_path}{hint}")
     checkpoint = load_checkpoint(checkpoint_path)
+    config = evaluation_geometry(config, checkpoint.spec)
+    print(f"evaluating at {config.image_size}x{config.image_size} with {config.hole_size}x{config.hole_size} "
+          f"{config.val_mask} holes; model: {checkpoint.spec.describe()}")
     paths = list_sources(config.val_data)[:config.val_count or None]
     if args.save_dir:
         check_stems(paths)
@@ -271,8 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device, all_cpu_cores=True)
     report = evaluate(config, checkpoint, paths, holes, baselines, args.save_dir)
-    report.update({"baselines_skipped": unavailable, "checkpoint": checkpoint["path"],
-                   "channel_order": checkpoint["channel_order"], "data": config.val_data,
+    report.update({"baselines_skipped": unavailable, "checkpoint": checkpoint.path,
+                   "model_spec": checkpoint.spec.to_dict(),
+                   "channel_order": checkpoint.spec.channel_order, "data": config.val_data,
                    "mask": config.val_mask, "image_size": config.image_size, "hole_size": config.hole_size,
                    "seed": config.seed})
     report = finite_or_none(report)

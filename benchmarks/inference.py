@@ -17,15 +17,17 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import numpy as np  # noqa: E402
 
-import utils  # noqa: E402,F401  (quiets Paddle before it is imported)
+from utils.environment import prepare_paddle  # noqa: E402
+
+prepare_paddle()
+
 import paddle  # noqa: E402
 from models.generator import InpaintGenerator  # noqa: E402
-from models.inpainter import Inpainter, pick_device  # noqa: E402
-from utils.checkpoint import build_generator, load_checkpoint  # noqa: E402
+from inference.inpainter import Inpainter  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from utils.device import pick_device  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
@@ -38,7 +40,7 @@ def measure(args) -> None:
     device = pick_device(args.device, all_cpu_cores=True)
     if args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
-        generator = build_generator(checkpoint)
+        generator = checkpoint.build_generator()
     else:
         paddle.seed(0)
         generator = InpaintGenerator()

@@ -14,12 +14,13 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.environment import prepare_paddle  # noqa: E402
 
-import utils  # noqa: E402,F401  (quiets Paddle before it is imported)
+prepare_paddle()
+
 import paddle  # noqa: E402
-from models.inpainter import pick_device  # noqa: E402
-from train import DEMO_CONFIG, Trainer  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
+from utils.device import pick_device  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 

@@ -25,6 +25,7 @@ import paddle
 
 from utils.cli import UserError
 from utils.image_io import IMAGE_EXTENSIONS, read_image, to_rgb8
+from utils.pixels import to_model
 
 IMAGE_FITS = ("scale_crop", "random_crop", "resize")
 
@@ -153,10 +154,7 @@ class ImageDataset(paddle.io.Dataset):
 
     def load(self, index: int, crop_seed: int) -> np.ndarray:
         """Image ``index`` as the model sees it: float32 [3, S, S] on [-1, 1] in the channel order."""
-        image = self.load_rgb(index, crop_seed)
-        if self.channel_order == "BGR":
-            image = image[:, :, ::-1]
-        return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 127.5 - 1.0
+        return to_model(self.load_rgb(index, crop_seed), self.channel_order)[0]
 
     def _first_readable(self, index: int, crop_seed: int, load) -> tuple[np.ndarray, int]:
         """``load`` image ``index``, or the next readable one, and the index it came from; each

@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from models.attention import contextual_attention
-from models.layers import GenConv, GenDeconv, nearest_index, resize_nearest, same_padding
+from models.layers import GenConv, GenDeconv, resize_nearest
 
 
 def _with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
@@ -22,53 +22,6 @@ def _with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
 
 
 ATTENTION_RATE = 2  # matching at 1/8 of the image: features at 1/4, downscaled by 2
-
-
-def _grow(region: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
-    """Inputs an output region reads along ``axis``: output p reads inputs p-before … p+after."""
-    grown = region.copy()
-    for shift in range(-before, after + 1):
-        if shift:
-            moved = np.roll(region, shift, axis=axis)
-            edge = [slice(None)] * 2
-            edge[axis] = slice(0, shift) if shift > 0 else slice(shift, None)
-            moved[tuple(edge)] = False
-            grown |= moved
-    return grown
-
-
-def _reach_back(layer: nn.Layer, region: np.ndarray) -> np.ndarray:
-    """The input pixels of a stride-1 ``GenConv``/``GenDeconv`` that its output ``region`` depends on."""
-    if isinstance(layer, GenDeconv):
-        region = _reach_back(layer.conv, region)
-        rows = nearest_index(region.shape[0] // 2, region.shape[0])
-        cols = nearest_index(region.shape[1] // 2, region.shape[1])
-        source = np.zeros((region.shape[0] // 2, region.shape[1] // 2), bool)
-        np.logical_or.at(source, (rows[:, None], cols[None, :]), region)
-        return source
-    conv = layer.conv
-    if not isinstance(layer, GenConv) or conv.s != 1:
-        raise TypeError(f"cannot trace the receptive field through {layer!r}")
-    for axis in (0, 1):
-        before, after = same_padding(region.shape[axis], conv.k, 1, conv.d)
-        region = _grow(region, before, after, axis)
-    return region
-
-
-def _paste_reach(region: np.ndarray, rate: int) -> np.ndarray:
-    """Foreground positions whose pasted 2·rate × 2·rate patch (stride ``rate``, TF 'SAME') overlaps
-    ``region`` at feature resolution."""
-    height, width = region.shape
-    top, _ = same_padding(height, 2 * rate, rate)
-    left, _ = same_padding(width, 2 * rate, rate)
-    padded = np.zeros((height + 4 * rate, width + 4 * rate), bool)
-    padded[2 * rate:2 * rate + height, 2 * rate:2 * rate + width] = region
-    needed = np.zeros((height // rate, width // rate), bool)
-    for dy in range(2 * rate):
-        for dx in range(2 * rate):
-            y0, x0 = 2 * rate - top + dy, 2 * rate - left + dx
-            needed |= padded[y0:y0 + height:rate, x0:x0 + width:rate][:height // rate, :width // rate]
-    return needed
 
 
 def _dilated_stack(prefix: str, channels: int) -> list[tuple[str, GenConv]]:
@@ -141,10 +94,10 @@ class RefineNetwork(nn.Layer):
             ("allconv17", GenConv(c // 2, 3, 3, activation=None)),
         )
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, hole_only: bool = False
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
                 ) -> tuple[paddle.Tensor, paddle.Tensor]:
         hallucinated, features = self.encode(x, mask)
-        attended, offsets = self.attend(features, mask, hole_only)
+        attended, offsets = self.attend(features, mask, needed)
         return self.decode(hallucinated, attended), offsets
 
     def encode(self, x: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -152,28 +105,17 @@ class RefineNetwork(nn.Layer):
         xnow = _with_mask_channels(x, mask)
         return self.hallucination(xnow), self.attention_encoder(xnow)
 
-    def attend(self, features: paddle.Tensor, mask: paddle.Tensor, hole_only: bool = False
+    def attend(self, features: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
                ) -> tuple[paddle.Tensor, paddle.Tensor]:
         """Contextual attention of the features on themselves, the hole masked out of the background.
-        ``hole_only`` skips the positions that cannot reach a hole pixel of the output."""
+        ``needed`` (bool, at matching resolution) limits the work to the positions a caller keeps."""
         feature_mask = resize_nearest(mask, features.shape[2], features.shape[3])
-        needed = self.hole_reach(mask.numpy().max(axis=(0, 1)) > 0.5) if hole_only else None
         return contextual_attention(features, features, feature_mask, rate=ATTENTION_RATE,
                                     per_sample_mask=self.per_sample_mask, needed=needed)
 
     def decode(self, hallucinated: paddle.Tensor, attended: paddle.Tensor) -> paddle.Tensor:
         merged = paddle.concat([hallucinated, self.attention_decoder(attended)], axis=1)
         return paddle.clip(self.merge(merged), -1.0, 1.0)
-
-    def hole_reach(self, hole: np.ndarray) -> np.ndarray:
-        """The attention positions (at matching resolution) whose output can change a hole pixel of the
-        stage-2 output: the hole traced back through the receptive fields of the layers after the
-        attention and of the attention's 4×4 paste. Every other position only changes pixels that the
-        caller replaces with known ones, so skipping them leaves the completed image unchanged."""
-        region = hole
-        for layer in [*reversed(list(self.merge)), *reversed(list(self.attention_decoder))]:
-            region = _reach_back(layer, region)
-        return _paste_reach(region, ATTENTION_RATE)
 
 
 class InpaintGenerator(nn.Layer):
@@ -188,10 +130,16 @@ class InpaintGenerator(nn.Layer):
         self.coarse = CoarseNetwork(cnum)
         self.refine = RefineNetwork(cnum, per_sample_mask)
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, hole_only: bool = False
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
                 ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        """``hole_only``: compute only what reaches the hole of ``x_stage2`` (inference); outside the hole
-        ``x_stage2`` and the offsets then differ from the official graph's, inside they are the same."""
+        """``needed``: the attention positions whose output the caller keeps (inference computes them
+        with ``inference.hole_reach``); the others are skipped, so outside the hole ``x_stage2`` and the
+        offsets then differ from the official graph's, inside they are the same."""
         x_stage1 = self.coarse(x, mask)
-        x_stage2, offsets = self.refine(x_stage1 * mask + x * (1.0 - mask), mask, hole_only)
+        x_stage2, offsets = self.refine(self.paste(x, x_stage1, mask), mask, needed)
         return x_stage1, x_stage2, offsets
+
+    @staticmethod
+    def paste(x: paddle.Tensor, x_stage1: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        """Stage 2's input: the coarse result inside the hole, the given pixels outside."""
+        return x_stage1 * mask + x * (1.0 - mask)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the golden tensors from the official graph and our conversion of its checkpoint."""
+"""Shared fixtures: the golden tensors from the official graph (kept small in ``tests/golden``, see
+``tests/golden/make_golden.py``), the golden TF checkpoint rebuilt from its recipe, and its conversion."""
 from __future__ import annotations
 
 import os
@@ -8,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-import utils  # noqa: F401  (quiets Paddle before it is imported)
+from utils.environment import prepare_paddle
+
+prepare_paddle()
+
+from tests import golden_data  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOLDEN = os.path.join(ROOT, "..", "shared", "golden", "official_v1")
-sys.path.insert(0, ROOT)
 
 
 def nchw(array: np.ndarray):
@@ -44,16 +47,35 @@ def assert_refused(result, output: str, *words: str) -> None:
 
 @pytest.fixture(scope="session")
 def golden() -> dict[str, np.ndarray]:
-    path = os.path.join(GOLDEN, "tensors.npz")
-    assert os.path.isfile(path), f"golden data missing: {path} (../shared must sit beside the project)"
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    """The official graph's tensors (NHWC), from tests/golden/tensors.npz."""
+    return golden_data.load_tensors()
 
 
 @pytest.fixture(scope="session")
-def golden_checkpoint(tmp_path_factory) -> str:
+def train_step_golden() -> dict[str, np.ndarray]:
+    """One official training step, reduced: losses, inputs, per-gradient summaries, a few whole gradients."""
+    return golden_data.load_train_step()
+
+
+@pytest.fixture(scope="session")
+def golden_tf_checkpoint(tmp_path_factory) -> str:
+    """A folder holding the golden TF checkpoint (the official variable names and distractors, 111 entries),
+    written from weights.json's recipe: ``tf_checkpoint/checkpoint`` and ``tf_checkpoint/snap-0.*``."""
+    return golden_data.write_golden_bundle(str(tmp_path_factory.mktemp("golden") / "tf_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def golden_checkpoint(tmp_path_factory, golden_tf_checkpoint) -> str:
     """The golden TF checkpoint converted with the real command line."""
     out = str(tmp_path_factory.mktemp("converted") / "official_golden.pdparams")
-    result = run_command("tools/convert_tf_checkpoint.py", os.path.join(GOLDEN, "tf_checkpoint"), out)
+    result = run_command("tools/convert_tf_checkpoint.py", golden_tf_checkpoint, out)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_golden() -> str:
+    """The full golden data, ../shared/golden/official_v1, for extra checks; skipped when it is absent."""
+    if not os.path.isdir(golden_data.SHARED_GOLDEN_DIR):
+        pytest.skip(f"{golden_data.SHARED_GOLDEN_DIR} is absent (the full golden data is optional)")
+    return golden_data.SHARED_GOLDEN_DIR

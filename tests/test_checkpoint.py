@@ -7,8 +7,9 @@ import numpy as np
 import paddle
 import pytest
 
+from models import checkpoint as ckpt
 from models.generator import InpaintGenerator
-from utils import checkpoint as ckpt
+from models.spec import ModelSpec
 from utils.cli import UserError
 
 
@@ -20,17 +21,18 @@ def generator_state() -> dict[str, np.ndarray]:
 
 def test_save_then_load_round_trips(tmp_path, generator_state):
     path = str(tmp_path / "model.pdparams")
-    ckpt.save_checkpoint(path, {"generator": generator_state, "channel_order": "RGB", "source": "test"})
+    spec = ModelSpec(channel_order="RGB", image_size=64, hole_size=32, source="test")
+    ckpt.save_checkpoint(path, spec, {"generator": generator_state})
     loaded = ckpt.load_checkpoint(path)
-    assert loaded["format"] == ckpt.FORMAT and loaded["channel_order"] == "RGB"
-    restored = ckpt.build_generator(loaded).state_dict()
+    assert paddle.load(path)["format"] == ckpt.FORMAT and loaded.spec == spec
+    restored = loaded.build_generator().state_dict()
     assert all((restored[k].numpy() == v).all() for k, v in generator_state.items())
     assert os.listdir(tmp_path) == ["model.pdparams"]
 
 
 def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, generator_state, monkeypatch):
     path = str(tmp_path / "model.pdparams")
-    ckpt.save_checkpoint(path, {"generator": generator_state})
+    ckpt.save_checkpoint(path, ModelSpec(), {"generator": generator_state})
     before = open(path, "rb").read()
 
     def crash(obj, target):
@@ -40,16 +42,16 @@ def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, generator_state
 
     monkeypatch.setattr(paddle, "save", crash)
     with pytest.raises(OSError):
-        ckpt.save_checkpoint(path, {"generator": generator_state})
+        ckpt.save_checkpoint(path, ModelSpec(), {"generator": generator_state})
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["model.pdparams"]
 
 
 def test_a_run_folder_loads_its_latest_step(tmp_path, generator_state):
     for step in (900, 10000, 5000):
-        ckpt.save_checkpoint(str(tmp_path / ckpt.checkpoint_name(step)),
-                             {"generator": generator_state, "step": step})
-    assert ckpt.load_checkpoint(str(tmp_path))["step"] == 10000
+        ckpt.save_checkpoint(str(tmp_path / ckpt.checkpoint_name(step)), ModelSpec(),
+                             {"generator": generator_state}, {"step": step})
+    assert ckpt.load_checkpoint(str(tmp_path)).state["step"] == 10000
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(UserError, match="no checkpoint"):
         ckpt.load_checkpoint(str(tmp_path / "empty_run"))
@@ -58,13 +60,13 @@ def test_a_run_folder_loads_its_latest_step(tmp_path, generator_state):
 def test_a_bare_generator_state_dict_is_accepted(tmp_path, generator_state):
     path = str(tmp_path / "bare.pdparams")
     paddle.save(generator_state, path)
-    assert ckpt.load_checkpoint(path)["channel_order"] == "RGB"
+    assert ckpt.load_checkpoint(path).spec.channel_order == "RGB"
 
 
 def test_a_wrongly_shaped_generator_is_refused(tmp_path, generator_state):
     state = dict(generator_state)
     state["coarse.body.conv1.conv.weight"] = np.zeros((16, 5, 5, 5), np.float32)
     path = str(tmp_path / "bad.pdparams")
-    ckpt.save_checkpoint(path, {"generator": state})
+    ckpt.save_checkpoint(path, ModelSpec(), {"generator": state})
     with pytest.raises(UserError, match="conv1.conv.weight has shape"):
         ckpt.load_checkpoint(path)

@@ -8,14 +8,12 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.conftest import GOLDEN, assert_refused, run_command
+from tests.conftest import assert_refused, run_command
+from tests.golden_data import TF_READER_DIR
 from tests.tf_bundle_writer import write_bundle
 from tools.convert_tf_checkpoint import dense_kernel
 from utils.cli import UserError
 from utils.tf_bundle import read_index, read_tensors, resolve_prefix
-
-TF_CHECKPOINT = os.path.join(GOLDEN, "tf_checkpoint")
-
 
 def test_converted_checkpoint_records_bgr_source_and_drops_optimizer(golden_checkpoint):
     payload = paddle.load(golden_checkpoint, return_numpy=True)
@@ -27,17 +25,30 @@ def test_converted_checkpoint_records_bgr_source_and_drops_optimizer(golden_chec
     assert not any("Adam" in name or "step" in name for name in names)
 
 
-def test_reader_finds_every_tensor_and_skips_nothing():
-    shards, entries = read_index(resolve_prefix(TF_CHECKPOINT))
+def test_reader_finds_every_tensor_and_skips_nothing(golden_tf_checkpoint):
+    shards, entries = read_index(resolve_prefix(golden_tf_checkpoint))
     assert shards == 1 and len(entries) == 111
     assert entries["inpaint_net/conv1/kernel"].shape == (5, 5, 5, 32)
-    assert read_tensors(resolve_prefix(TF_CHECKPOINT), ["global_step"])["global_step"] == 123456
+    assert read_tensors(resolve_prefix(golden_tf_checkpoint), ["global_step"])["global_step"] == 123456
+
+
+def test_reader_reads_a_real_tf_checkpoint_exactly():
+    """A bundle written by TensorFlow itself: float32/float64/int32/int64, an empty tensor, scalars, slots."""
+    with np.load(os.path.join(TF_READER_DIR, "expected.npz")) as data:
+        expected = {key.replace("|", "/"): data[key] for key in data.files}
+    shards, entries = read_index(resolve_prefix(TF_READER_DIR))
+    assert shards == 1 and set(entries) == set(expected)
+    read = read_tensors(resolve_prefix(TF_READER_DIR))
+    assert set(read) == set(expected)
+    for name, value in expected.items():
+        assert read[name].dtype == value.dtype and read[name].shape == value.shape, name
+        assert read[name].tobytes() == value.tobytes(), name
 
 
 @pytest.mark.parametrize("form", ["folder", "prefix", "index"])
-def test_checkpoint_may_be_named_three_ways(form):
-    prefix = os.path.join(TF_CHECKPOINT, "snap-0")
-    given = {"folder": TF_CHECKPOINT, "prefix": prefix, "index": prefix + ".index"}[form]
+def test_checkpoint_may_be_named_three_ways(golden_tf_checkpoint, form):
+    prefix = os.path.join(golden_tf_checkpoint, "snap-0")
+    given = {"folder": golden_tf_checkpoint, "prefix": prefix, "index": prefix + ".index"}[form]
     assert resolve_prefix(given) == prefix
 
 
@@ -67,11 +78,11 @@ def test_convert_empty_folder_is_refused(tmp_path):
                    out, "no TensorFlow checkpoint")
 
 
-def test_convert_truncated_index_is_refused(tmp_path):
-    with open(os.path.join(TF_CHECKPOINT, "snap-0.index"), "rb") as handle:
+def test_convert_truncated_index_is_refused(golden_tf_checkpoint, tmp_path):
+    with open(os.path.join(golden_tf_checkpoint, "snap-0.index"), "rb") as handle:
         index = handle.read()
     (tmp_path / "snap-0.index").write_bytes(index[: len(index) // 2])
-    os.symlink(os.path.join(TF_CHECKPOINT, "snap-0.data-00000-of-00001"),
+    os.symlink(os.path.join(golden_tf_checkpoint, "snap-0.data-00000-of-00001"),
                tmp_path / "snap-0.data-00000-of-00001")
     out = str(tmp_path / "out.pdparams")
     assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "snap-0"), out),
@@ -95,8 +106,8 @@ def test_convert_refuses_a_checkpoint_without_generator(tmp_path):
                    "no DeepFill v1 generator")
 
 
-def test_convert_refuses_an_incomplete_generator(tmp_path):
-    tensors = read_tensors(resolve_prefix(TF_CHECKPOINT))
+def test_convert_refuses_an_incomplete_generator(golden_tf_checkpoint, tmp_path):
+    tensors = read_tensors(resolve_prefix(golden_tf_checkpoint))
     del tensors["inpaint_net/pmconv9/kernel"]
     write_bundle(str(tmp_path / "snap-0"), {k: v for k, v in tensors.items() if v.dtype.kind == "f"})
     out = str(tmp_path / "out.pdparams")
@@ -104,9 +115,9 @@ def test_convert_refuses_an_incomplete_generator(tmp_path):
                    "inpaint_net/pmconv9/kernel")
 
 
-def test_truncated_data_file_is_refused(tmp_path):
-    shutil.copy(os.path.join(TF_CHECKPOINT, "snap-0.index"), tmp_path)
-    with open(os.path.join(TF_CHECKPOINT, "snap-0.data-00000-of-00001"), "rb") as handle:
+def test_truncated_data_file_is_refused(golden_tf_checkpoint, tmp_path):
+    shutil.copy(os.path.join(golden_tf_checkpoint, "snap-0.index"), tmp_path)
+    with open(os.path.join(golden_tf_checkpoint, "snap-0.data-00000-of-00001"), "rb") as handle:
         (tmp_path / "snap-0.data-00000-of-00001").write_bytes(handle.read(1000))
     with pytest.raises(UserError, match="truncated"):
         read_tensors(str(tmp_path / "snap-0"))

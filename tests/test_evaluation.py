@@ -17,7 +17,8 @@ import pytest
 import tester
 from tester import METRICS, average, image_metrics, total_variation
 from tests.conftest import ROOT, assert_refused, run_command
-from utils.checkpoint import save_checkpoint
+from models.checkpoint import save_checkpoint
+from models.spec import ModelSpec
 from utils.cli import UserError
 
 SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8")
@@ -46,8 +47,8 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("evaluation")
     paddle.seed(0)
     checkpoint = str(root / "tiny.pdparams")
-    save_checkpoint(checkpoint, {"generator": {k: v.numpy() for k, v in InpaintGenerator(8).state_dict().items()},
-                                 "cnum": 8, "channel_order": "RGB", "source": "test"})
+    save_checkpoint(checkpoint, ModelSpec(cnum=8, image_size=64, hole_size=32, source="test"),
+                    {"generator": {k: v.numpy() for k, v in InpaintGenerator(8).state_dict().items()}})
     images = root / "images"
     images.mkdir()
     cv2.imwrite(str(images / "a_astronaut.png"), cv2.resize(data.astronaut()[:, :, ::-1], (96, 80)))

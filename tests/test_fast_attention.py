@@ -11,7 +11,8 @@ import paddle
 import pytest
 
 from models.attention import contextual_attention
-from models.compiled import CompiledGenerator
+from inference.compiled import CompiledGenerator
+from inference.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 from tests.reference_attention import contextual_attention as reference_attention
 
@@ -101,7 +102,7 @@ def test_hole_only_generator_gives_the_same_hole(generator, size, boxes):
     x, mask = _generator_case(size, boxes)
     with paddle.no_grad():
         _, full, _ = generator(paddle.to_tensor(x), paddle.to_tensor(mask))
-        _, partial, _ = generator(paddle.to_tensor(x), paddle.to_tensor(mask), hole_only=True)
+        _, partial, _ = generator(paddle.to_tensor(x), paddle.to_tensor(mask), hole_reach(generator.refine, mask))
     hole = mask[0, 0] > 0.5
     difference = np.abs(full.numpy() - partial.numpy())[0].max(axis=0)
     assert difference[hole].max() < TOLERANCE
@@ -111,7 +112,7 @@ def test_hole_only_generator_gives_the_same_hole(generator, size, boxes):
 def test_hole_reach_covers_exactly_what_matters(generator):
     """Dropping the outermost ring of the traced region changes hole pixels: the trace is not loose."""
     x, mask = _generator_case(*HOLES[0])
-    needed = generator.refine.hole_reach(mask[0, 0] > 0.5)
+    needed = hole_reach(generator.refine, mask[0, 0] > 0.5)
     assert 0 < needed.mean() < 0.8
     inner = needed.copy()
     inner[np.argwhere(needed).max(axis=0)[0], :] = False     # the last needed row
@@ -130,7 +131,8 @@ def test_hole_reach_covers_exactly_what_matters(generator):
 def test_compiled_generator_gives_the_same_hole(generator, size, boxes):
     x, mask = _generator_case(size, boxes)
     with paddle.no_grad():
-        _, eager, eager_offsets = generator(paddle.to_tensor(x), paddle.to_tensor(mask), hole_only=True)
+        _, eager, eager_offsets = generator(paddle.to_tensor(x), paddle.to_tensor(mask),
+                                            hole_reach(generator.refine, mask))
     compiled, offsets = CompiledGenerator(generator)(x, mask)
     hole = mask[0, 0] > 0.5
     assert np.abs(eager.numpy() - compiled)[0].max(axis=0)[hole].max() < 1e-4

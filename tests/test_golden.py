@@ -7,7 +7,7 @@ import pytest
 
 from models.attention import contextual_attention
 from tests.conftest import nchw, nhwc
-from utils.checkpoint import build_critics, build_generator, load_checkpoint
+from models.checkpoint import load_checkpoint
 
 TOLERANCE = 1e-4
 
@@ -20,7 +20,7 @@ def converted(golden_checkpoint):
 @pytest.fixture(scope="module")
 def generator_run(converted, golden):
     """Run the converted generator on the golden input, capturing the attention layer's input."""
-    generator = build_generator(converted)
+    generator = converted.build_generator()
     generator.eval()
     captured = {}
     hook = generator.refine.attention_encoder.register_forward_post_hook(
@@ -33,7 +33,7 @@ def generator_run(converted, golden):
 
 
 def test_generator_has_the_official_parameter_count(converted):
-    assert sum(p.size for p in build_generator(converted).parameters()) == 3_601_542
+    assert sum(p.size for p in converted.build_generator().parameters()) == 3_601_542
 
 
 @pytest.mark.parametrize("name", ["x_stage1", "x_stage2", "ca_input"])
@@ -69,7 +69,7 @@ def test_attention_layer_alone_matches(golden, fuse, use_mask, name):
 
 @pytest.mark.parametrize("which", ["local", "global"])
 def test_critics_match_official_graph(converted, golden, which):
-    local, global_ = build_critics(converted)
+    local, global_ = converted.build_critics()
     critic = local if which == "local" else global_
     with paddle.no_grad():
         score = critic(nchw(golden[f"critic_{which}_input"])).numpy()

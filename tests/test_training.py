@@ -6,18 +6,18 @@ import os
 import re
 import shlex
 import signal
-import sys
 
 import cv2
 import numpy as np
 import paddle
 import pytest
 
-import train as train_module
+from models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, run_command
 from tests.test_readme import readme_commands
-from train import LOG_NAME, Trainer, TrainingDiverged, train
-from utils.checkpoint import load_checkpoint
+from training.loop import train, train_and_report
+from training.run_log import LOG_NAME, sample_picture
+from training.trainer import Trainer, TrainingDiverged
 from utils.cli import UserError
 from utils.config import Config, load_config
 
@@ -73,7 +73,7 @@ def test_one_iteration_is_algorithm_1(tmp_path):
     assert trainer.consumed == 1 + 1 + 3 and trainer.step == 1 and unreadable == []
     assert set(scalars) == {"g_loss", "l1_loss", "ae_loss", "total_g_loss", "d_loss", "gp_loss", "total_d_loss",
                             "real_local", "fake_local", "real_global", "fake_global"}
-    picture = train_module.sample_picture(tensors, "RGB")
+    picture = sample_picture(tensors, "RGB")
     assert picture.shape == (2 * 32, 5 * 32, 3) and picture.dtype == np.uint8
     truth = ((tensors[0][0].numpy().transpose(1, 2, 0) + 1) * 127.5).round()
     assert np.abs(picture[:32, 96:128].astype(float) - truth).max() <= 1      # the fourth column is the truth
@@ -93,7 +93,8 @@ def test_pretraining_trains_the_coarse_network_alone(tmp_path):
 def test_free_form_holes_per_image_train(tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "run", "per_image_masks=true", "mask_type=free_form", "flip=true",
                                   "image_fit=random_crop"))
-    _, mask, boxes = trainer.next_batch()
+    batch = trainer.next_batch()
+    mask, boxes = batch.mask, batch.boxes
     assert len(set(boxes)) == 2 and not (mask.numpy()[0] == mask.numpy()[1]).all()
     for hole, box in zip(mask.numpy()[:, 0], boxes):
         assert hole.sum() == hole[box.top:box.top + box.height, box.left:box.left + box.width].sum() > 0
@@ -115,8 +116,10 @@ def test_resume_continues_exactly(tmp_path):
             assert (x.numpy() == y.numpy()).all(), name
     assert sorted(os.listdir(tmp_path / "interrupted" / "samples")) == ["step_00000002.png", "step_00000004.png"]
     payload = load_checkpoint(str(tmp_path / "interrupted"))
-    assert payload["step"] == 4 and payload["channel_order"] == "RGB" and payload["config"]["max_iters"] == 4
-    assert {"opt_g", "opt_d", "rng", "random_state", "critic_local", "critic_global"} <= set(payload)
+    assert payload.state["step"] == 4 and payload.spec.channel_order == "RGB"
+    assert payload.state["config"]["max_iters"] == 4 and (payload.spec.image_size, payload.spec.hole_size) == (32, 16)
+    assert {"opt_g", "opt_d", "rng", "random_state"} <= set(payload.state)
+    assert set(payload.critics) == {"critic_local", "critic_global"}
     with pytest.raises(UserError, match="already holds a run"):
         Trainer(tiny_config(tmp_path / "interrupted"))
     with pytest.raises(UserError, match="critic_local .* has shape"):
@@ -150,11 +153,8 @@ def signal_during_generator_step(monkeypatch, at_call: int, *signals: int) -> No
 
 def test_sigterm_saves_after_the_current_iteration(tmp_path, monkeypatch, capsys):
     signal_during_generator_step(monkeypatch, 2, signal.SIGTERM)
-    monkeypatch.setattr(sys, "argv", ["train.py", "--set", *TINY, "max_iters=50", "save_every=100",
-                                      f"run_dir={tmp_path / 'run'}"])
-    with pytest.raises(SystemExit) as stopped:
-        train_module.main()
-    assert stopped.value.code == 128 + signal.SIGTERM
+    _, code = train_and_report(tiny_config(tmp_path / "run", "max_iters=50", "save_every=100"))
+    assert code == 128 + signal.SIGTERM
     assert [n for n in os.listdir(tmp_path / "run") if n.endswith(".pdparams")] == ["step_00000002.pdparams"]
     assert "stopped by SIGTERM at step 2; continue with --resume" in capsys.readouterr().err
     assert "stopped by SIGTERM at step 2" in (tmp_path / "run" / LOG_NAME).read_text()
@@ -181,18 +181,19 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mo
         return original(self)
 
     monkeypatch.setattr(Trainer, "generator_step", poisoned)
-    monkeypatch.setattr(sys, "argv", ["train.py", "--set", *TINY, "max_iters=5", f"run_dir={tmp_path / 'run'}"])
-    with pytest.raises(SystemExit) as stopped:
-        train_module.main()
-    assert stopped.value.code == 1
+    _, code = train_and_report(tiny_config(tmp_path / "run", "max_iters=5"))
+    assert code == 1
     error = capsys.readouterr().err
     assert "error: training diverged:" in error and "at step 2" in error and "last checkpoint" in error
     assert [n for n in os.listdir(tmp_path / "run") if n.endswith(".pdparams")] == ["step_00000001.pdparams"]
     assert "diverged" in (tmp_path / "run" / LOG_NAME).read_text()
-    assert np.isfinite(load_checkpoint(str(tmp_path / "run"))["generator"]["coarse.body.conv1.conv.weight"]).all()
+    assert np.isfinite(load_checkpoint(str(tmp_path / "run")).generator["coarse.body.conv1.conv.weight"]).all()
     with pytest.raises(TrainingDiverged):
         calls.clear()
         train(tiny_config(tmp_path / "again", "max_iters=5"))
+    calls.clear()
+    assert train_and_report(tiny_config(tmp_path / "early", "max_iters=5", "save_every=10"))[1] == 1
+    assert "no checkpoint was written" in capsys.readouterr().err
 
 
 def test_unreadable_images_are_counted_across_loader_processes(tmp_path):
@@ -203,7 +204,7 @@ def test_unreadable_images_are_counted_across_loader_processes(tmp_path):
         "broken_0.png", "broken_1.png"]
     log = (tmp_path / "run" / LOG_NAME).read_text()
     assert log.count("unreadable image skipped") == 2 and "2 unreadable images skipped so far" in log
-    assert len(load_checkpoint(str(tmp_path / "run"))["unreadable"]) == 2
+    assert len(load_checkpoint(str(tmp_path / "run")).state["unreadable"]) == 2
     noise_pictures(tmp_path / "bad", 0, broken=3)
     with pytest.raises(UserError, match="none of the 3 images .* can be read"):
         Trainer(tiny_config(tmp_path / "bad_run", f"data={tmp_path / 'bad'}"))
@@ -211,20 +212,25 @@ def test_unreadable_images_are_counted_across_loader_processes(tmp_path):
 
 def test_fine_tuning_starts_from_converted_official_weights(tmp_path, golden_checkpoint, capsys):
     official = load_checkpoint(golden_checkpoint)
-    size = [f"image_size={official['critic_global_size']}", f"hole_size={official['critic_local_size']}",
-            "max_delta=8", "cnum=32", f"init_checkpoint={golden_checkpoint}"]
-    trainer = Trainer(tiny_config(tmp_path / "run", *size, "channel_order=BGR"))
+    weights = {"generator": official.generator, **official.critics}
+    size = [f"image_size={official.spec.critic_global_size}", f"hole_size={official.spec.critic_local_size}",
+            "max_delta=8", f"init_checkpoint={golden_checkpoint}"]
+    trainer = Trainer(tiny_config(tmp_path / "run", *size, "channel_order=BGR", "cnum=32"))
     for model, key in ((trainer.generator, "generator"), (trainer.local_critic, "critic_local"),
                        (trainer.global_critic, "critic_global")):
-        assert all((v.numpy() == official[key][k]).all() for k, v in model.state_dict().items()), key
+        assert all((v.numpy() == weights[key][k]).all() for k, v in model.state_dict().items()), key
     assert "generator and critics start from" in capsys.readouterr().err
     with pytest.raises(UserError, match="set channel_order=BGR"):
-        Trainer(tiny_config(tmp_path / "run", *size))
-    trainer = Trainer(tiny_config(tmp_path / "run", *size[2:], "image_size=64", "hole_size=32",
-                                  "channel_order=BGR"))
-    assert "critics start fresh" in capsys.readouterr().err
+        Trainer(tiny_config(tmp_path / "run", *size, "channel_order=RGB"))
+    with pytest.raises(UserError, match="set cnum=32"):
+        Trainer(tiny_config(tmp_path / "run", *size))      # TINY sets cnum=8
+    trainer = Trainer(load_config(None, [*TINY[4:], f"run_dir={tmp_path / 'run'}", *size[2:],
+                                         "image_size=64", "hole_size=32"]))
+    notes = capsys.readouterr().err
+    assert "record: channel_order=BGR" in notes and "critics start fresh" in notes   # from the record
+    assert trainer.config.channel_order == "BGR" and trainer.dataset.channel_order == "BGR"
     assert (trainer.generator.state_dict()["coarse.body.conv1.conv.weight"].numpy()
-            == official["generator"]["coarse.body.conv1.conv.weight"]).all()
+            == official.generator["coarse.body.conv1.conv.weight"]).all()
 
 
 def test_train_cli_reports_mistakes_in_one_line(tmp_path):
@@ -259,11 +265,13 @@ def test_two_data_parallel_processes_train_like_one(tmp_path):
     assert not (tmp_path / "two" / "rank1").exists()
     assert {"step_00000002.pdparams", LOG_NAME, "samples", "visualdl"} <= set(os.listdir(tmp_path / "two" / "rank0"))
     one, two = load_checkpoint(str(tmp_path / "one")), load_checkpoint(str(tmp_path / "two" / "rank0"))
-    assert one["step"] == two["step"] == 2 and one["consumed"] == two["consumed"]
-    assert list(one["unreadable"]) == list(two["unreadable"]) and len(one["unreadable"]) == 1
+    assert one.state["step"] == two.state["step"] == 2 and one.state["consumed"] == two.state["consumed"]
+    assert list(one.state["unreadable"]) == list(two.state["unreadable"]) and len(one.state["unreadable"]) == 1
+    weights_one, weights_two = ({"generator": c.generator, **c.critics} for c in (one, two))
     for part in ("generator", "critic_local", "critic_global"):
-        assert all((ranks[0][f"{part}.{k}"] == v).all() for k, v in two[part].items())
-        difference = np.concatenate([np.abs(two[part][k] - v).ravel() for k, v in one[part].items()])
+        assert all((ranks[0][f"{part}.{k}"] == v).all() for k, v in weights_two[part].items())
+        difference = np.concatenate([np.abs(weights_two[part][k] - v).ravel()
+                                     for k, v in weights_one[part].items()])
         assert difference.mean() < 1e-5 and np.percentile(difference, 99) < 1e-4, part
 
 
@@ -300,4 +308,4 @@ def test_readme_training_commands_are_valid_settings():
             else:
                 assert words[i] == "--resume", command
                 i += 1
-        load_config(os.path.join(ROOT, config) if config else train_module.DEMO_CONFIG, overrides)
+        load_config(os.path.join(ROOT, config) if config else os.path.join(ROOT, "configs", "demo.yaml"), overrides)

@@ -32,7 +32,8 @@ def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
 def write_bundle(prefix: str, tensors: dict[str, np.ndarray]) -> None:
     data, entries = bytearray(), [(b"", _field(1, 1))]
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name])
+        array = np.ascontiguousarray(array).reshape(array.shape)   # ascontiguousarray makes scalars 1-D
         shape = b"".join(_field(2, _field(1, dim)) for dim in array.shape)
         entry = (_field(1, DTYPES[array.dtype]) + _field(2, shape) + _field(4, len(data))
                  + _field(5, array.nbytes))
@@ -52,3 +53,9 @@ def write_bundle(prefix: str, tensors: dict[str, np.ndarray]) -> None:
     table += footer.ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
     with open(prefix + ".index", "wb") as handle:
         handle.write(table)
+
+
+def write_checkpoint_state(folder: str, prefix_name: str) -> None:
+    """The ``checkpoint`` file TF's Saver writes beside a bundle, naming ``prefix_name`` as the latest."""
+    with open(f"{folder}/checkpoint", "w", encoding="utf-8") as handle:
+        handle.write(f'model_checkpoint_path: "{prefix_name}"\nall_model_checkpoint_paths: "{prefix_name}"\n')

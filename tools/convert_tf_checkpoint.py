@@ -13,56 +13,31 @@ import math
 import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from utils.environment import prepare_paddle
 
-import utils  # noqa: E402,F401  (quiets Paddle before it is imported)
+prepare_paddle()
+
+from models.checkpoint import save_checkpoint  # noqa: E402
 from models.critics import global_critic, local_critic  # noqa: E402
 from models.generator import InpaintGenerator  # noqa: E402
-from utils.checkpoint import save_checkpoint  # noqa: E402
+from models.official import conv_kernel, critic_tf_name, dense_kernel, generator_tf_name  # noqa: E402
+from models.spec import ModelSpec  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.tf_bundle import read_index, read_tensors, resolve_prefix  # noqa: E402
 
 CRITICS = {"critic_local": ("local", 512, local_critic), "critic_global": ("global", 256, global_critic)}
 
 
-def generator_tf_name(name: str) -> str:
-    """Our parameter name → the official variable name, e.g. ``coarse.body.conv13_upsample.conv.conv.weight``
-    → ``inpaint_net/conv13_upsample/conv13_upsample_conv/kernel`` (``gen_deconv`` adds a ``_conv`` scope)."""
-    parts = name.split(".")
-    layer, kind = parts[2], {"weight": "kernel", "bias": "bias"}[parts[-1]]
-    scope = f"{layer}/{layer}_conv" if layer.endswith("_upsample") else layer
-    return f"inpaint_net/{scope}/{kind}"
+OFFICIAL_IMAGE_SIZE, OFFICIAL_HOLE_SIZE = 256, 128
 
 
-def critic_tf_name(name: str, which: str) -> str:
-    """``convs.conv2.weight`` → ``discriminator/discriminator_local/conv2/kernel``; ``fc`` → ``dout_local_fc``."""
-    parts = name.split(".")
-    kind = {"weight": "kernel", "bias": "bias"}[parts[-1]]
-    if parts[0] == "fc":
-        return f"discriminator/dout_{which}_fc/{kind}"
-    return f"discriminator/discriminator_{which}/{parts[1]}/{kind}"
-
-
-def conv_kernel(kernel: np.ndarray) -> np.ndarray:
-    """TF HWIO → Paddle OIHW."""
-    return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
-
-
-def dense_kernel(kernel: np.ndarray, channels: int) -> np.ndarray:
-    """TF's dense kernel over NHWC-flattened features → Paddle Linear weight over NCHW-flattened ones."""
-    side = math.isqrt(kernel.shape[0] // channels)
-    if side * side * channels != kernel.shape[0]:
-        raise UserError(f"critic dense kernel {kernel.shape} does not fit a square feature map of "
-                        f"{channels} channels")
-    return np.ascontiguousarray(
-        kernel.reshape(side, side, channels, -1).transpose(2, 0, 1, 3).reshape(kernel.shape[0], -1))
-
-
-def convert(tf_checkpoint: str) -> dict:
-    """Read a TF checkpoint and return our checkpoint payload (raises ``UserError`` if it is not DeepFill v1)."""
+def convert(tf_checkpoint: str) -> tuple[ModelSpec, dict[str, dict[str, np.ndarray]]]:
+    """Read a TF checkpoint and return the model record and weights (``generator`` and the critics found);
+    raises ``UserError`` if it is not DeepFill v1. The record says BGR (the official models were trained
+    on OpenCV's arrays) and takes the training geometry from the critics' sizes (the release's 256/128
+    when a bundle holds no critics)."""
     prefix = resolve_prefix(tf_checkpoint)
     _, entries = read_index(prefix)
     cnum_entry = entries.get("inpaint_net/conv1/bias")
@@ -77,14 +52,14 @@ def convert(tf_checkpoint: str) -> dict:
         raise UserError(f"{prefix} is not a complete DeepFill v1 generator: {missing[0]} and "
                         f"{len(missing) - 1} more tensors are missing")
     tensors = read_tensors(prefix, list(names.values()))
-    payload = {"generator": {}, "cnum": cnum, "channel_order": "BGR",
-               "source": os.path.abspath(prefix)}
+    weights: dict[str, dict[str, np.ndarray]] = {"generator": {}}
+    sizes = {"critic_local": OFFICIAL_HOLE_SIZE, "critic_global": OFFICIAL_IMAGE_SIZE}
     for ours, param in generator.state_dict().items():
         value = tensors[names[ours]]
         value = conv_kernel(value) if value.ndim == 4 else value
         if tuple(value.shape) != tuple(param.shape):
             raise UserError(f"{names[ours]} has shape {value.shape}, expected {tuple(param.shape)}")
-        payload["generator"][ours] = value.astype(np.float32)
+        weights["generator"][ours] = value.astype(np.float32)
 
     for key, (which, channels, build) in CRITICS.items():
         fc = entries.get(f"discriminator/dout_{which}_fc/kernel")
@@ -107,8 +82,15 @@ def convert(tf_checkpoint: str) -> dict:
             if tuple(value.shape) != tuple(param.shape):
                 raise UserError(f"{critic_names[ours]} has shape {value.shape}, expected {tuple(param.shape)}")
             state[ours] = value.astype(np.float32)
-        payload[key], payload[f"{key}_size"] = state, side * 16
-    return payload
+        weights[key], sizes[key] = state, side * 16
+    if len(weights) == 2:
+        print("note: only one critic is complete; it is left out too (fine-tuning starts both afresh)",
+              file=sys.stderr)
+        weights = {"generator": weights["generator"]}
+        sizes = {"critic_local": OFFICIAL_HOLE_SIZE, "critic_global": OFFICIAL_IMAGE_SIZE}
+    spec = ModelSpec(cnum=cnum, channel_order="BGR", image_size=sizes["critic_global"],
+                     hole_size=sizes["critic_local"], source=os.path.abspath(prefix))
+    return spec, weights
 
 
 def main() -> None:
@@ -118,12 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     if not os.path.exists(args.tf_checkpoint) and not os.path.exists(args.tf_checkpoint + ".index"):
         raise UserError(f"TF checkpoint not found: {args.tf_checkpoint}")
-    payload = convert(args.tf_checkpoint)
-    save_checkpoint(args.output, payload)
-    kept = ["generator"] + [k for k in CRITICS if k in payload]
-    count = sum(v.size for k in kept for v in payload[k].values())
-    print(f"wrote {args.output}: {', '.join(kept)} ({count:,} parameters, channel order BGR) "
-          f"from {payload['source']}")
+    spec, weights = convert(args.tf_checkpoint)
+    save_checkpoint(args.output, spec, weights)
+    count = sum(v.size for part in weights.values() for v in part.values())
+    print(f"wrote {args.output}: {', '.join(weights)} ({count:,} parameters; {spec.describe()}) "
+          f"from {spec.source}")
 
 
 if __name__ == "__main__":

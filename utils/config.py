@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import yaml
 
 from utils.cli import UserError
+
+
+def setting(default: Any, meaning: str) -> Any:
+    """A field of ``Config`` with its one line of meaning (shown by ``--help``)."""
+    return field(default=default, metadata={"help": meaning})
 
 
 @dataclass
@@ -20,48 +26,48 @@ class Config:
     """Every setting of training and evaluation. Field comments give the official name where one exists."""
 
     # data
-    data: str = "demo"                 # training images: a folder, a file list (one path per line) or "demo"
-    val_data: str = "demo"             # evaluation images for test.py, same forms
-    image_size: int = 256              # IMG_SHAPES
-    hole_size: int = 128               # HEIGHT, WIDTH of the random box
-    max_delta: int = 32                # MAX_DELTA_HEIGHT/WIDTH: the box shrinks by 0..delta/2 per side
-    per_image_masks: bool = False      # official: one mask for the whole batch
-    mask_type: str = "box"             # box (official) or free_form: brush strokes inside the box
-    image_fit: str = "scale_crop"      # training view: scale_crop, random_crop, resize (RANDOM_CROP: False)
-    flip: bool = False                 # mirror half the training images left-right (official: no)
-    channel_order: str = "RGB"         # "BGR" to fine-tune converted official weights
-    batch_size: int = 16               # BATCH_SIZE
-    num_workers: int = 2               # data-loading processes (0 = in the training process)
+    data: str = setting("demo", 'training images: a folder, a file list (one path per line) or "demo"')
+    val_data: str = setting("demo", 'evaluation images for test.py, same forms')
+    image_size: int = setting(256, 'side of the square training/evaluation images (IMG_SHAPES)')
+    hole_size: int = setting(128, 'side of the box holding the hole; the local critic sees it (HEIGHT, WIDTH)')
+    max_delta: int = setting(32, 'MAX_DELTA_HEIGHT/WIDTH: the box shrinks by 0..delta/2 per side')
+    per_image_masks: bool = setting(False, 'a different hole for every image (official: one for the whole batch)')
+    mask_type: str = setting("box", 'box (official) or free_form: brush strokes inside the box')
+    image_fit: str = setting("scale_crop", 'training view: scale_crop, random_crop, resize (RANDOM_CROP: False)')
+    flip: bool = setting(False, 'mirror half the training images left-right (official: no)')
+    channel_order: str = setting("RGB", '"BGR" to fine-tune converted official weights')
+    batch_size: int = setting(16, 'BATCH_SIZE')
+    num_workers: int = setting(2, 'data-loading processes (0 = in the training process)')
     # model
-    cnum: int = 32
+    cnum: int = setting(32, "channel width of the generator (official: 32)")
     # losses (SPEC §4)
-    coarse_l1_alpha: float = 1.2       # COARSE_L1_ALPHA: weight of stage-1 terms in l1 and ae
-    l1_loss_alpha: float = 1.2         # L1_LOSS_ALPHA
-    ae_loss_alpha: float = 1.2         # AE_LOSS_ALPHA
-    gan_loss_alpha: float = 0.001      # GAN_LOSS_ALPHA
-    global_wgan_loss_alpha: float = 1.0  # GLOBAL_WGAN_LOSS_ALPHA
-    wgan_gp_lambda: float = 10.0       # WGAN_GP_LAMBDA
-    discount_gamma: float = 0.9        # SPATIAL_DISCOUNTING_GAMMA (the paper's text says 0.99)
+    coarse_l1_alpha: float = setting(1.2, 'COARSE_L1_ALPHA: weight of stage-1 terms in l1 and ae')
+    l1_loss_alpha: float = setting(1.2, 'L1_LOSS_ALPHA')
+    ae_loss_alpha: float = setting(1.2, 'AE_LOSS_ALPHA')
+    gan_loss_alpha: float = setting(0.001, 'GAN_LOSS_ALPHA')
+    global_wgan_loss_alpha: float = setting(1.0, 'GLOBAL_WGAN_LOSS_ALPHA')
+    wgan_gp_lambda: float = setting(10.0, 'WGAN_GP_LAMBDA')
+    discount_gamma: float = setting(0.9, "SPATIAL_DISCOUNTING_GAMMA (the paper's text says 0.99)")
     # optimisation (Algorithm 1)
-    lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.9
-    critic_steps: int = 5              # critic updates per generator update
-    max_iters: int = 1_000_000         # generator updates
-    pretrain_coarse: bool = False      # PRETRAIN_COARSE_NETWORK: train stage 1 alone on l1 + ae, no critics
+    lr: float = setting(1e-4, "Adam learning rate of generator and critics")
+    beta1: float = setting(0.5, "Adam beta1")
+    beta2: float = setting(0.9, "Adam beta2")
+    critic_steps: int = setting(5, 'critic updates per generator update')
+    max_iters: int = setting(1_000_000, 'generator updates to train for')
+    pretrain_coarse: bool = setting(False, 'PRETRAIN_COARSE_NETWORK: train stage 1 alone on l1 + ae, no critics')
     # bookkeeping
-    run_dir: str = "checkpoints/places2"
-    init_checkpoint: str = ""          # start from these weights (e.g. converted official ones)
-    checkpoint: str = ""               # test.py: weights to evaluate (default: latest in run_dir)
-    log_every: int = 100
-    sample_every: int = 1000
-    save_every: int = 5000
-    keep_checkpoints: int = 5          # older step_*.pdparams are deleted (0 = keep all)
-    val_count: int = 0                 # test.py: evaluate only the first N images (0 = all)
-    val_mask: str = "box"              # test.py: box (training holes), center (hole_size square), mask folder
-    baselines: str = "mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch"  # test.py; "" for none
-    device: str = "auto"               # auto, cpu, gpu, gpu:N
-    seed: int = 2018
+    run_dir: str = setting("checkpoints/places2", "folder of the run: checkpoints, train.log, samples/, visualdl/")
+    init_checkpoint: str = setting("", 'start from these weights (e.g. converted official ones)')
+    checkpoint: str = setting("", 'test.py: weights to evaluate (default: latest in run_dir)')
+    log_every: int = setting(100, "write scalars to train.log and VisualDL every N steps")
+    sample_every: int = setting(1000, "write a sample picture every N steps")
+    save_every: int = setting(5000, "write a checkpoint every N steps (also at the end and when stopped)")
+    keep_checkpoints: int = setting(5, 'older step_*.pdparams are deleted (0 = keep all)')
+    val_count: int = setting(0, 'test.py: evaluate only the first N images (0 = all)')
+    val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square) or a mask folder')
+    baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
+    device: str = setting("auto", 'auto (GPU if there is one), cpu, gpu or gpu:N')
+    seed: int = setting(2018, "seed of the data order, crops, holes and weights")
 
     def validate(self) -> "Config":
         """Refuse settings that cannot work, with the reason."""
@@ -82,11 +88,29 @@ class Config:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         return self
 
+    explicit: frozenset = field(default=frozenset(), compare=False, repr=False,
+                                metadata={"help": None})  # keys the user set (a given file or --set)
+
     def baseline_names(self) -> list[str]:
         return [name.strip() for name in self.baselines.split(",") if name.strip()]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings (not the record of which were set explicitly)."""
+        return {f.name: getattr(self, f.name) for f in settings()}
+
+
+def settings() -> list[dataclasses.Field]:
+    """The user-settable fields of ``Config``."""
+    return [f for f in fields(Config) if f.metadata.get("help") is not None]
+
+
+def settings_help(base: Config | None = None) -> str:
+    """Every ``--set`` key with its default (``base``'s value: a command's own defaults) and meaning, for
+    the commands' ``--help``."""
+    base = base or Config()
+    width = max(len(f.name) for f in settings())
+    return "settings (--set KEY=VALUE; default shown first):\n" + "\n".join(
+        f"  {f.name:<{width}}  {getattr(base, f.name)!r:<13} {f.metadata['help']}" for f in settings())
 
 
 def _convert(name: str, kind: type, value: object) -> object:
@@ -111,27 +135,46 @@ def _convert(name: str, kind: type, value: object) -> object:
 
 
 def _apply(config: Config, overrides: dict, origin: str) -> None:
-    kinds = {f.name: {"int": int, "float": float, "bool": bool, "str": str}[f.type] for f in fields(Config)}
+    kinds = {f.name: {"int": int, "float": float, "bool": bool, "str": str}[f.type] for f in settings()}
     for name, value in overrides.items():
         if name not in kinds:
             raise UserError(f"unknown setting {name!r} in {origin} (valid: {', '.join(sorted(kinds))})")
         setattr(config, name, _convert(name, kinds[name], value))
 
 
-def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults ← YAML file ← ``key=value`` overrides; validated."""
+def _read_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"config not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file in UTF-8 (a YAML config was expected)") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path} must hold a mapping of settings")
+    return loaded
+
+
+def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                defaults_file: str | None = None) -> Config:
+    """Defaults ← YAML file ← ``key=value`` overrides; validated.
+
+    ``defaults_file`` is read when no ``path`` is given (a command's own defaults, e.g. the demo); its
+    values are not counted as the user's choice in ``Config.explicit``, those of ``path`` and the
+    overrides are — so a command can let a checkpoint's own record win over defaults but not over the
+    user."""
     config = Config()
+    explicit: set[str] = set()
     if path:
-        if not os.path.isfile(path):
-            raise UserError(f"config not found: {path}")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                loaded = yaml.safe_load(handle) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"{path} is not valid YAML ({str(error).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path} must hold a mapping of settings")
+        loaded = _read_yaml(path)
         _apply(config, loaded, path)
+        explicit |= set(loaded)
+    elif defaults_file:
+        _apply(config, _read_yaml(defaults_file), defaults_file)
     pairs = {}
     for item in overrides:
         if "=" not in item:
@@ -139,4 +182,5 @@ def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] 
         key, value = item.split("=", 1)
         pairs[key.strip()] = value
     _apply(config, pairs, "--set")
+    config.explicit = frozenset(explicit | set(pairs))
     return config.validate()

@@ -74,11 +74,6 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, 2::-1])
 
 
-def to_uint8(unit_range: np.ndarray) -> np.ndarray:
-    """Model output on [-1, 1] → uint8, rounded (TF's official test.py truncates; rounding is closer)."""
-    return np.clip(np.round((unit_range + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def read_mask(path: str) -> np.ndarray:
     """Read a mask file as a boolean HxW array: True (hole) where any colour channel is above half."""
     mask = read_image(path)

@@ -7,7 +7,7 @@ exported once and for all, because what it computes depends on the hole (which b
 usable, which positions reach the hole), so the network is cut around it:
 
 * ``front``: the coarse network, the stage-1 paste, and the two refinement branches up to the attention;
-* the attention (``RefineNetwork.attend``, hole-only), eager;
+* the attention (``RefineNetwork.attend`` on the positions ``hole_reach`` keeps), eager;
 * ``back``: the attention decoder and the merge.
 
 The stages are exported and run by Paddle Inference, built per input size (about 2 s each) and kept for
@@ -25,6 +25,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from inference.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 
 KEPT_SIZES = 4
@@ -37,7 +38,7 @@ class _Front(nn.Layer):
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
         x_stage1 = self.generator.coarse(x, mask)
-        return self.generator.refine.encode(x_stage1 * mask + x * (1.0 - mask), mask)
+        return self.generator.refine.encode(self.generator.paste(x, x_stage1, mask), mask)
 
 
 class _Back(nn.Layer):
@@ -84,7 +85,7 @@ class CompiledGenerator:
     """Stage-2 output of an ``InpaintGenerator`` (eval mode, batch 1) for inference on the CPU.
 
     Inside the hole the result equals the eager generator's up to float rounding (oneDNN sums in another
-    order: ~1e-6 per layer); outside the hole it is not computed faithfully, as with ``hole_only``.
+    order: ~1e-6 per layer); outside the hole it is not computed faithfully (only what reaches the hole is).
     """
 
     def __init__(self, generator: InpaintGenerator, threads: int | None = None) -> None:
@@ -114,7 +115,7 @@ class CompiledGenerator:
         hallucinated, features = front(x, mask)
         with paddle.no_grad():
             attended, offsets = self.generator.refine.attend(paddle.to_tensor(features), paddle.to_tensor(mask),
-                                                             hole_only=True)
+                                                             hole_reach(self.generator.refine, mask))
         (x_stage2,) = back(hallucinated, attended.numpy())
         return x_stage2, offsets
 

@@ -1,0 +1,142 @@
+"""Algorithm 1 of the paper: for each generator update, ``critic_steps`` (5) critic updates, each on a fresh
+batch and hole; losses as in the official ``build_graph_with_losses`` (SPEC §4).
+
+* critic step: complete the batch with the generator (no gradient), score real and completed images with
+  the local critic (on the box around the hole) and the global critic (whole image), and minimise the WGAN
+  critic loss plus λ · the gradient penalty measured over the hole;
+* generator step: 1.2 · l1 (spatially discounted, local box) + 1.2 · ae (known region) + 0.001 · WGAN
+  generator loss of the completed image (stage 2 pasted into the hole); when pretraining the coarse
+  network, l1 and ae of stage 1 alone.
+
+``critic_losses`` and ``generator_losses`` take given images, hole, boxes and interpolation factors, so a
+test can run exactly this code on the official graph's inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import paddle
+
+from data.masks import Box
+from models.critics import Critic, global_critic, local_critic
+from models.generator import InpaintGenerator
+from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
+                           wgan_critic_loss, wgan_generator_loss)
+from utils.config import Config
+
+Update = Callable[[paddle.optimizer.Optimizer, list], None]
+CRITIC_SCORES = ("real_local", "fake_local", "real_global", "fake_global")
+
+
+@dataclass
+class Batch:
+    """Images [B, 3, S, S] on [-1, 1], their holes [B, 1, S, S] (1 = hole) and the local boxes."""
+    images: paddle.Tensor
+    mask: paddle.Tensor
+    boxes: list[Box]
+
+
+class Networks:
+    """The generator, the two critics and one Adam optimiser for each side, built from the settings."""
+
+    def __init__(self, config: Config) -> None:
+        with paddle.utils.unique_name.guard():
+            self.generator = InpaintGenerator(config.cnum, config.per_image_masks)
+            self.local_critic: Critic = local_critic(config.hole_size)
+            self.global_critic: Critic = global_critic(config.image_size)
+            self.opt_g = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
+                                               parameters=self.generator.parameters())
+            self.critic_parameters = self.local_critic.parameters() + self.global_critic.parameters()
+            self.opt_d = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
+                                               parameters=self.critic_parameters)
+        self.discount = paddle.to_tensor(
+            spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
+
+
+def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor) -> paddle.Tensor:
+    """What the critics judge: stage 2 inside the hole, the real pixels outside."""
+    return x_stage2 * mask + images * (1.0 - mask)
+
+
+def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Config) -> dict[str, paddle.Tensor]:
+    """The critic objective on ``batch``; ``alphas`` [2, B, 1, 1, 1] are the gradient penalty's
+    interpolation factors (local, global). ``total_d_loss`` is what the critic step minimises."""
+    images, mask, boxes = batch.images, batch.mask, batch.boxes
+    with paddle.no_grad():
+        _, x_stage2, _ = nets.generator(images * (1.0 - mask), mask)
+    completed = complete(images, mask, x_stage2)
+    local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
+    scores = dict(zip(CRITIC_SCORES, (nets.local_critic(local_real), nets.local_critic(local_fake),
+                                      nets.global_critic(images), nets.global_critic(completed))))
+    d_loss_local = wgan_critic_loss(scores["real_local"], scores["fake_local"])
+    d_loss_global = wgan_critic_loss(scores["real_global"], scores["fake_global"])
+    penalty_local = gradient_penalty(nets.local_critic, local_real, local_fake, alphas[0],
+                                     local_patches(mask, boxes))
+    penalty_global = gradient_penalty(nets.global_critic, images, completed, alphas[1], mask)
+    d_loss = d_loss_local + d_loss_global
+    gp_loss = config.wgan_gp_lambda * (penalty_local + penalty_global)
+    return {"d_loss": d_loss, "gp_loss": gp_loss, "total_d_loss": d_loss + gp_loss,
+            "d_loss_local": d_loss_local, "d_loss_global": d_loss_global,
+            "penalty_local": penalty_local, "penalty_global": penalty_global, **scores}
+
+
+def generator_losses(nets: Networks, batch: Batch, config: Config
+                     ) -> tuple[dict[str, paddle.Tensor], tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]]:
+    """The generator objective on ``batch`` (``total_g_loss``), its terms, and the generator's outputs
+    (stage 1, stage 2, attention offsets)."""
+    images, mask, boxes = batch.images, batch.mask, batch.boxes
+    x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask)
+    l1_loss, ae_loss = reconstruction_losses(images, x_stage1, x_stage2, mask, boxes, nets.discount,
+                                             config.coarse_l1_alpha, coarse_only=config.pretrain_coarse)
+    losses = {"l1_loss": l1_loss, "ae_loss": ae_loss}
+    total = config.l1_loss_alpha * l1_loss + config.ae_loss_alpha * ae_loss
+    if not config.pretrain_coarse:
+        completed = complete(images, mask, x_stage2)
+        fake_local, fake_global = nets.local_critic(local_patches(completed, boxes)), nets.global_critic(completed)
+        losses["g_loss"] = wgan_generator_loss(fake_local, fake_global, config.global_wgan_loss_alpha)
+        losses["g_loss_local"], losses["g_loss_global"] = -paddle.mean(fake_local), -paddle.mean(fake_global)
+        total = total + config.gan_loss_alpha * losses["g_loss"]
+    losses["total_g_loss"] = total
+    return losses, (x_stage1, x_stage2, offsets)
+
+
+LOGGED_CRITIC = ("d_loss", "gp_loss", "total_d_loss")
+LOGGED_GENERATOR = ("l1_loss", "ae_loss", "g_loss", "total_g_loss")
+
+
+def critic_step(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Config, update: Update
+                ) -> dict[str, float]:
+    """One critic update (the generator is left as it is). Returns the logged scalars: the losses and
+    the mean critic scores of real and completed images."""
+    losses = critic_losses(nets, batch, alphas, config)
+    losses["total_d_loss"].backward()
+    update(nets.opt_d, nets.critic_parameters)
+    return {**{k: float(losses[k]) for k in LOGGED_CRITIC},
+            **{k: float(paddle.mean(losses[k])) for k in CRITIC_SCORES}}
+
+
+def generator_step(nets: Networks, batch: Batch, config: Config, update: Update
+                   ) -> tuple[dict[str, float], list[paddle.Tensor]]:
+    """One generator update (the critics' gradients from it are discarded). Returns the logged scalars
+    and [images, mask, stage 1, stage 2, offsets] for the sample pictures."""
+    losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config)
+    losses["total_g_loss"].backward()
+    update(nets.opt_g, nets.generator.parameters())
+    nets.opt_d.clear_grad()
+    scalars = {k: float(losses[k]) for k in LOGGED_GENERATOR if k in losses}
+    return scalars, [batch.images, batch.mask, x_stage1.detach(), x_stage2.detach(), offsets]
+
+
+def iteration(critic: Callable[[], dict[str, float]],
+              generator: Callable[[], tuple[dict[str, float], list[paddle.Tensor]]],
+              config: Config) -> tuple[dict[str, float], list[paddle.Tensor]]:
+    """One pass of Algorithm 1: ``critic_steps`` critic updates (none when pretraining the coarse
+    network), then one generator update. Returns the scalars (critic ones averaged over the critic
+    updates) and the generator step's tensors."""
+    critic_scalars = [critic() for _ in range(0 if config.pretrain_coarse else config.critic_steps)]
+    scalars, tensors = generator()
+    if critic_scalars:
+        scalars.update({k: float(np.mean([s[k] for s in critic_scalars])) for k in critic_scalars[0]})
+    return scalars, tensors

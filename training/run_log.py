@@ -1,0 +1,94 @@
+"""What a run shows: the progress bar, ``train.log``, VisualDL scalars and the sample pictures."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from utils.config import Config
+from utils.flow import flow_to_color
+from utils.pixels import from_model
+
+LOG_NAME = "train.log"
+
+
+def sample_picture(tensors: list[paddle.Tensor], channel_order: str, rows: int = 4) -> np.ndarray:
+    """Rows of [input with hole | coarse | refined | ground truth | attention flow], uint8 RGB."""
+    images, mask, x_stage1, x_stage2, offsets = (t[:rows].numpy() for t in tensors)
+    known = images * (1 - mask)
+    panels = [from_model(x, channel_order) for x in
+              (known + mask, x_stage1 * mask + known, x_stage2 * mask + known, images)]
+    flows = [flow_to_color(flow) for flow in offsets]
+    scale = images.shape[2] // flows[0].shape[0]
+    panels.append(np.stack([flow.repeat(scale, axis=0).repeat(scale, axis=1) for flow in flows]))
+    return np.concatenate([np.concatenate(row, axis=1) for row in zip(*panels)], axis=0)
+
+
+def scalar_tag(name: str) -> str:
+    """VisualDL tag of a scalar: critic scores apart from the losses."""
+    return f"critic/{name}" if name.startswith(("real_", "fake_")) else f"loss/{name}"
+
+
+class RunLog:
+    """Progress bar, ``train.log``, VisualDL scalars and sample pictures of a run; silent in all but the
+    first process."""
+
+    def __init__(self, config: Config, step: int, active: bool) -> None:
+        self.config, self.active = config, active
+        if active:
+            from visualdl import LogWriter
+            os.makedirs(os.path.join(config.run_dir, "samples"), exist_ok=True)
+            self.file = open(os.path.join(config.run_dir, LOG_NAME), "a", encoding="utf-8", buffering=1)
+            self.writer = LogWriter(logdir=os.path.join(config.run_dir, "visualdl"))
+            self.bar = tqdm(total=config.max_iters, initial=step, desc="training", unit="it",
+                            dynamic_ncols=True)
+
+    def note(self, message: str, echo: bool = False) -> None:
+        """A time-stamped line in ``train.log``, and on the terminal if ``echo``."""
+        if not self.active:
+            return
+        self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        if echo:
+            self.bar.write(message, file=sys.stderr)
+
+    def record(self, step: int, scalars: dict[str, float], tensors: list[paddle.Tensor], seconds: float,
+               lr: float) -> None:
+        """Progress bar every step; scalars every ``log_every`` steps; a picture every ``sample_every``."""
+        if not self.active:
+            return
+        c = self.config
+        self.bar.update(1)
+        shown = {"G": "total_g_loss", "l1": "l1_loss", "ae": "ae_loss", "D": "d_loss", "gp": "gp_loss"}
+        self.bar.set_postfix({short: f"{scalars[name]:.3f}" for short, name in shown.items() if name in scalars})
+        if step % c.log_every == 0 or step == 1:
+            for name, value in scalars.items():
+                self.writer.add_scalar(scalar_tag(name), value, step)
+            self.writer.add_scalar("train/lr", lr, step)
+            self.writer.add_scalar("time/seconds_per_iteration", seconds, step)
+            self.note(f"step {step}: " + " ".join(f"{k}={v!r}" for k, v in scalars.items())
+                      + f" lr={lr!r} seconds={seconds:.3f}")
+        if step % c.sample_every == 0 or step == c.max_iters:
+            picture = sample_picture(tensors, c.channel_order)
+            cv2.imwrite(os.path.join(c.run_dir, "samples", f"step_{step:08d}.png"), picture[:, :, ::-1])
+            self.writer.add_image("samples", picture, step)
+
+    def unreadable(self, step: int, paths: list[str], total: int) -> None:
+        """Name newly found unreadable files in the log and keep their running count in VisualDL."""
+        if not self.active or not paths:
+            return
+        for path in paths:
+            self.note(f"unreadable image skipped: {path}")
+        self.note(f"{total} unreadable images skipped so far", echo=True)
+        self.writer.add_scalar("data/unreadable_images", total, step)
+
+    def close(self) -> None:
+        if self.active:
+            self.bar.close()
+            self.writer.close()
+            self.file.close()
+            self.active = False

@@ -1,0 +1,157 @@
+"""A training run's state on disk: what a checkpoint of a run holds beyond the model, how a run resumes
+exactly, and how it starts from existing weights.
+
+A run's checkpoint holds the model record and weights (``models.checkpoint``) plus both optimisers, the
+step, the data position, the hole generator's state, Python/NumPy/Paddle random states, the unreadable
+files met so far and the settings — everything an uninterrupted run would still have in memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import pickle
+import random
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import paddle
+
+from models.checkpoint import (CHECKPOINT_PATTERN, Checkpoint, check_state, checkpoint_name, latest_checkpoint,
+                               load_checkpoint, save_checkpoint)
+from models.spec import ModelSpec
+from utils.cli import UserError
+from utils.config import Config
+
+if TYPE_CHECKING:
+    from training.trainer import Trainer
+
+TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
+
+
+def random_state() -> np.ndarray:
+    """Python's, NumPy's global and Paddle's random state, pickled into a uint8 array (``paddle.save``
+    keeps arrays, not bytes). Training draws from none of them after building the models — holes,
+    interpolation weights and crops come from seeded NumPy generators — but code added later might.
+    Paddle releases that cannot pickle their generator state store ``None`` for it."""
+    try:
+        paddle_state = pickle.dumps(paddle.get_rng_state())
+    except (TypeError, pickle.PicklingError):
+        paddle_state = None
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "paddle_device": paddle.device.get_device(), "paddle": paddle_state}
+    return np.frombuffer(pickle.dumps(state), np.uint8)
+
+
+def set_random_state(stored: np.ndarray) -> None:
+    """Restore what ``random_state`` saved; Paddle's state only on the device kind it came from."""
+    state = pickle.loads(np.asarray(stored, np.uint8).tobytes())
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if state["paddle"] is not None and state["paddle_device"] == paddle.device.get_device():
+        paddle.set_rng_state(pickle.loads(state["paddle"]))
+
+
+def model_spec(config: Config) -> ModelSpec:
+    """The record of the model a run with these settings trains."""
+    return ModelSpec(cnum=config.cnum, channel_order=config.channel_order, image_size=config.image_size,
+                     hole_size=config.hole_size, source=f"trained in {config.run_dir}")
+
+
+def adopt_record(config: Config, checkpoint: Checkpoint) -> Config:
+    """Settings for starting from ``checkpoint``: its channel order and width unless the user chose
+    others, which is refused because the weights would be fed the wrong pictures or not fit."""
+    spec, changes = checkpoint.spec, {}
+    for name in ("channel_order", "cnum"):
+        ours, theirs = getattr(config, name), getattr(spec, name)
+        if ours == theirs:
+            continue
+        if name in config.explicit:
+            raise UserError(f"{checkpoint.path} was trained with {name}={theirs} but {name}={ours} is set; "
+                            f"set {name}={theirs}")
+        changes[name] = theirs
+    if changes:
+        print("note: from the checkpoint's record: " + ", ".join(f"{k}={v}" for k, v in changes.items()),
+              file=sys.stderr)
+    return dataclasses.replace(config, **changes)
+
+
+def check_fresh(config: Config) -> None:
+    """Refuse to start a new run in a folder that holds one."""
+    if glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN)):
+        latest = os.path.basename(latest_checkpoint(config.run_dir))
+        raise UserError(f"{config.run_dir} already holds a run ({latest}); continue it with --resume "
+                        f"or start another with --set run_dir=OTHER_FOLDER")
+
+
+def initialise_from(trainer: "Trainer", checkpoint: Checkpoint) -> None:
+    """Start from existing weights (e.g. converted official ones): the generator, and the critics when
+    they were built for this run's image and hole sizes."""
+    nets, config, path = trainer.nets, trainer.config, checkpoint.path
+    nets.generator.set_state_dict(checkpoint.generator)
+    sizes = (checkpoint.spec.critic_local_size, checkpoint.spec.critic_global_size)
+    wanted = (config.hole_size, config.image_size)
+    if checkpoint.critics and sizes == wanted:
+        nets.local_critic.set_state_dict(checkpoint.critics["critic_local"])
+        nets.global_critic.set_state_dict(checkpoint.critics["critic_global"])
+        trainer.say(f"note: generator and critics start from {path}")
+    elif checkpoint.critics:
+        trainer.say(f"note: generator starts from {path}; its critics were built for {sizes[0]}/{sizes[1]}-pixel "
+                    f"inputs, not hole_size/image_size {wanted[0]}/{wanted[1]}, so the critics start fresh")
+    else:
+        trainer.say(f"note: generator starts from {path}; it holds no critics, they start fresh")
+
+
+def restore(trainer: "Trainer", checkpoint: Checkpoint) -> None:
+    """Continue a run: weights, optimiser moments, step, data position and random state."""
+    state, path, config = checkpoint.state, checkpoint.path, trainer.config
+    for key in TRAINING_KEYS:
+        if key not in state or not checkpoint.critics:
+            raise UserError(f"{path} is not a training checkpoint (no {key if key not in state else 'critics'}); "
+                            f"use --set init_checkpoint=... to start from its weights instead")
+    if checkpoint.spec.channel_order != config.channel_order:
+        raise UserError(f"{path} was trained on {checkpoint.spec.channel_order} images but channel_order="
+                        f"{config.channel_order} is set; set channel_order={checkpoint.spec.channel_order}")
+    changed = {k: (v, getattr(config, k)) for k, v in state.get("config", {}).items()
+               if hasattr(config, k) and getattr(config, k) != v}
+    if changed:
+        trainer.say("note: settings differ from the run's: "
+                    + ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in sorted(changed.items())))
+    nets = trainer.nets
+    weights = {"generator": checkpoint.generator, **checkpoint.critics}
+    for key, model in (("critic_local", nets.local_critic), ("critic_global", nets.global_critic),
+                       ("generator", nets.generator)):
+        model.set_state_dict(check_state(weights[key], model, key, path))
+    nets.opt_g.set_state_dict(state["opt_g"])
+    nets.opt_d.set_state_dict(state["opt_d"])
+    trainer.rng.bit_generator.state = state["rng"]
+    if "random_state" in state:
+        set_random_state(state["random_state"])
+    trainer.unreadable = {int(i) for i in np.asarray(state.get("unreadable", []), np.int64).ravel()}
+    trainer.step, trainer.consumed = int(state["step"]), int(state["consumed"])
+
+
+def save(trainer: "Trainer") -> str:
+    """Write the run's checkpoint (the first process only; all hold the same state) and prune old ones."""
+    config, nets = trainer.config, trainer.nets
+    path = os.path.join(config.run_dir, checkpoint_name(trainer.step))
+    if trainer.parallel.rank != 0:
+        return path
+    weights = {"generator": nets.generator.state_dict(), "critic_local": nets.local_critic.state_dict(),
+               "critic_global": nets.global_critic.state_dict()}
+    state: dict[str, Any] = {
+        "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(), "rng": trainer.rng.bit_generator.state,
+        "random_state": random_state(), "unreadable": np.array(sorted(trainer.unreadable), np.int64),
+        "step": trainer.step, "consumed": trainer.consumed, "config": config.to_dict()}
+    save_checkpoint(path, model_spec(config), weights, state)
+    if config.keep_checkpoints > 0:
+        runs = sorted(glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN)))
+        for old in runs[:-config.keep_checkpoints]:
+            os.remove(old)
+    return path
+
+
+def resume_checkpoint(config: Config) -> Checkpoint:
+    """The latest checkpoint of the run in ``run_dir``."""
+    return load_checkpoint(latest_checkpoint(config.run_dir))

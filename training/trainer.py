@@ -1,0 +1,130 @@
+"""The trainer: one run's networks, data stream, holes and random state, stepping through Algorithm 1
+(``training.algorithm``) with gradients averaged over data-parallel processes (``training.parallel``)."""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+
+import numpy as np
+import paddle
+
+from data.dataset import skipped_indices, training_dataset, training_loader
+from data.masks import random_masks
+from models.checkpoint import load_checkpoint
+from training import algorithm, state
+from training.algorithm import Batch, Networks
+from training.parallel import DataParallel
+from utils.config import Config
+
+
+class TrainingDiverged(Exception):
+    """A loss became NaN or infinite; nothing of that step was saved."""
+
+
+class Trainer:
+    """Owns the networks, optimisers, data stream and random state of one run."""
+
+    def __init__(self, config: Config, resume: bool = False) -> None:
+        self.parallel = DataParallel()
+        self.rank, self.world = self.parallel.rank, self.parallel.world
+        start = None
+        if resume:
+            start = state.resume_checkpoint(config)
+        else:
+            state.check_fresh(config)
+            if config.init_checkpoint:
+                start = load_checkpoint(config.init_checkpoint)
+                config = state.adopt_record(config, start)
+        self.config = config
+        self.share = self.parallel.share(config.batch_size)
+        self.dataset = training_dataset(config)
+        self.rng = np.random.default_rng(config.seed)
+        self.step = self.consumed = 0
+        self.unreadable: set[int] = set()
+        self.delivered: list[np.ndarray] = []
+        self.stop_signal = 0           # set by a signal handler: finish the iteration, save, stop
+        self.stopping = False          # agreed by every process at the end of an iteration
+        paddle.seed(config.seed)
+        self.nets = Networks(config)
+        if resume:
+            state.restore(self, start)
+        elif start is not None:
+            state.initialise_from(self, start)
+        self.batches = iter(training_loader(self.dataset, config, self.consumed, self.rank, self.world))
+
+    @property
+    def generator(self):
+        return self.nets.generator
+
+    @property
+    def local_critic(self):
+        return self.nets.local_critic
+
+    @property
+    def global_critic(self):
+        return self.nets.global_critic
+
+    def say(self, message: str) -> None:
+        """A note on stderr, from the first process only."""
+        if self.rank == 0:
+            print(message, file=sys.stderr)
+
+    def save(self) -> str:
+        return state.save(self)
+
+    def update(self, optimizer: paddle.optimizer.Optimizer, parameters: list) -> None:
+        """Average gradients over data-parallel processes, step and clear.
+
+        Adam names its moment tensors when it first steps, from a process-wide counter; a fresh name
+        scope makes those names the same in every process, so that a saved optimiser state finds its
+        tensors again on resume."""
+        self.parallel.average_gradients(parameters)
+        with paddle.utils.unique_name.guard():
+            optimizer.step()
+        optimizer.clear_grad()
+
+    def next_batch(self) -> Batch:
+        """A fresh batch with fresh holes (masks [B, 1, H, W], boxes for the local views)."""
+        images, delivered = next(self.batches)
+        self.delivered.append(delivered.numpy())
+        self.consumed += 1
+        c = self.config
+        masks, boxes = random_masks(self.rng, c.batch_size, c.image_size, c.hole_size, c.max_delta,
+                                    c.per_image_masks, c.mask_type)
+        return Batch(images, paddle.to_tensor(masks[self.share]), boxes[self.share])
+
+    def critic_step(self) -> dict[str, float]:
+        """One critic update on a fresh batch, with fresh interpolation factors for the penalty."""
+        batch = self.next_batch()
+        alphas = paddle.to_tensor(self.rng.random((2, self.config.batch_size, 1, 1, 1), dtype=np.float32)
+                                  [:, self.share])
+        return algorithm.critic_step(self.nets, batch, alphas, self.config, self.update)
+
+    def generator_step(self) -> tuple[dict[str, float], list[paddle.Tensor]]:
+        """One generator update on a fresh batch."""
+        return algorithm.generator_step(self.nets, self.next_batch(), self.config, self.update)
+
+    def synchronise(self, scalars: dict[str, float]) -> tuple[dict[str, float], list[int]]:
+        """Agree across processes on the iteration's scalars, on whether to stop, and on the unreadable
+        files met; returns the scalars and the newly found unreadable files' indices."""
+        pairs = np.concatenate(self.delivered).reshape(-1, 2)
+        self.delivered = []
+        scalars, stop, pairs, skipped = self.parallel.agree(scalars, self.stop_signal > 0, pairs)
+        new = sorted(set(skipped_indices(pairs, len(self.dataset))) - self.unreadable) if skipped else []
+        self.unreadable.update(new)
+        if stop and not self.stop_signal:
+            self.stop_signal = signal.SIGTERM
+        self.stopping = stop
+        return scalars, new
+
+    def iteration(self) -> tuple[dict[str, float], list[paddle.Tensor], list[int]]:
+        """Algorithm 1, one pass. Returns the scalars to log, the generator step's tensors and the
+        indices of files newly found unreadable."""
+        scalars, tensors = algorithm.iteration(self.critic_step, self.generator_step, self.config)
+        scalars, unreadable = self.synchronise(scalars)
+        bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"{bad[0]} became {scalars[bad[0]]} at step {self.step + 1}")
+        self.step += 1
+        return scalars, tensors, unreadable
