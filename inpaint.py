@@ -20,7 +20,7 @@ prepare_paddle()
 
 from tqdm import tqdm  # noqa: E402
 
-from inference.inpainter import Inpainter  # noqa: E402
+from inpainting.inpainter import Inpainter  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402

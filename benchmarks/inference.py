@@ -25,7 +25,7 @@ prepare_paddle()
 
 import paddle  # noqa: E402
 from models.generator import InpaintGenerator  # noqa: E402
-from inference.inpainter import Inpainter  # noqa: E402
+from inpainting.inpainter import Inpainter  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
@@ -97,9 +97,9 @@ def main() -> None:
     parser = ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=512, help="image side (multiple of 8)")
     parser.add_argument("--sizes", help="comma-separated sides: print a table, one process per size")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes after the warm-up (default 5)")
     parser.add_argument("--checkpoint", help="weights to use (default: random initialisation)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
     parser.add_argument("--eager", action="store_true", help="do not compile the convolutions (CPU)")
     args = parser.parse_args()
     args.sizes = parse_sizes(args.sizes) if args.sizes else None

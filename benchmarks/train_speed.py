@@ -24,12 +24,15 @@ from utils.device import pick_device  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
+
 
 def main() -> None:
     parser = ArgumentParser(prog="train_speed.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=DEMO_CONFIG)
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--config", default=DEMO_CONFIG, help="YAML settings (default: the demo's)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations after the warm-up (default 3)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override settings, as for train.py (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         config = load_config(args.config, [*args.set, "data=demo", f"run_dir={folder}"])

@@ -29,8 +29,11 @@ def nhwc(tensor) -> np.ndarray:
 
 
 def run_command(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts as a user would."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    """Run one of the project's scripts as a user would, from the project folder ``cwd``, whose packages
+    come first on the path (a checkout other than the pip-installed one tests its own code)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (cwd, os.environ.get("PYTHONPATH"))))}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=env)
 
 
 def assert_refused(result, output: str, *words: str) -> None:

@@ -345,3 +345,33 @@ def test_demo_train_then_demo_test(tmp_path):
     result = run_command("test.py", "--set", f"run_dir={run_dir}", "val_count=2")
     assert result.returncode == 0, result.stderr
     assert "step_00000002.pdparams" in result.stdout
+
+
+def test_an_official_checkpoint_is_evaluated_at_its_training_geometry(tmp_path):
+    """A release checkpoint (no critics in the bundle → the release's 256/128) is evaluated at 256×256 with
+    128×128 holes without any --config; an explicit contrary setting wins, with a warning naming both."""
+    from skimage import data as pictures
+    from tests.golden_data import golden_bundle_tensors
+    from tests.tf_bundle_writer import write_bundle
+    write_bundle(str(tmp_path / "snap-0"), {k: v for k, v in golden_bundle_tensors().items()
+                                            if not k.startswith("discriminator/")})
+    converted = str(tmp_path / "official.pdparams")
+    assert run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "snap-0"), converted).returncode == 0
+    folder = tmp_path / "val"
+    folder.mkdir()
+    for name in ("astronaut", "coffee"):
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.resize(getattr(pictures, name)()[:, :, ::-1], (256, 256)))
+    report = str(tmp_path / "report.json")
+    result = run_command("test.py", "--checkpoint", converted, "--data", str(folder), "--report", report,
+                         "--baselines", "mean_fill")
+    assert result.returncode == 0, result.stderr
+    assert "evaluating at 256x256 with 128x128 box holes" in result.stdout and "warning" not in result.stderr
+    data = strict_json(report)
+    assert (data["image_size"], data["hole_size"], data["count"]) == (256, 128, 2)
+    assert data["model_spec"]["channel_order"] == "BGR" and data["model_spec"]["image_size"] == 256
+    result = run_command("test.py", "--checkpoint", converted, "--data", str(folder), "--report", report,
+                         "--baselines", "", "--set", "image_size=64", "hole_size=32")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and "image_size=64" in warnings[0] and "image_size=256" in warnings[0]
+    assert strict_json(report)["image_size"] == 64

@@ -11,8 +11,8 @@ import paddle
 import pytest
 
 from models.attention import contextual_attention
-from inference.compiled import CompiledGenerator
-from inference.hole_reach import hole_reach
+from inpainting.compiled import CompiledGenerator
+from inpainting.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 from tests.reference_attention import contextual_attention as reference_attention
 

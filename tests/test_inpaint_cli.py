@@ -156,7 +156,7 @@ def test_bad_output_paths_and_arguments_are_refused_before_work(golden_checkpoin
 
 
 def test_a_picture_too_large_for_memory_is_refused_before_running(monkeypatch):
-    from models import inpainter as module
+    from inpainting import inpainter as module
     from models.generator import InpaintGenerator
     from utils.cli import UserError
     monkeypatch.setattr(module, "available_bytes", lambda: 2 ** 30)

@@ -25,7 +25,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from inference.hole_reach import hole_reach
+from inpainting.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 
 KEPT_SIZES = 4

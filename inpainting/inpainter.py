@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from inference.compiled import CompiledGenerator
-from inference.hole_reach import hole_reach
+from inpainting.compiled import CompiledGenerator
+from inpainting.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 from utils.cli import UserError
 from utils.device import available_bytes

@@ -1,0 +1,44 @@
+"""Every command explains itself: each flag has help text, and train.py / test.py list every --set key with
+its default and meaning."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import run_command
+from utils.config import settings
+
+COMMANDS = ["train.py", "test.py", "inpaint.py", "tools/convert_tf_checkpoint.py", "benchmarks/inference.py",
+            "benchmarks/train_speed.py"]
+
+
+def options_without_help(text: str) -> list[str]:
+    """Option lines of argparse's help that have no description on the same or the next line."""
+    lines = text.splitlines()
+    missing = []
+    for i, line in enumerate(lines):
+        if not re.match(r"^  -", line):
+            continue
+        described = re.match(r"^  -\S.*?\S  +\S", line)
+        continued = i + 1 < len(lines) and re.match(r"^ {6,}\S", lines[i + 1])
+        if not described and not continued:
+            missing.append(line.strip())
+    return missing
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_has_help(command):
+    result = run_command(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert options_without_help(result.stdout) == [], result.stdout
+
+
+@pytest.mark.parametrize("command", ["train.py", "test.py"])
+def test_help_lists_every_setting_with_default_and_meaning(command):
+    text = run_command(command, "--help").stdout
+    for field in settings():
+        line = next((l for l in text.splitlines() if l.startswith(f"  {field.name} ")), None)
+        assert line is not None, field.name
+        assert field.metadata["help"] in " ".join(line.split()), line
+    assert re.search(r"^  image_size\s+64\s", text, re.M)          # the demo's default, which runs without --config
