@@ -41,24 +41,30 @@ def _captured_c_stderr() -> Iterator[list[str]]:
             captured.append(sink.read().decode("utf-8", errors="replace"))
 
 
-def read_image(path: str) -> np.ndarray:
-    """Decode an image file as stored: HxW (grey), HxWx3 (BGR) or HxWx4 (BGRA), uint8 or uint16."""
-    if not os.path.isfile(path):
-        raise UserError(f"image not found: {path}")
-    with open(path, "rb") as handle:
-        data = np.frombuffer(handle.read(), dtype=np.uint8)
+def decode_image(data: bytes, source: str) -> np.ndarray:
+    """Decode an encoded image (file contents, an upload) as stored: HxW (grey), HxWx3 (BGR) or HxWx4
+    (BGRA), uint8 or uint16. ``source`` names it in the error a damaged or foreign file gets."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
     with _captured_c_stderr() as complaints:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     complaint = "\n".join(line for line in complaints[0].strip().splitlines()
                           if not line.lower().startswith(_BENIGN_COMPLAINT))
     if image is None or any(word in complaint.lower() for word in _DECODER_COMPLAINTS):
         detail = f" ({complaint.splitlines()[0]})" if complaint else ""
-        raise UserError(f"cannot read {path}: not an image or a damaged file{detail}")
+        raise UserError(f"cannot read {source}: not an image or a damaged file{detail}")
     if image.dtype not in (np.uint8, np.uint16):
-        raise UserError(f"cannot use {path}: pixel type {image.dtype} (expected 8 or 16 bit)")
+        raise UserError(f"cannot use {source}: pixel type {image.dtype} (expected 8 or 16 bit)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     return image
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read and decode an image file (see ``decode_image``)."""
+    if not os.path.isfile(path):
+        raise UserError(f"image not found: {path}")
+    with open(path, "rb") as handle:
+        return decode_image(handle.read(), path)
 
 
 def _white(image: np.ndarray) -> int:
@@ -74,12 +80,16 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, 2::-1])
 
 
-def read_mask(path: str) -> np.ndarray:
-    """Read a mask file as a boolean HxW array: True (hole) where any colour channel is above half."""
-    mask = read_image(path)
+def mask_from_image(mask: np.ndarray) -> np.ndarray:
+    """A decoded mask picture as a boolean HxW array: True (hole) where any colour channel is above half."""
     if mask.ndim == 3:
         mask = mask[:, :, :3].max(axis=2)
     return mask > _white(mask) // 2
+
+
+def read_mask(path: str) -> np.ndarray:
+    """Read a mask file (white = hole) as a boolean HxW array."""
+    return mask_from_image(read_image(path))
 
 
 def paste_hole(original: np.ndarray, filled_rgb8: np.ndarray, hole: np.ndarray) -> np.ndarray:
