@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import paddle
 
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, read_image, to_rgb8
 from utils.pixels import to_model
 

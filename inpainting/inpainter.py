@@ -13,7 +13,7 @@ import paddle
 from inpainting.compiled import CompiledGenerator
 from inpainting.hole_reach import hole_reach
 from models.generator import InpaintGenerator
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.device import available_bytes
 from utils.flow import flow_to_color
 from utils.pixels import composite, from_model, hole_to_model, to_model

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from utils.cli import UserError
+from utils.errors import UserError
 
 
 def generator_tf_name(name: str) -> str:

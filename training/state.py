@@ -21,7 +21,7 @@ import paddle
 from models.checkpoint import (CHECKPOINT_PATTERN, Checkpoint, check_state, checkpoint_name, latest_checkpoint,
                                load_checkpoint, save_checkpoint)
 from models.spec import ModelSpec
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.config import Config
 
 if TYPE_CHECKING:

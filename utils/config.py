@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from utils.cli import UserError
+from utils.errors import UserError
 
 
 def setting(default: Any, meaning: str) -> Any:

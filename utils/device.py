@@ -5,7 +5,7 @@ import os
 
 import paddle
 
-from utils.cli import UserError
+from utils.errors import UserError
 
 
 def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:

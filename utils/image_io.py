@@ -16,7 +16,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")

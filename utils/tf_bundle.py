@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.cli import UserError
+from utils.errors import UserError
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48
