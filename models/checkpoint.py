@@ -23,7 +23,7 @@ import paddle
 from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
 from models.spec import ModelSpec, SpecError
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.files import atomic_path
 
 FORMAT = "deepfill-v1-paddle"

@@ -17,9 +17,10 @@ from utils.tf_bundle import read_index, read_tensors, resolve_prefix
 
 def test_converted_checkpoint_records_bgr_source_and_drops_optimizer(golden_checkpoint):
     payload = paddle.load(golden_checkpoint, return_numpy=True)
-    assert payload["channel_order"] == "BGR"
-    assert payload["source"].endswith(os.path.join("tf_checkpoint", "snap-0"))
-    assert (payload["critic_local_size"], payload["critic_global_size"]) == (64, 128)
+    spec = payload["spec"]
+    assert spec["channel_order"] == "BGR" and spec["cnum"] == 32
+    assert spec["source"].endswith(os.path.join("tf_checkpoint", "snap-0"))
+    assert (spec["hole_size"], spec["image_size"]) == (64, 128)          # the critics' input sizes
     names = [n for part in ("generator", "critic_local", "critic_global") for n in payload[part]]
     assert len(names) == 84 + 10 + 10
     assert not any("Adam" in name or "step" in name for name in names)

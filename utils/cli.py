@@ -1,16 +1,12 @@
-"""Command-line plumbing shared by every entry point: a user mistake is one line on stderr and exit 2."""
+"""Command-line plumbing shared by every entry point: a user mistake (``UserError``) is one line on stderr
+and exit 2."""
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Callable, NoReturn
 
-
-class UserError(Exception):
-    """Something the user can fix (a missing file, a corrupt image, a wrong checkpoint).
-
-    Entry points report it as ``error: <message>`` and exit with code 2 — never a traceback.
-    """
+from utils.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
