@@ -118,9 +118,13 @@ def is_cached(name: str) -> bool:
 def verified_path(name: str) -> str:
     """The cached file of ``name`` after checking it against its recorded sha256."""
     path = cached_path(name)
-    with open(_checksum_path(name), encoding="ascii", errors="replace") as handle:
-        recorded = (handle.read().split() or [""])[0]
-    if sha256_of(path) != recorded:
+    try:
+        with open(_checksum_path(name), encoding="ascii", errors="replace") as handle:
+            recorded = (handle.read().split() or [""])[0]
+        actual = sha256_of(path)
+    except OSError as error:
+        raise UserError(f"cannot read the cached {name} model ({error.strerror}: {error.filename})") from None
+    if actual != recorded:
         raise UserError(f"the cached {name} model is damaged ({path} does not match its sha256); fetch it "
                         f"again with: python tools/download_pretrained.py {name} --force")
     return path
@@ -161,35 +165,45 @@ def fetch(name: str, folder: str | None = None, url: str | None = None, force: b
     model = release(name)
     if folder is not None and not os.path.exists(folder):
         raise UserError(f"folder not found: {folder}")
-    os.makedirs(cache_home(), exist_ok=True)
-    with _locked(name):
-        if is_cached(name) and not force:
-            return cached_path(name)
-        with tempfile.TemporaryDirectory(dir=cache_home(), prefix=f".tmp-{name}-") as work:
-            if folder is not None:
-                bundle = _bundle_in(folder, folder, model)
-            else:
-                download = os.path.join(work, "download")
-                os.makedirs(download)
-                mirror = url or (mirror_url(os.environ[MIRROR_VARIABLE], name)
-                                 if os.environ.get(MIRROR_VARIABLE) else None)
-                if mirror:
-                    _download_http(mirror, download, model)
-                    origin = mirror
-                else:
-                    _download_drive(model, download)
-                    origin = model.drive_url
-                bundle = _bundle_in(download, origin, model)
-            spec, weights = convert(bundle, source=model.source)
-            converted = os.path.join(work, f"{name}.pdparams")
-            save_checkpoint(converted, spec, weights)
-            os.chmod(converted, 0o666 & ~_umask())        # written private; a shared cache must be readable
-            checksum = os.path.join(work, f"{name}.sha256")
-            with open(checksum, "w", encoding="ascii") as handle:
-                handle.write(f"{sha256_of(converted)}  {name}.pdparams\n")
-            os.replace(converted, cached_path(name))
-            os.replace(checksum, _checksum_path(name))
+    try:
+        os.makedirs(cache_home(), exist_ok=True)
+        with _locked(name):
+            return _fill(model, folder, url, force)
+    except OSError as error:          # an unwritable cache folder, a full disk, an unreadable --from file
+        raise UserError(f"cannot fetch {name}: {error.strerror or error} ({error.filename or cache_home()}); "
+                        f"set {HOME_VARIABLE} to a writable folder with room, or check the files") from None
+
+
+def _fill(model: Release, folder: str | None, url: str | None, force: bool) -> str:
+    """``fetch``'s work, under the lock: obtain and check the bundle, convert, write, rename into place."""
+    name = model.name
+    if is_cached(name) and not force:
+        return cached_path(name)         # another process fetched it while this one waited for the lock
+    with tempfile.TemporaryDirectory(dir=cache_home(), prefix=f".tmp-{name}-") as work:
+        bundle = _bundle_in(folder, folder, model) if folder is not None else _download(model, url, work)
+        spec, weights = convert(bundle, source=model.source)
+        converted = os.path.join(work, f"{name}.pdparams")
+        save_checkpoint(converted, spec, weights)
+        os.chmod(converted, 0o666 & ~_umask())        # written private; a shared cache must be readable
+        checksum = os.path.join(work, f"{name}.sha256")
+        with open(checksum, "w", encoding="ascii") as handle:
+            handle.write(f"{sha256_of(converted)}  {name}.pdparams\n")
+        os.replace(converted, cached_path(name))
+        os.replace(checksum, _checksum_path(name))
     return cached_path(name)
+
+
+def _download(model: Release, url: str | None, work: str) -> str:
+    """Download the release into ``work`` from ``url``, ``$DEEPFILL_MIRROR`` or Google Drive; its prefix."""
+    target = os.path.join(work, "download")
+    os.makedirs(target)
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    origin = url or (mirror_url(mirror, model.name) if mirror else None)
+    if origin:
+        _download_http(origin, target, model)
+    else:
+        _download_drive(model, target)
+    return _bundle_in(target, origin or model.drive_url, model)
 
 
 def _umask() -> int:

@@ -355,3 +355,10 @@ def test_readme_python_example_runs_as_written(release_folder, pictures, tmp_pat
     filled, original = cv2.imread(str(tmp_path / "filled.png")), cv2.imread(pictures[0])
     hole = cv2.imread(pictures[1], cv2.IMREAD_GRAYSCALE) > 127
     assert filled.shape == original.shape and (filled[~hole] == original[~hole]).all()
+
+
+def test_an_unusable_cache_folder_is_named(release_folder, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("DEEPFILL_HOME", str(tmp_path / "a_file"))
+    with pytest.raises(UserError, match=r"cannot fetch places2: .*a_file.*set DEEPFILL_HOME"):
+        pretrained.fetch("places2", folder=release_folder)
