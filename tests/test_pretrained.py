@@ -17,12 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from models import pretrained
+from models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, assert_refused, run_command
 from utils.errors import UserError
-
-from models import pretrained  # noqa: E402  (after conftest's prepare_paddle)
-from models.checkpoint import load_checkpoint  # noqa: E402
-
 
 
 @pytest.fixture(scope="module")
