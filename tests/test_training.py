@@ -291,7 +291,7 @@ def test_places2_config_is_the_official_recipe():
 
 def test_readme_training_commands_are_valid_settings():
     """Every train.py command in the README names a config that exists and settings that are valid."""
-    commands = [c for c in readme_commands("python") if " train.py" in c]
+    commands = [c for c in readme_commands(ROOT, "python") if " train.py" in c]
     assert len(commands) >= 5
     for command in commands:
         words = shlex.split(command)
