@@ -2,6 +2,9 @@
 
     python inpaint.py --checkpoint CKPT --image IMG --mask MASK --output OUT [--flow FLOW.png]
 
+CKPT may be a pretrained name (places2, celeba, celebahq, imagenet): the official model is downloaded and
+converted on first use and kept in $DEEPFILL_HOME (see tools/download_pretrained.py).
+
 IMG/OUT may be folders: every image in IMG is done, with MASK either one mask for all or a folder of
 masks with the same file names. White (> 127) in the mask is the hole; any number and shape of holes, any
 image size. The output has the input's size and layout (grey, colour, alpha, 16 bit) and is byte-identical
@@ -94,7 +97,8 @@ def inpaint_file(inpainter: Inpainter, job: Job) -> None:
 def main() -> None:
     parser = ArgumentParser(prog="inpaint.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True,
-                        help="our .pdparams (trained or converted), or a training run's folder (→ latest)")
+                        help="our .pdparams (trained or converted), a training run's folder (→ latest), "
+                        "or a pretrained name: places2, celeba, celebahq, imagenet (fetched on first use)")
     parser.add_argument("--image", required=True, help="image file, or a folder of images")
     parser.add_argument("--mask", required=True, help="mask file (white = hole), or a folder of masks")
     parser.add_argument("--output", required=True, help="output file, or folder when --image is a folder")

@@ -244,8 +244,9 @@ def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog=settings_help(load_config(None, (), DEMO_CONFIG)))
     parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
-    parser.add_argument("--checkpoint", help="weights: a file, a training run folder (its latest) or a "
-                        "converted official checkpoint (default: checkpoint, else run_dir)")
+    parser.add_argument("--checkpoint", help="weights: a file, a training run folder (its latest), a "
+                        "converted official checkpoint or a pretrained name (places2, celeba, celebahq, "
+                        "imagenet) (default: checkpoint, else run_dir)")
     parser.add_argument("--data", help="validation images: folder, file list or 'demo' (default: val_data)")
     parser.add_argument("--mask", help="box (training holes), center (hole_size square) or a folder of mask "
                         "pictures, white = hole (default: val_mask)")
@@ -287,9 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     config, args = parse_arguments(argv)
     check_outputs(args.report, args.save_dir)
     checkpoint_path = args.checkpoint or config.checkpoint or config.run_dir
-    if not os.path.exists(checkpoint_path):
-        hint = " (run `python train.py` first for the demo)" if checkpoint_path == config.run_dir else ""
-        raise UserError(f"checkpoint not found: {checkpoint_path}{hint}")
+    if checkpoint_path == config.run_dir and not os.path.exists(checkpoint_path):
+        raise UserError(f"checkpoint not found: {checkpoint_path} (run `python train.py` first for the demo)")
     checkpoint = load_checkpoint(checkpoint_path)
     config = evaluation_geometry(config, checkpoint.spec)
     print(f"evaluating at {config.image_size}x{config.image_size} with {config.hole_size}x{config.hole_size} "

@@ -7,7 +7,9 @@ run adds (optimiser states, step, data position, random state, settings) — ret
 Files written before the record existed (loose ``cnum`` / ``channel_order`` / ``critic_*_size`` keys, or a
 bare generator state dict) still load: their record is rebuilt from those keys.
 
-A training run's folder holds ``step_XXXXXXXX.pdparams`` files; giving the folder loads the latest.
+A training run's folder holds ``step_XXXXXXXX.pdparams`` files; giving the folder loads the latest. A
+pretrained name (``places2``, ``celeba``, ``celebahq``, ``imagenet``) loads the official model through the
+cache of ``models.pretrained``.
 """
 from __future__ import annotations
 
@@ -129,12 +131,19 @@ def read_spec(payload: dict[str, Any], path: str) -> ModelSpec:
 
 
 def load_checkpoint(path: str) -> Checkpoint:
-    """Load and validate a checkpoint file, a training run's folder (→ latest), or a bare generator
-    state dict; the generator (and the critics, if present) are checked against the architecture."""
+    """Load and validate a checkpoint file, a training run's folder (→ latest), a bare generator state
+    dict, or a pretrained model by name (``places2`` …: fetched into the cache on first use, checksum
+    verified; an existing file or folder of that name wins); the generator (and the critics, if present)
+    are checked against the architecture."""
+    # Imported here: models.pretrained writes its cache entries with save_checkpoint from this module.
+    from models.pretrained import RELEASES, is_pretrained_name, resolve
+    if not os.path.exists(path) and is_pretrained_name(path):
+        path = resolve(path)
     if os.path.isdir(path):
         path = latest_checkpoint(path)
     if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}")
+        raise UserError(f"checkpoint not found: {path} (give a .pdparams file, a training run's folder, or "
+                        f"a pretrained name: {', '.join(RELEASES)})")
     try:
         payload = paddle.load(path, return_numpy=True)
     except Exception as error:

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import assert_refused, run_command
 from tests.golden_data import TF_READER_DIR
 from tests.tf_bundle_writer import write_bundle
-from tools.convert_tf_checkpoint import dense_kernel
+from models.official import dense_kernel
 from utils.cli import UserError
 from utils.tf_bundle import read_index, read_tensors, resolve_prefix
 

@@ -57,7 +57,7 @@ class Config:
     pretrain_coarse: bool = setting(False, 'PRETRAIN_COARSE_NETWORK: train stage 1 alone on l1 + ae, no critics')
     # bookkeeping
     run_dir: str = setting("checkpoints/places2", "folder of the run: checkpoints, train.log, samples/, visualdl/")
-    init_checkpoint: str = setting("", 'start from these weights (e.g. converted official ones)')
+    init_checkpoint: str = setting("", 'start from these weights (a file, or a pretrained name such as places2)')
     checkpoint: str = setting("", 'test.py: weights to evaluate (default: latest in run_dir)')
     log_every: int = setting(100, "write scalars to train.log and VisualDL every N steps")
     sample_every: int = setting(1000, "write a sample picture every N steps")

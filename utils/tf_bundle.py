@@ -119,18 +119,33 @@ def _block_entries(data: bytes, offset: int, size: int) -> list[tuple[bytes, byt
     return entries
 
 
+def state_file(folder: str) -> str | None:
+    """The ``checkpoint`` file TF's Saver writes beside a bundle, or the ``checkpoint.txt`` Google Drive
+    delivers instead (it appends ``.txt`` to the official release's); None if there is neither."""
+    for name in ("checkpoint", "checkpoint.txt"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
+
+
+def named_prefix(state: str) -> str:
+    """The ``model_checkpoint_path`` a ``checkpoint`` file names (as written, often just ``snap-0``)."""
+    with open(state, encoding="utf-8", errors="replace") as handle:
+        found = re.search(r'^model_checkpoint_path:\s*"(.*)"', handle.read(), re.MULTILINE)
+    if not found or not found.group(1):
+        raise TFCheckpointError(f"{state} names no model_checkpoint_path")
+    return found.group(1)
+
+
 def resolve_prefix(path: str) -> str:
-    """Accept a folder holding a ``checkpoint`` file, a prefix (``…/snap-0``), or its .index/.data file."""
+    """Accept a folder holding a ``checkpoint`` (or ``checkpoint.txt``) file, a prefix (``…/snap-0``), or
+    its .index/.data file."""
     if os.path.isdir(path):
-        state = os.path.join(path, "checkpoint")
-        if not os.path.isfile(state):
+        state = state_file(path)
+        if state is None:
             raise TFCheckpointError(f"no TensorFlow checkpoint in {path} (expected a 'checkpoint' file; "
                                     f"or pass a prefix such as {os.path.join(path, 'snap-0')})")
-        with open(state, encoding="utf-8", errors="replace") as handle:
-            found = re.search(r'^model_checkpoint_path:\s*"(.*)"', handle.read(), re.MULTILINE)
-        if not found:
-            raise TFCheckpointError(f"{state} names no model_checkpoint_path")
-        prefix = found.group(1)
+        prefix = named_prefix(state)
         prefix = prefix if os.path.isabs(prefix) else os.path.join(path, prefix)
         if not os.path.isfile(prefix + ".index"):
             prefix = os.path.join(path, os.path.basename(prefix))
@@ -165,6 +180,24 @@ def read_index(prefix: str) -> tuple[int, dict[str, BundleEntry]]:
     except (ValueError, IndexError, struct.error, UnicodeDecodeError) as error:
         raise TFCheckpointError(f"{prefix}.index is not a readable TensorFlow checkpoint index ({error})")
     return shards, entries
+
+
+def check_complete(prefix: str) -> None:
+    """Refuse a bundle whose index cannot be read or whose data files are missing or shorter than the
+    index says — before any work, so that a half-downloaded release is named as such."""
+    shards, entries = read_index(prefix)
+    ends = [0] * shards
+    for entry in entries.values():
+        if entry.shard < shards:
+            ends[entry.shard] = max(ends[entry.shard], entry.offset + entry.size)
+    for shard, end in enumerate(ends):
+        path = f"{prefix}.data-{shard:05d}-of-{shards:05d}"
+        if not os.path.isfile(path):
+            raise TFCheckpointError(f"the checkpoint is incomplete: {os.path.basename(path)} is missing "
+                                    f"beside {os.path.basename(prefix)}.index")
+        if os.path.getsize(path) < end:
+            raise TFCheckpointError(f"the checkpoint is incomplete: {path} has {os.path.getsize(path):,} bytes, "
+                                    f"its index needs {end:,}")
 
 
 def read_tensors(prefix: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
