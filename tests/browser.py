@@ -48,9 +48,10 @@ def chromium(width: int = 1280, height: int = 820):
 
 
 @dataclass
-class Session:
-    """What a fill in the page produced: the result as the page offers it for download (decoded as stored),
-    the stroke in picture pixels, the status line and the mode that ran."""
+class Fill:
+    """What one fill in the page produced: the result as the page offers it for download (decoded as
+    stored), the stroke that was painted (picture pixels) and the brush's diameter, the status line and the
+    mode that ran."""
     result: np.ndarray
     stroke: tuple[tuple[float, float], tuple[float, float]]
     brush: float
@@ -58,53 +59,76 @@ class Session:
     mode: str
 
 
-def _wait_for_state(driver, states: tuple[str, ...]) -> str:
+def body_state(driver, states: tuple[str, ...]) -> str:
+    """Wait (bounded) until the page's ``body[data-state]`` is one of ``states``; return it."""
     from selenium.webdriver.support.ui import WebDriverWait
     WebDriverWait(driver, WAIT_SECONDS).until(
         lambda d: d.find_element("tag name", "body").get_attribute("data-state") in states)
     return driver.find_element("tag name", "body").get_attribute("data-state")
 
 
-def paint_and_fill(driver, url: str, picture: str, screenshot: str | None = None) -> Session:
-    """Open ``picture`` in the page at ``url``, paint ``STROKE`` with the mouse, Fill, and return the result."""
-    from selenium.webdriver.common.action_chains import ActionChains
+def open_picture(driver, url: str, picture: str) -> None:
+    """Load the page, wait for the model's description, open ``picture`` with the file chooser."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     driver.get(url)
     WebDriverWait(driver, WAIT_SECONDS).until(lambda d: "trained on" in d.find_element(By.ID, "model").text)
     driver.find_element(By.ID, "open").send_keys(os.path.abspath(picture))
-    _wait_for_state(driver, ("ready",))
+    body_state(driver, ("ready",))
+
+
+def paint(driver, stroke=STROKE, brush: int = BRUSH) -> tuple[tuple[tuple[float, float], ...], float]:
+    """Drag the mouse along ``stroke`` (fractions of the shown picture) with a ``brush``-pixel brush;
+    returns the stroke and the brush diameter in picture pixels."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
     driver.execute_script("const b = document.getElementById('brush'); b.value = arguments[0];"
-                          "b.dispatchEvent(new Event('input'));", BRUSH)
+                          "b.dispatchEvent(new Event('input'));", brush)
     canvas = driver.find_element(By.ID, "mask")
-    shown_width, shown_height, width, height = driver.execute_script(
-        "const c = arguments[0], r = c.getBoundingClientRect(); return [r.width, r.height, c.width, c.height];",
-        canvas)
-    (x0, y0), (x1, y1) = [(round(fx * shown_width), round(fy * shown_height)) for fx, fy in STROKE]
+    shown_width, shown_height, width = driver.execute_script(
+        "const c = arguments[0], r = c.getBoundingClientRect(); return [r.width, r.height, c.width];", canvas)
+    points = [(round(fx * shown_width), round(fy * shown_height)) for fx, fy in stroke]
     actions = ActionChains(driver, duration=10)
-    actions.move_to_element_with_offset(canvas, x0 - round(shown_width / 2), y0 - round(shown_height / 2))
+    actions.move_to_element_with_offset(canvas, points[0][0] - round(shown_width / 2),
+                                        points[0][1] - round(shown_height / 2))
     actions.click_and_hold()
     steps = 12
+    (x0, y0), (x1, y1) = points
     for step in range(steps):
         actions.move_by_offset(round(x0 + (x1 - x0) * (step + 1) / steps) - round(x0 + (x1 - x0) * step / steps),
                                round(y0 + (y1 - y0) * (step + 1) / steps) - round(y0 + (y1 - y0) * step / steps))
     actions.release().perform()
+    scale = width / shown_width
+    return tuple((x * scale, y * scale) for x, y in points), brush * scale
+
+
+def press_fill(driver) -> str:
+    """Click Fill and wait for the page to show the result or an error; returns ``filled`` or ``error``."""
+    from selenium.webdriver.common.by import By
     driver.find_element(By.ID, "fill").click()
-    state = _wait_for_state(driver, ("filled", "error"))
-    if state == "error":
-        raise AssertionError(f"the page shows an error: {driver.find_element(By.ID, 'error').text}")
-    if screenshot:
-        driver.save_screenshot(screenshot)
+    return body_state(driver, ("filled", "error"))
+
+
+def downloaded(driver) -> np.ndarray:
+    """The picture behind the page's Download link, decoded as stored."""
     encoded = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "fetch(document.getElementById('download').href).then(r => r.arrayBuffer()).then(buffer => {"
         "  let text = ''; for (const byte of new Uint8Array(buffer)) text += String.fromCharCode(byte);"
         "  done(btoa(text)); });")
-    result = cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_UNCHANGED)
-    scale = width / shown_width
-    return Session(result, ((x0 * scale, y0 * scale), (x1 * scale, y1 * scale)), BRUSH * scale,
-                   driver.find_element(By.ID, "status").text,
-                   driver.find_element(By.TAG_NAME, "body").get_attribute("data-mode"))
+    return cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def paint_and_fill(driver, stroke=STROKE, screenshot: str | None = None) -> Fill:
+    """Paint ``stroke`` on the open picture, Fill, and return what came back (a page error is raised)."""
+    from selenium.webdriver.common.by import By
+    painted, brush = paint(driver, stroke)
+    if press_fill(driver) == "error":
+        raise AssertionError(f"the page shows an error: {driver.find_element(By.ID, 'error').text}")
+    if screenshot:
+        driver.save_screenshot(screenshot)
+    return Fill(downloaded(driver), painted, brush, driver.find_element(By.ID, "status").text,
+                driver.find_element(By.TAG_NAME, "body").get_attribute("data-mode"))
 
 
 def stroke_distance(shape: tuple[int, int], stroke) -> np.ndarray:
@@ -118,6 +142,7 @@ def stroke_distance(shape: tuple[int, int], stroke) -> np.ndarray:
 
 def main() -> None:
     from tests.app_server import serving
+
     parser = argparse.ArgumentParser(description="Make the README's screenshot of the page")
     parser.add_argument("--checkpoint", required=True, help="checkpoint app.py serves")
     parser.add_argument("--picture", required=True, help="picture to open in the page")
@@ -126,10 +151,11 @@ def main() -> None:
     with serving(args.checkpoint) as server:
         driver = chromium()
         try:
-            session = paint_and_fill(driver, server.url + "/", args.picture, args.screenshot)
+            open_picture(driver, server.url + "/", args.picture)
+            filled = paint_and_fill(driver, screenshot=args.screenshot)
         finally:
             driver.quit()
-    print(f"wrote {args.screenshot}: {session.status}")
+    print(f"wrote {args.screenshot}: {filled.status}")
 
 
 if __name__ == "__main__":
