@@ -70,7 +70,7 @@ def test_golden_checkpoint_commands_work_as_written(project):
     for command in (convert[0], inpaint[0]):
         result = run_command(*shlex.split(command)[1:], cwd=project)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
-    image = cv2.imread(os.path.join(project, "examples", "astronaut.png"))
+    image = cv2.imread(os.path.join(project, "examples", "images", "astronaut.png"))
     assert cv2.imread(os.path.join(project, created[1])).shape == image.shape
     assert all(os.path.isfile(os.path.join(project, path)) for path in created)
 
