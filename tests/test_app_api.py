@@ -17,17 +17,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.app_server import serving
-from tests.conftest import ROOT, run_command
+from tests.conftest import APP_MAX_PIXELS, ROOT, run_command
 
-MAX_PIXELS = 100_000
 TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
-def server(golden_checkpoint):
-    with serving(golden_checkpoint, "--max-pixels", str(MAX_PIXELS)) as running:
-        yield running
+def server(app_server):
+    return app_server
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +42,7 @@ def files(tmp_path_factory):
     cv2.imwrite(str(paths["mask"]), hole.astype(np.uint8) * 255)
     cv2.imwrite(str(paths["small_mask"]), np.full((40, 48), 255, np.uint8))
     cv2.imwrite(str(paths["empty_mask"]), np.zeros((80, 96), np.uint8))
-    cv2.imwrite(str(paths["big"]), np.zeros((400, 400, 3), np.uint8))       # 160,000 pixels > MAX_PIXELS
+    cv2.imwrite(str(paths["big"]), np.zeros((400, 400, 3), np.uint8))       # 160,000 pixels > APP_MAX_PIXELS
     paths["text"].write_text("this is not a picture")
     return {name: str(path) for name, path in paths.items()}
 
@@ -119,7 +116,7 @@ def test_model_and_health(server):
     status, _, body = request(server.url + "/api/model")
     model = json.loads(body)
     assert status == 200 and model["name"] == "official_golden" and model["channel_order"] == "BGR"
-    assert (model["image_size"], model["hole_size"], model["max_pixels"]) == (128, 64, MAX_PIXELS)
+    assert (model["image_size"], model["hole_size"], model["max_pixels"]) == (128, 64, APP_MAX_PIXELS)
     assert model["source"]
     status, _, body = request(server.url + "/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
@@ -131,7 +128,7 @@ def test_model_and_health(server):
     ("not_an_image", 400, ["cannot read the image (notes.png)"]),
     ("mask_size", 400, ["48x40", "96x80", "not resized"]),
     ("empty_mask", 400, ["no hole"]),
-    ("too_big", 413, ["400x400", str(MAX_PIXELS)]),
+    ("too_big", 413, ["400x400", str(APP_MAX_PIXELS)]),
     ("json_body", 415, ["multipart/form-data", "application/json"]),
     ("missing_mask", 400, ["'mask' is missing"]),
     ("bad_strategy", 400, ["hd_strategy", "sideways"]),

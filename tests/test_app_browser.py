@@ -14,25 +14,21 @@ import pytest
 from skimage import data
 
 from tests import browser
-from tests.app_server import serving
-
-MAX_PIXELS = 256 * 256
 
 
 @pytest.fixture(scope="module")
-def page(golden_checkpoint):
-    """A Chromium window and a running server (refusing pictures over 256×256)."""
+def page(app_server):
+    """A Chromium window and the running server (which refuses pictures over 256×256)."""
     missing = browser.available()
     if missing:
         if os.environ.get("DEEPFILL_REQUIRE_BROWSER"):
             pytest.fail(missing)
         pytest.skip(missing)
-    with serving(golden_checkpoint, "--max-pixels", str(MAX_PIXELS)) as server:
-        driver = browser.chromium()
-        try:
-            yield driver, server.url + "/"
-        finally:
-            driver.quit()
+    driver = browser.chromium()
+    try:
+        yield driver, app_server.url + "/"
+    finally:
+        driver.quit()
 
 
 @pytest.fixture(scope="module")
