@@ -49,6 +49,14 @@ def default_checkpoint() -> str:
                     "`python train.py`, or pass --checkpoint PATH")
 
 
+def model_name(requested: str, path: str) -> str:
+    """What the page calls the model: a pretrained name as given, a file's name, or run folder @ step."""
+    if not os.path.exists(requested):
+        return requested
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return f"{os.path.basename(os.path.normpath(requested))} @ {stem}" if os.path.isdir(requested) else stem
+
+
 def listen(host: str, port: int) -> socket.socket:
     """Bind the listening socket here, so that a busy port is one clear line instead of a server log."""
     try:
@@ -79,18 +87,17 @@ def main() -> None:
         raise UserError("--max-pixels and --max-waiting must be at least 1")
 
     sock = listen(args.host, args.port)
-    checkpoint = load_checkpoint(args.checkpoint or default_checkpoint())
+    requested = args.checkpoint or default_checkpoint()
+    checkpoint = load_checkpoint(requested)
     pick_device(args.device, all_cpu_cores=True)
-    name = args.checkpoint if args.checkpoint and not os.path.exists(args.checkpoint) else \
-        os.path.splitext(os.path.basename(os.path.normpath(checkpoint.path)))[0]
     model = Model(Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order), checkpoint.spec,
-                  name, paddle.device.get_device())
+                  model_name(requested, checkpoint.path), paddle.device.get_device())
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))
 
     import uvicorn
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"DeepFill v1 ({name}, {checkpoint.path}) at http://{shown}:{port}/ — API docs at "
+    print(f"DeepFill v1 ({model.name}, {checkpoint.path}) at http://{shown}:{port}/ — API docs at "
           f"http://{shown}:{port}/docs; Ctrl-C stops", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
