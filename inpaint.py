@@ -1,6 +1,7 @@
 """Fill holes in your own pictures with a trained or converted DeepFill v1 checkpoint.
 
     python inpaint.py --checkpoint CKPT --image IMG --mask MASK --output OUT [--flow FLOW.png]
+                      [--hd-strategy full|crop|resize|auto]
 
 CKPT may be a pretrained name (places2, celeba, celebahq, imagenet): the official model is downloaded and
 converted on first use and kept in $DEEPFILL_HOME (see tools/download_pretrained.py).
@@ -8,7 +9,9 @@ converted on first use and kept in $DEEPFILL_HOME (see tools/download_pretrained
 IMG/OUT may be folders: every image in IMG is done, with MASK either one mask for all or a folder of
 masks with the same file names. White (> 127) in the mask is the hole; any number and shape of holes, any
 image size. The output has the input's size and layout (grey, colour, alpha, 16 bit) and is byte-identical
-to it outside the hole (use a lossless format such as PNG to keep that on disk).
+to it outside the hole (use a lossless format such as PNG to keep that on disk). Big photos can be filled
+around each hole only (``--hd-strategy crop``) or on a downscaled copy (``resize``); see
+``inpainting/strategy.py``.
 """
 from __future__ import annotations
 
@@ -24,11 +27,11 @@ prepare_paddle()
 from tqdm import tqdm  # noqa: E402
 
 from inpainting.inpainter import Inpainter  # noqa: E402
+from inpainting.strategy import CHOICES, fill_picture  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
-from utils.image_io import (check_writable, list_images, paste_hole, read_image, read_mask, to_rgb8,  # noqa: E402
-                            write_image)
+from utils.image_io import check_writable, list_images, read_image, read_mask, write_image  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -80,18 +83,17 @@ def plan_jobs(image: str, mask: str, output: str, flow: str | None) -> list[Job]
     return jobs
 
 
-def inpaint_file(inpainter: Inpainter, job: Job) -> None:
+def inpaint_file(inpainter: Inpainter, job: Job, strategy: str = "full") -> None:
     """Read, fill and write one picture; nothing is written if anything about it is wrong."""
     original = read_image(job.image)
     hole = read_mask(job.mask)
     if hole.shape != original.shape[:2]:
         raise UserError(f"{job.mask} is {hole.shape[1]}x{hole.shape[0]} but {job.image} is "
                         f"{original.shape[1]}x{original.shape[0]}")
-    completed, flow = inpainter(to_rgb8(original), hole)
-    result = paste_hole(original, completed, hole)
-    write_image(job.output, result)
+    filled = fill_picture(inpainter, original, hole, strategy)
+    write_image(job.output, filled.picture)
     if job.flow:
-        write_image(job.flow, flow[:, :, ::-1])
+        write_image(job.flow, filled.flow[:, :, ::-1])
 
 
 def main() -> None:
@@ -104,6 +106,10 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="output file, or folder when --image is a folder")
     parser.add_argument("--flow", help="also write the attention flow picture here (file or folder)")
     parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, gpu or gpu:N")
+    parser.add_argument("--hd-strategy", default="full", choices=CHOICES,
+                        help="full: the model sees the whole picture; crop: a window around each hole (big "
+                             "photos, fast); resize: a downscaled copy, only the hole upsampled; auto: crop "
+                             "over 1024 px on a side, else full")
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
@@ -116,13 +122,13 @@ def main() -> None:
 
     if len(jobs) == 1:
         start = time.perf_counter()
-        inpaint_file(inpainter, jobs[0])
+        inpaint_file(inpainter, jobs[0], args.hd_strategy)
         print(f"wrote {jobs[0].output} ({time.perf_counter() - start:.2f} s)")
         return
     failures = 0
     for job in tqdm(jobs, desc="inpainting", unit="image"):
         try:
-            inpaint_file(inpainter, job)
+            inpaint_file(inpainter, job, args.hd_strategy)
         except UserError as error:
             failures += 1
             tqdm.write(f"error: {error}", file=sys.stderr)

@@ -28,12 +28,17 @@ def needed_bytes(height: int, width: int) -> int:
     return BYTES_PER_PIXEL * height * width
 
 
+class TooLarge(UserError):
+    """A picture whose completion would not fit in memory (the app answers it with 413, not 400)."""
+
+
 def check_memory(height: int, width: int) -> None:
     """Refuse a picture whose completion would not fit in the memory available."""
     needed, free = needed_bytes(height, width), available_bytes()
     if free is not None and needed > free:
-        raise UserError(f"a {width}x{height} picture needs about {needed / 2 ** 30:.0f} GiB but "
-                        f"{free / 2 ** 30:.0f} GiB are available; downscale it or crop around the hole")
+        raise TooLarge(f"a {width}x{height} picture needs about {needed / 2 ** 30:.0f} GiB but "
+                       f"{free / 2 ** 30:.0f} GiB are available; fill it with the hd-strategy crop or resize, "
+                       "or downscale it")
 
 
 class Inpainter:

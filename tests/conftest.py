@@ -82,3 +82,15 @@ def shared_golden() -> str:
     if not os.path.isdir(golden_data.SHARED_GOLDEN_DIR):
         pytest.skip(f"{golden_data.SHARED_GOLDEN_DIR} is absent (the full golden data is optional)")
     return golden_data.SHARED_GOLDEN_DIR
+
+
+APP_MAX_PIXELS = 256 * 256
+
+
+@pytest.fixture(scope="session")
+def app_server(golden_checkpoint):
+    """``app.py`` serving the golden checkpoint on 127.0.0.1 (pictures over 256×256 refused), for the API
+    and the browser tests; stopped at the end of the session."""
+    from tests.app_server import serving
+    with serving(golden_checkpoint, "--max-pixels", str(APP_MAX_PIXELS)) as server:
+        yield server

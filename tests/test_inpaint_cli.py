@@ -171,3 +171,26 @@ def test_png_metadata_warnings_do_not_make_a_picture_unreadable():
     from utils.image_io import read_image
     page = read_image(os.path.join(os.path.dirname(skimage.__file__), "data", "page.png"))
     assert page.shape == (191, 384) and page.dtype == np.uint8
+
+
+def test_crop_strategy_fills_only_around_the_hole(golden_checkpoint, tmp_path):
+    """``--hd-strategy crop`` on a picture much wider than its window: the hole is filled, every other pixel
+    is the input's, and the result is the one ``full`` gives on the window cut around the hole."""
+    rng = np.random.default_rng(5)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (96, 700, 3)).astype(np.uint8), (0, 0), 3)
+    hole = np.zeros((96, 700), bool)
+    hole[30:60, 500:540] = True
+    cv2.imwrite(str(tmp_path / "wide.png"), image)
+    cv2.imwrite(str(tmp_path / "mask.png"), hole.astype(np.uint8) * 255)
+    window = (slice(0, 96), slice(372, 668))            # the hole's box + 128 on each side, cut to the picture
+    cv2.imwrite(str(tmp_path / "window.png"), image[window])
+    cv2.imwrite(str(tmp_path / "window_mask.png"), hole[window].astype(np.uint8) * 255)
+    out, reference = str(tmp_path / "out.png"), str(tmp_path / "window_out.png")
+    result = inpaint(golden_checkpoint, str(tmp_path / "wide.png"), str(tmp_path / "mask.png"), out,
+                     "--hd-strategy", "crop")
+    assert result.returncode == 0, result.stderr
+    result = inpaint(golden_checkpoint, str(tmp_path / "window.png"), str(tmp_path / "window_mask.png"), reference)
+    assert result.returncode == 0, result.stderr
+    written = cv2.imread(out)
+    assert (written[~hole] == image[~hole]).all() and (written[hole] != image[hole]).any()
+    assert (written[window] == cv2.imread(reference)).all()

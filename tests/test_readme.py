@@ -70,7 +70,7 @@ def test_golden_checkpoint_commands_work_as_written(project):
     for command in (convert[0], inpaint[0]):
         result = run_command(*shlex.split(command)[1:], cwd=project)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
-    image = cv2.imread(os.path.join(project, "examples", "astronaut.png"))
+    image = cv2.imread(os.path.join(project, "examples", "images", "astronaut.png"))
     assert cv2.imread(os.path.join(project, created[1])).shape == image.shape
     assert all(os.path.isfile(os.path.join(project, path)) for path in created)
 
@@ -86,3 +86,8 @@ def test_benchmarks_print_their_numbers(project):
     result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
                          "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1", cwd=project)
     assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr
+    result = run_command("benchmarks/hd_strategy.py", "--strategy", "crop", "--size", "600", "--hole", "16",
+                         "--repeats", "1", cwd=project)
+    assert result.returncode == 0, result.stderr
+    last = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
+    assert last["strategy"] == "crop" and float(last["median_s"]) > 0 and last["known_pixels_identical"] == "True"

@@ -11,21 +11,24 @@ import paddle
 from tqdm import tqdm
 
 from utils.config import Config
-from utils.flow import flow_to_color
+from utils.flow import add_key, flow_to_color
 from utils.pixels import from_model
 
 LOG_NAME = "train.log"
 
 
 def sample_picture(tensors: list[paddle.Tensor], channel_order: str, rows: int = 4) -> np.ndarray:
-    """Rows of [input with hole | coarse | refined | ground truth | attention flow], uint8 RGB."""
+    """Rows of [input with hole | coarse | refined | ground truth | attention flow (with its colour key in
+    the corner farthest from the hole)], uint8 RGB."""
     images, mask, x_stage1, x_stage2, offsets = (t[:rows].numpy() for t in tensors)
     known = images * (1 - mask)
     panels = [from_model(x, channel_order) for x in
               (known + mask, x_stage1 * mask + known, x_stage2 * mask + known, images)]
     flows = [flow_to_color(flow) for flow in offsets]
     scale = images.shape[2] // flows[0].shape[0]
-    panels.append(np.stack([flow.repeat(scale, axis=0).repeat(scale, axis=1) for flow in flows]))
+    holes = mask[:, 0] > 0.5
+    panels.append(np.stack([add_key(flow.repeat(scale, axis=0).repeat(scale, axis=1), hole)
+                            for flow, hole in zip(flows, holes)]))
     return np.concatenate([np.concatenate(row, axis=1) for row in zip(*panels)], axis=0)
 
 

@@ -40,3 +40,41 @@ def flow_to_color(offsets: np.ndarray) -> np.ndarray:
     inside = (radius <= 1)[..., None]
     color = np.where(inside, 1 - radius[..., None] * (1 - color), color * 0.75)
     return np.floor(255 * color).astype(np.uint8)
+
+
+def color_key(side: int) -> np.ndarray:
+    """The key to the flow picture: a side×side uint8 RGB disc in which every point has the colour a hole
+    pixel gets when the patch it copied lies in that direction from it (centre: itself; rim: the largest
+    displacement of the picture), on white inside a grey ring.
+
+    It is drawn with ``flow_to_color`` itself, so it stays right whatever convention the wheel follows.
+    """
+    centre = (side - 1) / 2
+    rows, cols = np.mgrid[0:side, 0:side].astype(np.float64) - centre
+    radius = max(centre - 1.5, 1.0)
+    outside = np.hypot(rows, cols) > radius
+    offsets = np.stack([rows, cols])
+    offsets[:, outside] = 0
+    key = flow_to_color(offsets)
+    ring = np.abs(np.hypot(rows, cols) - (radius + 0.75)) <= 0.75
+    key[ring] = 128
+    return key
+
+
+def add_key(picture: np.ndarray, hole: np.ndarray | None = None) -> np.ndarray:
+    """A copy of a flow picture (H×W×3) with its colour key in the corner that hides the fewest hole
+    pixels, bottom right when that is a tie (the key is a quarter of the shorter side, 16 to 128 pixels;
+    pictures under 32 pixels keep none)."""
+    height, width = picture.shape[:2]
+    side = int(np.clip(min(height, width) // 4, 16, 128))
+    if min(height, width) < 32:
+        return picture.copy()
+    margin = max(side // 16, 1)
+    bottom, right = height - side - margin, width - side - margin
+    corners = [(bottom, right), (bottom, margin), (margin, right), (margin, margin)]   # first wins a tie
+    covered = [0 if hole is None else int(hole[top:top + side, left:left + side].sum())
+               for top, left in corners]
+    top, left = corners[covered.index(min(covered))]
+    result = picture.copy()
+    result[top:top + side, left:left + side] = color_key(side)
+    return result

@@ -116,15 +116,21 @@ def check_writable(path: str) -> None:
         raise UserError(f"cannot write {path}: folder {directory} does not exist")
 
 
-def write_image(path: str, image: np.ndarray) -> None:
-    """Encode by the file's extension and write atomically (temporary file, then rename)."""
-    check_writable(path)
-    extension = os.path.splitext(path)[1].lower()
+def encode_image(image: np.ndarray, extension: str = ".png") -> bytes:
+    """Encode a picture in ``read_image``'s layout as a file of type ``extension`` (same bytes as
+    ``write_image`` writes, so a file and an HTTP answer agree)."""
     ok, encoded = cv2.imencode(extension, image)
     if not ok:
         raise UserError(f"cannot encode a {image.dtype} image with {image.ndim} dims as {extension}")
+    return encoded.tobytes()
+
+
+def write_image(path: str, image: np.ndarray) -> None:
+    """Encode by the file's extension and write atomically (temporary file, then rename)."""
+    check_writable(path)
+    encoded = encode_image(image, os.path.splitext(path)[1].lower())
     with atomic_path(path) as temporary, open(temporary, "wb") as out:
-        out.write(encoded.tobytes())
+        out.write(encoded)
 
 
 def list_images(folder: str) -> list[str]:
