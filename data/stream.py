@@ -1,0 +1,120 @@
+"""Training batches that can never wedge the training process.
+
+Paddle's ``DataLoader`` is avoided where it can hang and fetched from at arm's length where it cannot be
+avoided:
+
+* In the training process (``num_workers=0``) batches are assembled by a plain generator. Paddle's
+  single-process loader reads in a thread and waits for it in C++; when that thread raised, the queue was
+  never closed and training waited forever, deaf to SIGTERM and Ctrl-C (Paddle 3.3).
+* With loader processes, Paddle's ``DataLoader`` reports a dead worker as an exception, but its reader waits
+  in C++, where Python's signal handlers cannot run until a batch arrives. A helper thread therefore takes
+  the batches from it and the training process waits on a Python queue, where Ctrl-C and SIGTERM are
+  handled at once.
+
+Either way a failure reaches the training loop as ``DataLoadingFailed``.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import paddle
+
+POLL_SECONDS = 0.5
+
+
+class DataLoadingFailed(Exception):
+    """The data stream broke for good (a loader process died, no file is readable any more)."""
+
+
+class StoppedWaitingForData(Exception):
+    """A stop was requested and no batch arrived within the grace period."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def in_process_batches(dataset, batch_sampler: Iterable[list]) -> Iterator[tuple[np.ndarray, ...]]:
+    """Collate ``dataset`` items batch by batch, as Paddle's default collation would (stacked arrays)."""
+    for items in batch_sampler:
+        samples = [dataset[item] for item in items]
+        yield tuple(np.stack(field) for field in zip(*samples))
+
+
+class BatchStream:
+    """Batches from ``source`` (tensors or arrays) as tensors, with failures as ``DataLoadingFailed``.
+
+    ``in_thread`` moves the pulling from ``source`` to a helper thread (started at the first batch),
+    for sources that wait in C++."""
+
+    def __init__(self, source: Iterable, in_thread: bool) -> None:
+        self._source = iter(source)
+        self._in_thread = in_thread
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _fill(self) -> None:
+        try:
+            for batch in self._source:
+                while not self._put((batch, None)):
+                    if self._closed.is_set():
+                        return
+                if self._closed.is_set():
+                    return
+        except Exception as error:          # reaches the training process through the queue
+            self._put((None, error))
+        finally:
+            self._source = None             # lets Paddle shut its loader processes down
+
+    def _put(self, item: tuple) -> bool:
+        try:
+            self._queue.put(item, timeout=POLL_SECONDS)
+            return True
+        except queue.Full:
+            return False
+
+    def _take(self, give_up: Callable[[], bool]) -> tuple:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._fill, name="training batches", daemon=True)
+            self._thread.start()
+        while True:
+            try:
+                batch, error = self._queue.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if give_up():
+                    raise StoppedWaitingForData from None
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise DataLoadingFailed("the data loading thread ended") from None
+                continue
+            if error is not None:
+                raise DataLoadingFailed(first_line(error)) from error
+            return batch
+
+    def next(self, give_up: Callable[[], bool] = lambda: False) -> list[paddle.Tensor]:
+        """The next batch as tensors. ``give_up`` is asked while waiting; when it says so,
+        ``StoppedWaitingForData`` is raised."""
+        if self._in_thread:
+            batch = self._take(give_up)
+        else:
+            try:
+                batch = next(self._source)
+            except Exception as error:
+                raise DataLoadingFailed(first_line(error)) from error
+        return [field if isinstance(field, paddle.Tensor) else paddle.to_tensor(field) for field in batch]
+
+    def close(self) -> None:
+        """Stop the helper thread (after the batch it is fetching); the loader processes end with it."""
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if self._thread is None:
+            self._source = None
