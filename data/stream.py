@@ -99,13 +99,12 @@ class BatchStream:
     def next(self, give_up: Callable[[], bool] = lambda: False) -> list[paddle.Tensor]:
         """The next batch as tensors. ``give_up`` is asked while waiting; when it says so,
         ``StoppedWaitingForData`` is raised."""
-        if self._in_thread:
-            batch = self._take(give_up)
-        else:
-            try:
-                batch = next(self._source)
-            except Exception as error:
-                raise DataLoadingFailed(first_line(error)) from error
+        try:
+            batch = self._take(give_up) if self._in_thread else next(self._source)
+        except (DataLoadingFailed, StoppedWaitingForData):
+            raise
+        except Exception as error:      # also Paddle's SIGCHLD handler's "loader process killed"
+            raise DataLoadingFailed(first_line(error)) from error
         return [field if isinstance(field, paddle.Tensor) else paddle.to_tensor(field) for field in batch]
 
     def close(self) -> None:

@@ -177,6 +177,8 @@ def paste_hole(original: np.ndarray, filled_rgb8: np.ndarray, hole: np.ndarray) 
 def check_writable(path: str) -> None:
     """Refuse, before any work, an output path whose folder is missing or read-only, that is a folder, or
     whose extension is no image."""
+    if os.path.isdir(path):
+        raise UserError(f"cannot write {path}: it is a folder")
     if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS:
         raise UserError(f"cannot write {path}: unknown image extension (use one of "
                         f"{', '.join(IMAGE_EXTENSIONS)})")
