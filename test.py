@@ -145,8 +145,15 @@ def save_pictures(save_dir: str, stem: str, given: np.ndarray, outputs: dict[str
 
 
 def load_truth(path: str, config: Config) -> np.ndarray:
-    """Validation image as the model is fed it: uint8 RGB, the centre of the training view."""
-    return evaluation_view(to_rgb8(read_image(path, config.max_image_pixels)), config.image_size, config.image_fit)
+    """Validation image as the model is fed it: uint8 RGB, the centre of the training view. A picture the
+    view cannot be made of (e.g. 1×100000000 pixels, whose scaled view would not fit in memory) is as
+    unreadable as a damaged file."""
+    image = to_rgb8(read_image(path, config.max_image_pixels))
+    try:
+        return evaluation_view(image, config.image_size, config.image_fit)
+    except Exception as error:      # cv2.error, MemoryError
+        raise UserError(f"cannot use {path}: {type(error).__name__} while fitting its "
+                        f"{image.shape[1]}x{image.shape[0]} pixels to {config.image_size}") from None
 
 
 def check_readable(paths: list[str], config: Config) -> None:

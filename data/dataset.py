@@ -11,8 +11,9 @@ centre.
 
 A file that cannot be read — damaged, foreign, declaring more than ``max_image_pixels``, or failing in any
 other way — is reported and replaced by the next readable one: one bad file in 1.8 million must not end a
-long run, and an item never raises (an exception in a loader would end the data stream). Each item also says which file it came from, so that the training process can
-count the unreadable ones even when worker processes load the data. The order of images and every crop
+long run, and an item never raises (an exception in a loader would end the data stream). Each item also
+says which file it came from, so that the training process can count the unreadable ones even when worker
+processes load the data. The order of images and every crop
 and flip is a pure function of (seed, epoch, position), which is what makes resuming a run exact.
 """
 from __future__ import annotations

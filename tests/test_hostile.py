@@ -452,3 +452,14 @@ def test_test_py_stops_on_a_full_disk_keeping_the_pictures_written(evaluation, t
     with pytest.raises(WriteError, match="r.json: No space left on device"):
         cli.main([*common, "--report", str(tmp_path / "r.json")])
     assert sorted(os.listdir(tmp_path)) == ["pics"]
+
+
+def test_test_py_treats_a_picture_it_cannot_fit_as_unreadable(evaluation, monkeypatch):
+    cli, common = evaluation
+    path = os.path.join(common[common.index("--data") + 1], "a.png")
+
+    def too_large(*args):
+        raise cv2.error("Insufficient memory")
+    monkeypatch.setattr(cli, "evaluation_view", too_large)
+    with pytest.raises(UserError, match=r"cannot use .*a.png: error while fitting its 64x48 pixels to 256"):
+        cli.load_truth(path, load_config())

@@ -112,8 +112,8 @@ def train_and_report(config: Config, resume: bool = False) -> tuple[Trainer | No
     try:
         trainer = train(config, resume)
     except TrainingDiverged as error:
-        print(f"error: training diverged: {error}; {left_on_disk(config.run_dir, ', perhaps with a lower --set lr=...')}",
-              file=sys.stderr)
+        advice = left_on_disk(config.run_dir, ", perhaps with a lower --set lr=...")
+        print(f"error: training diverged: {error}; {advice}", file=sys.stderr)
         return None, 1
     except DataLoadingFailed as error:
         print(f"error: data loading failed: {error}; {left_on_disk(config.run_dir)}", file=sys.stderr)

@@ -11,8 +11,8 @@ import numpy as np
 import paddle
 
 from data.dataset import skipped_indices, training_dataset, training_loader
-from data.stream import DataLoadingFailed
 from data.masks import random_masks
+from data.stream import DataLoadingFailed
 from models.checkpoint import load_checkpoint
 from training import algorithm, state
 from training.algorithm import Batch, Networks
