@@ -253,7 +253,6 @@ def training_loader(dataset: ImageDataset, config, consumed: int = 0, rank: int 
     loader processes, never by Paddle's single-process loader (see ``data.stream``)."""
     sampler = ResumableBatches(len(dataset), config.batch_size, config.seed, consumed, rank, world)
     if config.num_workers == 0:
-        return BatchStream(in_process_batches(dataset, sampler), in_thread=False)
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
-                                  use_shared_memory=False, worker_init_fn=_leave_process_group)
-    return BatchStream(loader, in_thread=True)
+        return BatchStream(in_process_batches(dataset, sampler))
+    return BatchStream(paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                                            use_shared_memory=False, worker_init_fn=_leave_process_group))

@@ -1,17 +1,16 @@
 """Training batches that can never wedge the training process.
 
-Paddle's ``DataLoader`` is avoided where it can hang and fetched from at arm's length where it cannot be
-avoided:
+Batches are fetched by a helper thread and the training process waits for them on a Python queue, where
+Ctrl-C and SIGTERM are handled at once and a failure arrives as ``DataLoadingFailed``:
 
-* In the training process (``num_workers=0``) batches are assembled by a plain generator. Paddle's
-  single-process loader reads in a thread and waits for it in C++; when that thread raised, the queue was
-  never closed and training waited forever, deaf to SIGTERM and Ctrl-C (Paddle 3.3).
+* In the training process (``num_workers=0``) the helper thread assembles batches itself (a plain
+  generator). Paddle's single-process loader is not used: when its reading thread raised, its queue was
+  never closed and training waited forever in C++, deaf to SIGTERM and Ctrl-C (Paddle 3.3).
 * With loader processes, Paddle's ``DataLoader`` reports a dead worker as an exception, but its reader waits
-  in C++, where Python's signal handlers cannot run until a batch arrives. A helper thread therefore takes
-  the batches from it and the training process waits on a Python queue, where Ctrl-C and SIGTERM are
-  handled at once.
+  in C++, where Python's signal handlers cannot run until a batch arrives; the helper thread does that
+  waiting instead.
 
-Either way a failure reaches the training loop as ``DataLoadingFailed``.
+Loading in a thread also overlaps it with the training step, as Paddle's loader did.
 """
 from __future__ import annotations
 
@@ -47,14 +46,11 @@ def in_process_batches(dataset, batch_sampler: Iterable[list]) -> Iterator[tuple
 
 
 class BatchStream:
-    """Batches from ``source`` (tensors or arrays) as tensors, with failures as ``DataLoadingFailed``.
+    """Batches from ``source`` (tensors or arrays) as tensors, pulled by a helper thread (started at the
+    first batch), with failures as ``DataLoadingFailed``."""
 
-    ``in_thread`` moves the pulling from ``source`` to a helper thread (started at the first batch),
-    for sources that wait in C++."""
-
-    def __init__(self, source: Iterable, in_thread: bool) -> None:
+    def __init__(self, source: Iterable) -> None:
         self._source = iter(source)
-        self._in_thread = in_thread
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,22 +58,22 @@ class BatchStream:
     def _fill(self) -> None:
         try:
             for batch in self._source:
-                while not self._put((batch, None)):
-                    if self._closed.is_set():
-                        return
-                if self._closed.is_set():
+                if not self._deliver((batch, None)):
                     return
         except Exception as error:          # reaches the training process through the queue
-            self._put((None, error))
+            self._deliver((None, error))
         finally:
             self._source = None             # lets Paddle shut its loader processes down
 
-    def _put(self, item: tuple) -> bool:
-        try:
-            self._queue.put(item, timeout=POLL_SECONDS)
-            return True
-        except queue.Full:
-            return False
+    def _deliver(self, item: tuple) -> bool:
+        """Queue ``item`` as soon as there is room; False once the stream is closed."""
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _take(self, give_up: Callable[[], bool]) -> tuple:
         if self._thread is None:
@@ -100,7 +96,7 @@ class BatchStream:
         """The next batch as tensors. ``give_up`` is asked while waiting; when it says so,
         ``StoppedWaitingForData`` is raised."""
         try:
-            batch = self._take(give_up) if self._in_thread else next(self._source)
+            batch = self._take(give_up)
         except (DataLoadingFailed, StoppedWaitingForData):
             raise
         except Exception as error:      # also Paddle's SIGCHLD handler's "loader process killed"
@@ -116,4 +112,4 @@ class BatchStream:
             except queue.Empty:
                 break
         if self._thread is None:
-            self._source = None
+            self._source = None     # never started

@@ -106,6 +106,15 @@ def test_a_small_file_declaring_a_huge_picture_is_refused_before_decoding(monkey
         decode_image(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes(), "any.png")
 
 
+def test_what_other_threads_write_during_a_decode_reaches_the_terminal(monkeypatch, capfd):
+    """Decoding captures file descriptor 2 to judge the decoder's complaints; a progress bar drawn by the
+    training thread meanwhile must still be shown."""
+    real = image_io.cv2.imdecode
+    monkeypatch.setattr(image_io.cv2, "imdecode", lambda *args: os.write(2, b"\rtraining: 50%") and real(*args))
+    decode_image(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes(), "fine.png")
+    assert capfd.readouterr().err == "\rtraining: 50%"
+
+
 def test_headers_of_every_supported_format_give_the_size():
     picture = np.zeros((30, 40, 3), np.uint8)
     for extension in image_io.IMAGE_EXTENSIONS:
@@ -173,7 +182,7 @@ def test_files_vanishing_mid_run_stop_training_with_one_line(tmp_path, monkeypat
     assert code == 1
     line = one_error_line(capsys.readouterr().err)
     assert "data loading failed: none of the 4 training images can be read any more" in line
-    assert "step_00000001.pdparams) is intact; continue with --resume" in line
+    assert "pdparams) is intact; continue with --resume" in line       # the batches loaded ahead were used
 
 
 def test_a_dead_loader_process_stops_training_instead_of_hanging(tmp_path, monkeypatch, capsys):

@@ -65,6 +65,16 @@ def _redirected_c_stderr() -> Iterator[list[str]]:
             captured.append(sink.read().decode("utf-8", errors="replace"))
 
 
+def _pass_on(captured: str) -> None:
+    """Write back what was captured during a decode that went well, but for the benign libpng warnings:
+    another thread (a progress bar, a message) may have written to the terminal meanwhile."""
+    text = "".join(line for line in captured.splitlines(keepends=True)
+                   if not line.lower().startswith(_BENIGN_COMPLAINT))
+    if text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
 class ImageTooLarge(UserError):
     """A picture whose header declares more pixels than allowed (a server answers 413)."""
 
@@ -111,6 +121,7 @@ def decode_image(data: bytes, source: str, max_pixels: int | None = None) -> np.
     if image is None or any(word in complaint.lower() for word in _DECODER_COMPLAINTS):
         detail = f" ({complaint.splitlines()[0]})" if complaint else ""
         raise UserError(f"cannot read {source}: not an image or a damaged file{detail}")
+    _pass_on(complaints[-1])
     if image.dtype not in (np.uint8, np.uint16):
         raise UserError(f"cannot use {source}: pixel type {image.dtype} (expected 8 or 16 bit)")
     if image.ndim == 3 and image.shape[2] == 1:
