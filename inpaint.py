@@ -25,7 +25,7 @@ from inpainting.inpainter import Inpainter, check_memory  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
-from utils.files import WriteError, check_writable_folder  # noqa: E402
+from utils.files import WriteError, check_writable_folder, make_folder  # noqa: E402
 from utils.image_io import (check_declared_size, check_writable, decode_image, list_images,  # noqa: E402
                             mask_from_image, paste_hole, read_file, to_rgb8, write_image)
 
@@ -128,10 +128,7 @@ def main() -> None:
     inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as error:
-                raise UserError(f"cannot create {folder}: {error.strerror}") from None
+            make_folder(folder)
 
     if len(jobs) == 1:
         start = time.perf_counter()

@@ -42,7 +42,7 @@ from tester import BASELINES, average, baseline_unavailable, image_metrics, run_
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.config import Config, load_config, settings_help  # noqa: E402
 from utils.device import pick_device  # noqa: E402
-from utils.files import WriteError, atomic_path, check_writable_file, check_writable_folder  # noqa: E402
+from utils.files import atomic_path, check_writable_file, check_writable_folder, make_folder  # noqa: E402
 from utils.image_io import read_image, read_mask, to_rgb8, write_image  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
@@ -123,13 +123,6 @@ def usable_baselines(names: list[str], largest_hole: int) -> tuple[list[str], di
         else:
             usable.append(name)
     return usable, skipped
-
-
-def make_folder(folder: str) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise WriteError(f"cannot create {folder}: {error.strerror}") from None
 
 
 def save_pictures(save_dir: str, stem: str, given: np.ndarray, outputs: dict[str, np.ndarray],

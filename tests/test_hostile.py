@@ -8,7 +8,6 @@ import errno
 import os
 import signal
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -32,7 +31,7 @@ from utils import image_io
 from utils.cli import UserError, run
 from utils.config import load_config
 from utils.files import WriteError, atomic_path, is_temporary
-from utils.image_io import ImageTooLarge, decode_image, image_size_from_header, read_image
+from utils.image_io import ImageTooLarge, decode_image, image_size_from_header
 
 TIMEOUT = 120
 TINY_RUN = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "batch_size=2", "critic_steps=1",

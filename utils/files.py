@@ -60,6 +60,14 @@ def atomic_path(path: str) -> Iterator[str]:
             os.remove(temporary)
 
 
+def make_folder(folder: str) -> None:
+    """Create ``folder`` (and its parents) if missing; failing is a ``WriteError``."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"cannot create {folder}: {describe(error)}") from None
+
+
 def is_temporary(name: str) -> bool:
     """Whether a file name is one of ``atomic_path``'s temporary files."""
     return bool(_TEMPORARY_NAME.match(name))
