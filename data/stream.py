@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import paddle
 
 POLL_SECONDS = 0.5
+JOIN_SECONDS = 10.0
 
 
 class DataLoadingFailed(Exception):
@@ -104,12 +106,23 @@ class BatchStream:
         return [field if isinstance(field, paddle.Tensor) else paddle.to_tensor(field) for field in batch]
 
     def close(self) -> None:
-        """Stop the helper thread (after the batch it is fetching); the loader processes end with it."""
+        """Stop the helper thread and the loader processes, and wait for the thread to end: a thread still
+        inside OpenCV or Paddle when the interpreter exits is torn down by forced unwinding through C++,
+        which aborts the process (exit code -6 after a finished run)."""
         self._closed.set()
+        source, self._source = self._source, None
+        shutdown = getattr(source, "_try_shutdown_all", None)
+        if shutdown is not None:
+            shutdown(timeout=2.0)   # Paddle's loader: ends its processes and wakes a reader waiting in C++
+        if self._thread is not None:
+            deadline = time.monotonic() + JOIN_SECONDS
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                self._drain()
+                self._thread.join(timeout=0.05)
+
+    def _drain(self) -> None:
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
-                break
-        if self._thread is None:
-            self._source = None     # never started
+                return
