@@ -7,7 +7,8 @@ CKPT may be a pretrained name (places2, celeba, celebahq, imagenet): the officia
 converted on first use and kept in $DEEPFILL_HOME (see tools/download_pretrained.py).
 
 IMG/OUT may be folders: every image in IMG is done, with MASK either one mask for all or a folder of
-masks with the same file names. White (> 127) in the mask is the hole; any number and shape of holes, any
+masks with the same file names; a picture that cannot be done (unreadable, too large, no matching size) is
+skipped, and the summary names it. White (> 127) in the mask is the hole; any number and shape of holes, any
 image size. The output has the input's size and layout (grey, colour, alpha, 16 bit) and is byte-identical
 to it outside the hole (use a lossless format such as PNG to keep that on disk). Big photos can be filled
 around each hole only (``--hd-strategy crop``) or on a downscaled copy (``resize``); see
@@ -26,12 +27,14 @@ prepare_paddle()
 
 from tqdm import tqdm  # noqa: E402
 
-from inpainting.inpainter import Inpainter  # noqa: E402
+from inpainting.inpainter import Inpainter, check_memory  # noqa: E402
 from inpainting.strategy import CHOICES, fill_picture  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
-from utils.image_io import check_writable, list_images, read_image, read_mask, write_image  # noqa: E402
+from utils.files import WriteError, check_writable_folder, make_folder  # noqa: E402
+from utils.image_io import (check_declared_size, check_writable, decode_image, list_images,  # noqa: E402
+                            mask_from_image, read_file, write_image)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ def plan_jobs(image: str, mask: str, output: str, flow: str | None) -> list[Job]
             raise UserError("--image is a file, so --mask and --output must be files too")
         for path in filter(None, (output, flow)):
             check_writable(path)
+        if flow is not None and os.path.abspath(flow) == os.path.abspath(output):
+            raise UserError("--flow and --output are the same file")
         return [Job(image, mask, output, flow)]
     images = list_images(image)
     if not images:
@@ -62,6 +67,11 @@ def plan_jobs(image: str, mask: str, output: str, flow: str | None) -> list[Job]
         raise UserError(f"--image is a folder, so --output must be a folder ({output} is a file)")
     if flow is not None and os.path.exists(flow) and not os.path.isdir(flow):
         raise UserError(f"--image is a folder, so --flow must be a folder ({flow} is a file)")
+    check_writable_folder(output, "--output folder")
+    if flow is not None:
+        check_writable_folder(flow, "--flow folder")
+        if os.path.abspath(flow) == os.path.abspath(output):
+            raise UserError("--flow and --output are the same folder; the flow pictures would replace the results")
     masks = {}
     if os.path.isdir(mask):
         for candidate in list_images(mask):
@@ -83,13 +93,25 @@ def plan_jobs(image: str, mask: str, output: str, flow: str | None) -> list[Job]
     return jobs
 
 
+def check_sizes(job: Job, image_size: tuple[int, int] | None, mask_size: tuple[int, int] | None) -> None:
+    """Refuse a mask whose (width, height) differs from the image's."""
+    if image_size and mask_size and image_size != mask_size:
+        raise UserError(f"{job.mask} is {mask_size[0]}x{mask_size[1]} but {job.image} is "
+                        f"{image_size[0]}x{image_size[1]}")
+
+
 def inpaint_file(inpainter: Inpainter, job: Job, strategy: str = "full") -> None:
-    """Read, fill and write one picture; nothing is written if anything about it is wrong."""
-    original = read_image(job.image)
-    hole = read_mask(job.mask)
-    if hole.shape != original.shape[:2]:
-        raise UserError(f"{job.mask} is {hole.shape[1]}x{hole.shape[0]} but {job.image} is "
-                        f"{original.shape[1]}x{original.shape[0]}")
+    """Read, fill and write one picture; nothing is written if anything about it is wrong. The sizes the
+    files' headers declare are checked (against each other, and against the memory when the whole picture
+    goes through the model) before anything is decoded."""
+    image_data, mask_data = read_file(job.image), read_file(job.mask)
+    image_size = check_declared_size(image_data, job.image)
+    check_sizes(job, image_size, check_declared_size(mask_data, job.mask))
+    if image_size and strategy == "full":
+        check_memory(image_size[1], image_size[0])
+    original = decode_image(image_data, job.image)
+    hole = mask_from_image(decode_image(mask_data, job.mask))
+    check_sizes(job, original.shape[1::-1], hole.shape[1::-1])
     filled = fill_picture(inpainter, original, hole, strategy)
     write_image(job.output, filled.picture)
     if job.flow:
@@ -118,23 +140,34 @@ def main() -> None:
     inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):
-            os.makedirs(folder, exist_ok=True)
+            make_folder(folder)
 
     if len(jobs) == 1:
         start = time.perf_counter()
         inpaint_file(inpainter, jobs[0], args.hd_strategy)
         print(f"wrote {jobs[0].output} ({time.perf_counter() - start:.2f} s)")
         return
-    failures = 0
+    inpaint_folder(inpainter, jobs, args.output, args.hd_strategy)
+
+
+def inpaint_folder(inpainter: Inpainter, jobs: list[Job], output: str, strategy: str) -> None:
+    """Do every job; a picture that cannot be done is skipped (said at once, named in the summary), a
+    write that fails (disk full) stops the run, keeping the results written before."""
+    failed, written = [], 0
     for job in tqdm(jobs, desc="inpainting", unit="image"):
         try:
-            inpaint_file(inpainter, job, args.hd_strategy)
+            inpaint_file(inpainter, job, strategy)
+            written += 1
+        except WriteError as error:
+            raise WriteError(f"{error}; stopped, {written} of {len(jobs)} results were written to {output} "
+                             "before") from None
         except UserError as error:
-            failures += 1
-            tqdm.write(f"error: {error}", file=sys.stderr)
-    if failures:
-        raise UserError(f"{failures} of {len(jobs)} images failed; the others are in {args.output}")
-    print(f"wrote {len(jobs)} images to {args.output}")
+            failed.append(os.path.basename(job.image))
+            tqdm.write(f"skipped: {error}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(jobs)} images failed ({', '.join(failed)}); the other "
+                        f"{written} are in {output}")
+    print(f"wrote {len(jobs)} images to {output}")
 
 
 if __name__ == "__main__":

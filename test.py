@@ -9,7 +9,8 @@ Each image is fitted to ``image_size`` (scaled, centre crop) and gets a hole tha
 in the list: ``--mask box`` draws the training recipe's box from (seed, place), ``--mask center`` is the
 paper's centred ``hole_size`` square and ``--mask DIR`` gives image i the i-th mask file of DIR (sorted;
 white = hole; resized to the image). Every run and every method therefore sees the same holes. Unreadable
-images are skipped, named on stderr and counted in the report.
+images (damaged, foreign, declaring more than ``max_image_pixels``) are skipped, named on stderr and counted
+in the report. ``--report`` and ``--save-dir`` are checked writable before any work.
 
 The JSON report holds ``model`` and ``baselines`` (l1, l2, psnr, tv, ssim, each also over the hole),
 ``gt_tv``, ``count`` and how it was made; a value that does not exist (every PSNR infinite) is ``null``.
@@ -41,7 +42,7 @@ from tester import BASELINES, average, baseline_unavailable, image_metrics, run_
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.config import Config, load_config, settings_help  # noqa: E402
 from utils.device import pick_device  # noqa: E402
-from utils.files import atomic_path  # noqa: E402
+from utils.files import atomic_path, check_writable_file, check_writable_folder, make_folder  # noqa: E402
 from utils.image_io import read_image, read_mask, to_rgb8, write_image  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
@@ -64,10 +65,10 @@ def center_hole(image_size: int, hole_size: int) -> np.ndarray:
     return hole
 
 
-def file_hole(path: str, image_size: int) -> np.ndarray:
+def file_hole(path: str, image_size: int, max_pixels: int | None = None) -> np.ndarray:
     """A mask file (white = hole) resized to the image with nearest neighbours; refused if it leaves
     nothing to fill or nothing to fill from."""
-    mask = cv2.resize(read_mask(path).astype(np.uint8), (image_size, image_size),
+    mask = cv2.resize(read_mask(path, max_pixels).astype(np.uint8), (image_size, image_size),
                       interpolation=cv2.INTER_NEAREST) > 0
     if not mask.any():
         raise UserError(f"mask {path} has no hole at {image_size}x{image_size} (white marks the hole)")
@@ -95,8 +96,9 @@ def hole_source(config: Config, count: int) -> tuple[HoleSource, int]:
     paths = list_sources(mode)
     if len(paths) < count:
         raise UserError(f"{mode} holds {len(paths)} masks for {count} images (image i takes mask i)")
-    largest = max(int(file_hole(path, config.image_size).sum()) for path in paths[:count])
-    return (lambda index: file_hole(paths[index], config.image_size)), largest
+    limit = config.max_image_pixels
+    largest = max(int(file_hole(path, config.image_size, limit).sum()) for path in paths[:count])
+    return (lambda index: file_hole(paths[index], config.image_size, limit)), largest
 
 
 def check_stems(paths: list[str]) -> None:
@@ -128,16 +130,23 @@ def save_pictures(save_dir: str, stem: str, given: np.ndarray, outputs: dict[str
     """Each method's completion as ``save_dir/<method>/<stem>.png`` and the strip
     [input | each method | ground truth] as ``save_dir/grid/<stem>.png``."""
     for name, output in outputs.items():
-        os.makedirs(os.path.join(save_dir, name), exist_ok=True)
+        make_folder(os.path.join(save_dir, name))
         write_image(os.path.join(save_dir, name, f"{stem}.png"), output[:, :, ::-1])
-    os.makedirs(os.path.join(save_dir, "grid"), exist_ok=True)
+    make_folder(os.path.join(save_dir, "grid"))
     grid = np.concatenate([given, *outputs.values(), truth], axis=1)
     write_image(os.path.join(save_dir, "grid", f"{stem}.png"), grid[:, :, ::-1])
 
 
 def load_truth(path: str, config: Config) -> np.ndarray:
-    """Validation image as the model is fed it: uint8 RGB, the centre of the training view."""
-    return evaluation_view(to_rgb8(read_image(path)), config.image_size, config.image_fit)
+    """Validation image as the model is fed it: uint8 RGB, the centre of the training view. A picture the
+    view cannot be made of (e.g. 1×100000000 pixels, whose scaled view would not fit in memory) is as
+    unreadable as a damaged file."""
+    image = to_rgb8(read_image(path, config.max_image_pixels))
+    try:
+        return evaluation_view(image, config.image_size, config.image_fit)
+    except Exception as error:      # cv2.error, MemoryError
+        raise UserError(f"cannot use {path}: {type(error).__name__} while fitting its "
+                        f"{image.shape[1]}x{image.shape[0]} pixels to {config.image_size}") from None
 
 
 def check_readable(paths: list[str], config: Config) -> None:
@@ -275,13 +284,14 @@ def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]
 
 
 def check_outputs(report: str | None, save_dir: str | None) -> None:
-    """Refuse, before any work, outputs that could not be written."""
-    if report and not os.path.isdir(os.path.dirname(os.path.abspath(report))):
-        raise UserError(f"cannot write {report}: its folder does not exist")
-    if save_dir and os.path.exists(save_dir) and not os.path.isdir(save_dir):
-        raise UserError(f"--save-dir {save_dir} is a file, not a folder")
-    if save_dir and not os.path.isdir(os.path.dirname(os.path.abspath(save_dir))):
-        raise UserError(f"cannot write {save_dir}: its parent folder does not exist")
+    """Refuse, before any work, outputs that could not be written (a missing or read-only folder, a
+    folder where the report should go, a file where the pictures' folder should be)."""
+    if report:
+        check_writable_file(report, "--report")
+    if save_dir:
+        if not os.path.isdir(os.path.dirname(os.path.abspath(save_dir))):
+            raise UserError(f"cannot write {save_dir}: its parent folder does not exist")
+        check_writable_folder(save_dir, "--save-dir")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,6 +43,7 @@ def main() -> None:
             start = time.perf_counter()
             trainer.iteration()
             seconds.append(time.perf_counter() - start)
+        trainer.close()
     median = statistics.median(seconds)
     images = config.batch_size * (config.critic_steps + 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -9,9 +9,11 @@ smaller picture is scaled up first); ``resize`` squeezes the whole picture to th
 code's default, RANDOM_CROP: False). ``flip`` mirrors half of them. Evaluation always scales and takes the
 centre.
 
-A file that cannot be read is reported and replaced by the next readable one: one bad file in 1.8 million
-must not end a long run. Each item also says which file it came from, so that the training process can
-count the unreadable ones even when worker processes load the data. The order of images and every crop
+A file that cannot be read — damaged, foreign, declaring more than ``max_image_pixels``, or failing in any
+other way — is reported and replaced by the next readable one: one bad file in 1.8 million must not end a
+long run, and an item never raises (an exception in a loader would end the data stream). Each item also
+says which file it came from, so that the training process can count the unreadable ones even when worker
+processes load the data. The order of images and every crop
 and flip is a pure function of (seed, epoch, position), which is what makes resuming a run exact.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import cv2
 import numpy as np
 import paddle
 
+from data.stream import BatchStream, first_line, in_process_batches
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, read_image, to_rgb8
 from utils.pixels import to_model
@@ -130,14 +133,15 @@ def skipped_indices(pairs: np.ndarray, count: int) -> list[int]:
 
 class ImageDataset(paddle.io.Dataset):
     """Items are ``(index, crop_seed)`` pairs → (float32 [3, S, S] on [-1, 1], int64 [requested index,
-    delivered index]); the two indices differ when unreadable files were skipped."""
+    delivered index]); the two indices differ when unreadable files were skipped, and the delivered index
+    is -1 (with a blank image) when no file at all could be read."""
 
     def __init__(self, paths: list[str], image_size: int, channel_order: str = "RGB",
-                 image_fit: str = "scale_crop", flip: bool = False) -> None:
+                 image_fit: str = "scale_crop", flip: bool = False, max_pixels: int | None = None) -> None:
         if image_fit not in IMAGE_FITS:
             raise ValueError(f"image_fit must be one of {IMAGE_FITS}, got {image_fit!r}")
         self.paths, self.image_size, self.channel_order = paths, image_size, channel_order
-        self.image_fit, self.flip = image_fit, flip
+        self.image_fit, self.flip, self.max_pixels = image_fit, flip, max_pixels
         self.reported: set[str] = set()
 
     def __len__(self) -> int:
@@ -146,7 +150,7 @@ class ImageDataset(paddle.io.Dataset):
     def load_rgb(self, index: int, crop_seed: int) -> np.ndarray:
         """Image ``index`` as a uint8 RGB ``image_size`` square: the training view drawn from
         ``crop_seed``, or the centred evaluation view if ``crop_seed`` < 0."""
-        image = to_rgb8(read_image(self.paths[index]))
+        image = to_rgb8(read_image(self.paths[index], self.max_pixels))
         if crop_seed < 0:
             return fit_square(image, self.image_size, None)
         rng = np.random.default_rng(crop_seed)
@@ -156,21 +160,25 @@ class ImageDataset(paddle.io.Dataset):
         """Image ``index`` as the model sees it: float32 [3, S, S] on [-1, 1] in the channel order."""
         return to_model(self.load_rgb(index, crop_seed), self.channel_order)[0]
 
-    def _first_readable(self, index: int, crop_seed: int, load) -> tuple[np.ndarray, int]:
-        """``load`` image ``index``, or the next readable one, and the index it came from; each
-        unreadable file is reported once per process."""
+    def _first_readable(self, index: int, crop_seed: int) -> tuple[np.ndarray | None, int]:
+        """Image ``index``, or the next readable one, and the index it came from ((None, -1) if none
+        is); each unreadable file is reported once per process. Any exception counts as unreadable."""
         for attempt in range(len(self.paths)):
             candidate = (index + attempt) % len(self.paths)
             try:
-                return load(candidate, crop_seed), candidate
-            except UserError as error:
+                return self.load(candidate, crop_seed), candidate
+            except Exception as error:
                 if self.paths[candidate] not in self.reported:
                     self.reported.add(self.paths[candidate])
-                    print(f"warning: skipping {error}", file=sys.stderr)
-        raise UserError("none of the images can be read")
+                    reason = str(error) if isinstance(error, UserError) else \
+                        f"{self.paths[candidate]}: {first_line(error)}"
+                    print(f"warning: skipping {reason}", file=sys.stderr)
+        return None, -1
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        image, delivered = self._first_readable(*item, self.load)
+        image, delivered = self._first_readable(*item)
+        if image is None:
+            image = np.zeros((3, self.image_size, self.image_size), np.float32)
         return image, np.array([item[0], delivered], np.int64)
 
     def check_readable(self, source: str) -> None:
@@ -180,7 +188,7 @@ class ImageDataset(paddle.io.Dataset):
         first_error = None
         for index in range(len(self.paths)):
             try:
-                read_image(self.paths[index])
+                read_image(self.paths[index], self.max_pixels)
                 return
             except UserError as error:
                 first_error = first_error or error
@@ -233,15 +241,18 @@ def _leave_process_group(worker_id: int) -> None:
 def training_dataset(config) -> ImageDataset:
     """The training images of ``config.data``, checked to hold at least one readable file."""
     dataset = ImageDataset(list_sources(config.data), config.image_size, config.channel_order,
-                           config.image_fit, config.flip)
+                           config.image_fit, config.flip, config.max_image_pixels)
     dataset.check_readable(config.data)
     return dataset
 
 
 def training_loader(dataset: ImageDataset, config, consumed: int = 0, rank: int = 0,
-                    world: int = 1) -> paddle.io.DataLoader:
+                    world: int = 1) -> BatchStream:
     """Endless training batches (images [B/world, 3, S, S], index pairs [B/world, 2]) of this process's
-    share, resuming after ``consumed`` batches."""
+    share, resuming after ``consumed`` batches; loaded in this process (``num_workers=0``) or by Paddle's
+    loader processes, never by Paddle's single-process loader (see ``data.stream``)."""
     sampler = ResumableBatches(len(dataset), config.batch_size, config.seed, consumed, rank, world)
-    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
-                                use_shared_memory=False, worker_init_fn=_leave_process_group)
+    if config.num_workers == 0:
+        return BatchStream(in_process_batches(dataset, sampler))
+    return BatchStream(paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                                            use_shared_memory=False, worker_init_fn=_leave_process_group))

@@ -32,7 +32,7 @@ from models.checkpoint import latest_checkpoint
 from models.pretrained import cache_home, is_pretrained_name
 from models.spec import ModelSpec
 from utils.errors import UserError
-from utils.image_io import decode_image, encode_image, mask_from_image
+from utils.image_io import ImageTooLarge, decode_image, encode_image, image_size_from_header, mask_from_image
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_PIXELS = 25_000_000     # a 6000×4000 camera photo; "full" refuses far less, by memory (413)
@@ -97,12 +97,22 @@ def _flag(value: Any, name: str) -> bool:
     return text in _TRUE
 
 
-def _decode(data: bytes, what: str, filename: str | None) -> np.ndarray:
+def _too_many_pixels(what: str, width: int, height: int, limit: int) -> str:
+    return (f"the {what} is {width}x{height} = {height * width} pixels, over this server's limit of {limit} "
+            "(app.py --max-pixels)")
+
+
+def _decode(data: bytes, what: str, filename: str | None, max_pixels: int) -> np.ndarray:
+    """An upload decoded through the one image-reading path; a header declaring more than ``max_pixels``
+    is refused (413) before any pixel is decoded."""
     source = f"the {what}" + (f" ({filename})" if filename else "")
     if not data:
         raise ApiError(400, f"{source} is empty")
     try:
-        return decode_image(data, source)
+        return decode_image(data, source, max_pixels)
+    except ImageTooLarge:
+        width, height = image_size_from_header(data)
+        raise ApiError(413, _too_many_pixels(what, width, height, max_pixels)) from None
     except UserError as error:
         raise ApiError(400, str(error)) from None
 
@@ -111,12 +121,11 @@ def fill_request(model: Model, image_data: bytes, image_name: str | None, mask_d
                  mask_name: str | None, strategy: str, flow: bool, max_pixels: int) -> Answer:
     """Decode, check, fill and encode one request (runs on the worker thread)."""
     start = time.perf_counter()
-    original = _decode(image_data, "image", image_name)
+    original = _decode(image_data, "image", image_name, max_pixels)
     height, width = original.shape[:2]
-    if height * width > max_pixels:
-        raise ApiError(413, f"the image is {width}x{height} = {height * width} pixels, over this server's "
-                            f"limit of {max_pixels} (app.py --max-pixels)")
-    hole = mask_from_image(_decode(mask_data, "mask", mask_name))
+    if height * width > max_pixels:         # a format whose header does not tell its size
+        raise ApiError(413, _too_many_pixels("image", width, height, max_pixels))
+    hole = mask_from_image(_decode(mask_data, "mask", mask_name, max_pixels))
     if hole.shape != (height, width):
         raise ApiError(400, f"the mask is {hole.shape[1]}x{hole.shape[0]} but the image is {width}x{height}; "
                             "they must have the same size (the mask is not resized)")

@@ -26,7 +26,7 @@ from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
 from models.spec import ModelSpec, SpecError
 from utils.errors import UserError
-from utils.files import atomic_path
+from utils.files import WriteError, atomic_path, describe
 
 FORMAT = "deepfill-v1-paddle"
 CHECKPOINT_PATTERN = "step_*.pdparams"
@@ -76,7 +76,10 @@ def save_checkpoint(path: str, spec: ModelSpec, weights: dict[str, Any], state: 
     clash = set(state or {}) & {*MODEL_KEYS, *_LEGACY_KEYS, "path"}
     if clash:
         raise ValueError(f"training state may not use the model keys {sorted(clash)}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {describe(error)}") from None
     with atomic_path(path) as temporary:
         paddle.save({"format": FORMAT, "spec": spec.to_dict(), **weights, **(state or {})}, temporary)
 

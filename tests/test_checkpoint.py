@@ -11,6 +11,7 @@ from models import checkpoint as ckpt
 from models.generator import InpaintGenerator
 from models.spec import ModelSpec
 from utils.cli import UserError
+from utils.files import WriteError
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, generator_state
         raise OSError("disk full")
 
     monkeypatch.setattr(paddle, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="cannot write .*model.pdparams: disk full"):
         ckpt.save_checkpoint(path, ModelSpec(), {"generator": generator_state})
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["model.pdparams"]

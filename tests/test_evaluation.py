@@ -331,7 +331,7 @@ def test_test_py_refuses_bad_input_before_any_work(cli, workspace, tmp_path):
         cv2.imwrite(str(twins / name), np.zeros((8, 8, 3), np.uint8))
     assert "both be saved as x.png" in refusal(cli, *common, "--data", str(twins), "--save-dir",
                                                 str(tmp_path / "out"))
-    assert "its folder does not exist" in refusal(cli, *common, "--report", str(tmp_path / "no" / "r.json"))
+    assert "does not exist" in refusal(cli, *common, "--report", str(tmp_path / "no" / "r.json"))
     assert not os.path.exists(tmp_path / "out")
 
 

@@ -12,43 +12,63 @@ from typing import Any
 
 import paddle
 
+from data.stream import DataLoadingFailed, StoppedWaitingForData
 from models.checkpoint import CHECKPOINT_PATTERN, latest_checkpoint
 from training.run_log import RunLog
-from training.trainer import Trainer, TrainingDiverged
+from training.trainer import STOP_PATIENCE_SECONDS, Trainer, TrainingDiverged
 from utils.config import Config
+from utils.files import WriteError, describe
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
     """Ctrl-C and SIGTERM (a scheduler's, or Paddle's launcher passing Ctrl-C on) ask the trainer to
-    save after the current iteration; a second Ctrl-C stops at once, leaving the last checkpoint. The
-    handler writes with ``os.write``, which is safe inside a signal handler. Returns the old handlers."""
+    save after the current iteration; a Ctrl-C after either stops at once, leaving the last checkpoint.
+    The handler writes with ``os.write``, which is safe inside a signal handler. Returns the old handlers."""
     def request_stop(signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and trainer.stop_signal == signal.SIGINT:
+        if signum == signal.SIGINT and trainer.stop_signal:
             raise KeyboardInterrupt
         if not trainer.stop_signal:
-            trainer.stop_signal = signum
+            trainer.request_stop(signum)
             if trainer.rank == 0:
+                again = "again " if signum == signal.SIGINT else ""
                 os.write(2, f"\n{signal.Signals(signum).name}: saving after this iteration "
-                            "(Ctrl-C again to stop at once without saving)\n".encode())
+                            f"(Ctrl-C {again}to stop at once without saving)\n".encode())
 
     return {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+
+
+def left_on_disk(run_dir: str, hint: str = "") -> str:
+    """What a run that ended early leaves: its last checkpoint, or none. ``hint`` follows the advice."""
+    if glob.glob(os.path.join(run_dir, CHECKPOINT_PATTERN)):
+        latest = os.path.basename(latest_checkpoint(run_dir))
+        return f"the last checkpoint in {run_dir} ({latest}) is intact; continue with --resume{hint}"
+    return f"no checkpoint was written; start again{hint}"
 
 
 def train(config: Config, resume: bool = False) -> Trainer:
     """Run until ``max_iters`` generator updates or a stop signal; checkpoint on schedule, at the end and
     when stopped. Returns the trainer (its ``stop_signal`` says whether a signal ended the run)."""
     trainer = Trainer(config, resume)
+    try:
+        return _train(trainer, resume)
+    finally:
+        trainer.close()
+
+
+def _train(trainer: Trainer, resume: bool) -> Trainer:
     config = trainer.config
     if trainer.step >= config.max_iters:
         if trainer.rank == 0:
             print(f"{config.run_dir} is already at step {trainer.step} (max_iters={config.max_iters})")
         return trainer
     log = RunLog(config, trainer.step, active=trainer.rank == 0)
-    log.note(f"{'resumed' if resume else 'started'} at step {trainer.step} on {paddle.device.get_device()}, "
-             f"{trainer.world} process(es); settings {json.dumps(config.to_dict(), sort_keys=True)}")
+    log.note(f"{'resumed' if resume else 'started'} at step {trainer.step} on "
+             f"{paddle.device.get_device()}, {trainer.world} process(es); "
+             f"settings {json.dumps(config.to_dict(), sort_keys=True)}")
     previous = install_stop_handlers(trainer)
+    abandoned = False
     try:
         while trainer.step < config.max_iters and not trainer.stopping:
             start = time.perf_counter()
@@ -57,35 +77,55 @@ def train(config: Config, resume: bool = False) -> Trainer:
             except TrainingDiverged as error:
                 log.note(f"diverged: {error}; no checkpoint written for this step")
                 raise
+            except StoppedWaitingForData:
+                abandoned = True
+                break
             log.record(trainer.step, scalars, tensors, time.perf_counter() - start, trainer.nets.opt_g.get_lr())
             log.unreadable(trainer.step, [trainer.dataset.paths[i] for i in unreadable], len(trainer.unreadable))
             if trainer.step % config.save_every == 0 or trainer.step == config.max_iters or trainer.stopping:
                 log.note(f"saved {trainer.save()}")
-        log.note(f"stopped by {signal.Signals(trainer.stop_signal).name} at step {trainer.step}"
-                 if trainer.stopping else f"done at step {trainer.step}")
+        name = signal.Signals(trainer.stop_signal).name if trainer.stop_signal else ""
+        log.note(f"stopped by {name} while waiting for data in step {trainer.step + 1}, not saved" if abandoned
+                 else f"stopped by {name} at step {trainer.step}" if trainer.stopping
+                 else f"done at step {trainer.step}")
+    except (DataLoadingFailed, WriteError, OSError) as error:
+        log.note(f"stopped: {error}")
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.close()
-    if trainer.stopping:
-        trainer.say(f"stopped by {signal.Signals(trainer.stop_signal).name} at step {trainer.step}; "
-                    f"continue with --resume")
+    if abandoned:
+        trainer.say(f"stopped by {name}: no data arrived for {STOP_PATIENCE_SECONDS:.0f} s after it, so step "
+                    f"{trainer.step + 1} was not finished or saved; {left_on_disk(config.run_dir)}")
+    elif trainer.stopping:
+        trainer.say(f"stopped by {name} at step {trainer.step}; continue with --resume")
     elif trainer.rank == 0:
         print(f"done: step {trainer.step}, checkpoint {latest_checkpoint(config.run_dir)}")
     return trainer
 
 
 def train_and_report(config: Config, resume: bool = False) -> tuple[Trainer | None, int]:
-    """``train``, with the outcome as a command reports it: the trainer and the exit code (0 done,
-    1 diverged — said on stderr with what is left on disk —, 128 + signal number when a signal stopped
-    the run)."""
+    """``train``, with the outcome as a command reports it: the trainer and the exit code (0 done; 1 when
+    training diverged, the data stream broke or the disk refused a write — said on stderr in one line with
+    what is left on disk —; 128 + signal number when a signal stopped the run)."""
     try:
         trainer = train(config, resume)
     except TrainingDiverged as error:
-        kept = glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN))
-        advice = (f"the last checkpoint in {config.run_dir} is intact (continue with --resume, perhaps with "
-                  "a lower --set lr=...)" if kept else "no checkpoint was written before it (start again, "
-                  "perhaps with a lower --set lr=...)")
+        advice = left_on_disk(config.run_dir, ", perhaps with a lower --set lr=...")
         print(f"error: training diverged: {error}; {advice}", file=sys.stderr)
         return None, 1
+    except DataLoadingFailed as error:
+        print(f"error: data loading failed: {error}; {left_on_disk(config.run_dir)}", file=sys.stderr)
+        return None, 1
+    except WriteError as error:
+        print(f"error: {error}; {left_on_disk(config.run_dir)}", file=sys.stderr)
+        return None, 1
+    except OSError as error:
+        print(f"error: {error.filename or config.run_dir}: {describe(error)}; {left_on_disk(config.run_dir)}",
+              file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print(f"\nstopped at once by Ctrl-C, without saving; {left_on_disk(config.run_dir)}", file=sys.stderr)
+        return None, 128 + signal.SIGINT
     return trainer, 128 + trainer.stop_signal if trainer.stop_signal else 0

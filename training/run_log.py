@@ -5,13 +5,13 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 import paddle
 from tqdm import tqdm
 
 from utils.config import Config
 from utils.flow import add_key, flow_to_color
+from utils.image_io import write_image
 from utils.pixels import from_model
 
 LOG_NAME = "train.log"
@@ -77,7 +77,7 @@ class RunLog:
                       + f" lr={lr!r} seconds={seconds:.3f}")
         if step % c.sample_every == 0 or step == c.max_iters:
             picture = sample_picture(tensors, c.channel_order)
-            cv2.imwrite(os.path.join(c.run_dir, "samples", f"step_{step:08d}.png"), picture[:, :, ::-1])
+            write_image(os.path.join(c.run_dir, "samples", f"step_{step:08d}.png"), picture[:, :, ::-1])
             self.writer.add_image("samples", picture, step)
 
     def unreadable(self, step: int, paths: list[str], total: int) -> None:

@@ -23,6 +23,7 @@ from models.checkpoint import (CHECKPOINT_PATTERN, Checkpoint, check_state, chec
 from models.spec import ModelSpec
 from utils.errors import UserError
 from utils.config import Config
+from utils.files import check_writable_folder, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from training.trainer import Trainer
@@ -83,6 +84,17 @@ def check_fresh(config: Config) -> None:
         latest = os.path.basename(latest_checkpoint(config.run_dir))
         raise UserError(f"{config.run_dir} already holds a run ({latest}); continue it with --resume "
                         f"or start another with --set run_dir=OTHER_FOLDER")
+
+
+def prepare_run_dir(config: Config) -> None:
+    """Before any work: refuse a ``run_dir`` that could not take checkpoints, and remove the temporary
+    files saves killed mid-write left there (a checkpoint's size each; never taken for checkpoints)."""
+    check_writable_folder(config.run_dir, "run_dir")
+    removed = [path for folder in (config.run_dir, os.path.join(config.run_dir, "samples"))
+               for path in remove_stale_temporaries(folder)]
+    if removed:
+        print(f"note: removed {len(removed)} temporary file(s) left in {config.run_dir} by an interrupted save",
+              file=sys.stderr)
 
 
 def initialise_from(trainer: "Trainer", checkpoint: Checkpoint) -> None:

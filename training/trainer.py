@@ -5,17 +5,24 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import time
 
 import numpy as np
 import paddle
 
 from data.dataset import skipped_indices, training_dataset, training_loader
 from data.masks import random_masks
+from data.stream import DataLoadingFailed
 from models.checkpoint import load_checkpoint
 from training import algorithm, state
 from training.algorithm import Batch, Networks
 from training.parallel import DataParallel
 from utils.config import Config
+
+
+STOP_PATIENCE_SECONDS = 10.0
+"""After a stop signal, how long to go on waiting for a batch before giving the iteration up unsaved: data
+normally arrives in milliseconds, and schedulers send SIGKILL some 30 s after SIGTERM."""
 
 
 class TrainingDiverged(Exception):
@@ -36,6 +43,8 @@ class Trainer:
             if config.init_checkpoint:
                 start = load_checkpoint(config.init_checkpoint)
                 config = state.adopt_record(config, start)
+        if self.rank == 0:
+            state.prepare_run_dir(config)
         self.config = config
         self.share = self.parallel.share(config.batch_size)
         self.dataset = training_dataset(config)
@@ -44,6 +53,7 @@ class Trainer:
         self.unreadable: set[int] = set()
         self.delivered: list[np.ndarray] = []
         self.stop_signal = 0           # set by a signal handler: finish the iteration, save, stop
+        self.stop_requested_at = 0.0   # time.monotonic() of that signal
         self.stopping = False          # agreed by every process at the end of an iteration
         paddle.seed(config.seed)
         self.nets = Networks(config)
@@ -51,7 +61,7 @@ class Trainer:
             state.restore(self, start)
         elif start is not None:
             state.initialise_from(self, start)
-        self.batches = iter(training_loader(self.dataset, config, self.consumed, self.rank, self.world))
+        self.batches = training_loader(self.dataset, config, self.consumed, self.rank, self.world)
 
     @property
     def generator(self):
@@ -84,10 +94,28 @@ class Trainer:
             optimizer.step()
         optimizer.clear_grad()
 
+    def close(self) -> None:
+        """Stop the data stream (and its loader processes)."""
+        self.batches.close()
+
+    def request_stop(self, signum: int) -> None:
+        """Finish the current iteration, save and stop (called from a signal handler)."""
+        self.stop_signal = signum
+        self.stop_requested_at = time.monotonic()
+
+    def waited_too_long(self) -> bool:
+        """Whether a stop was requested more than ``STOP_PATIENCE_SECONDS`` ago (asked while waiting for
+        data, which then stops waiting)."""
+        return bool(self.stop_signal) and time.monotonic() - self.stop_requested_at > STOP_PATIENCE_SECONDS
+
     def next_batch(self) -> Batch:
         """A fresh batch with fresh holes (masks [B, 1, H, W], boxes for the local views)."""
-        images, delivered = next(self.batches)
-        self.delivered.append(delivered.numpy())
+        images, delivered = self.batches.next(self.waited_too_long)
+        delivered = delivered.numpy()
+        if (delivered[:, 1] < 0).any():
+            raise DataLoadingFailed(f"none of the {len(self.dataset)} training images can be read any more "
+                                    f"({self.config.data}; the warnings above name them)")
+        self.delivered.append(delivered)
         self.consumed += 1
         c = self.config
         masks, boxes = random_masks(self.rng, c.batch_size, c.image_size, c.hole_size, c.max_delta,

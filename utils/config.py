@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from utils.errors import UserError
+from utils.image_io import MAX_PIXELS
 
 
 def setting(default: Any, meaning: str) -> Any:
@@ -38,6 +39,8 @@ class Config:
     channel_order: str = setting("RGB", '"BGR" to fine-tune converted official weights')
     batch_size: int = setting(16, 'BATCH_SIZE')
     num_workers: int = setting(2, 'data-loading processes (0 = in the training process)')
+    max_image_pixels: int = setting(MAX_PIXELS, 'pictures whose header declares more pixels are skipped as '
+                                    'unreadable, before decoding (a small file can declare 40000x40000)')
     # model
     cnum: int = setting(32, "channel width of the generator (official: 32)")
     # losses (SPEC §4)
@@ -83,7 +86,8 @@ class Config:
                               ("image_fit", ("scale_crop", "random_crop", "resize"))):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("batch_size", "critic_steps", "max_iters", "log_every", "sample_every", "save_every"):
+        for name in ("batch_size", "critic_steps", "max_iters", "log_every", "sample_every", "save_every",
+                     "max_image_pixels"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         return self
