@@ -398,7 +398,7 @@ def test_inpaint_folder_mode_stops_on_a_full_disk_keeping_earlier_results(inpain
     (tmp_path / "out").mkdir()
     disk_fills_after(1)
     with pytest.raises(WriteError) as caught:
-        inpaint_cli.inpaint_folder(Unchanged(), jobs, str(tmp_path / "out"))
+        inpaint_cli.inpaint_folder(Unchanged(), jobs, str(tmp_path / "out"), "full")
     assert str(caught.value) == (f"cannot write {tmp_path / 'out' / 'b.png'}: No space left on device; stopped, "
                                  f"1 of 3 results were written to {tmp_path / 'out'} before")
     assert os.listdir(tmp_path / "out") == ["a.png"]
