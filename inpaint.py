@@ -1,4 +1,4 @@
-"""Fill holes in your own pictures with a trained or converted DeepFill v1 checkpoint.
+"""Fill holes in your own pictures with a trained or converted DeepFill v1 checkpoint or an exported model.
 
     python inpaint.py --checkpoint CKPT --image IMG --mask MASK --output OUT [--flow FLOW.png]
 
@@ -21,7 +21,7 @@ prepare_paddle()
 from tqdm import tqdm  # noqa: E402
 
 from inpainting.inpainter import Inpainter  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
+from inpainting.open_model import open_model  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.image_io import (check_writable, list_images, paste_hole, read_image, read_mask, to_rgb8,  # noqa: E402
@@ -94,7 +94,8 @@ def inpaint_file(inpainter: Inpainter, job: Job) -> None:
 def main() -> None:
     parser = ArgumentParser(prog="inpaint.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True,
-                        help="our .pdparams (trained or converted), or a training run's folder (→ latest)")
+                        help="our .pdparams (trained or converted), a training run's folder (→ latest), or "
+                             "a folder written by tools/export_model.py")
     parser.add_argument("--image", required=True, help="image file, or a folder of images")
     parser.add_argument("--mask", required=True, help="mask file (white = hole), or a folder of masks")
     parser.add_argument("--output", required=True, help="output file, or folder when --image is a folder")
@@ -103,9 +104,8 @@ def main() -> None:
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
-    checkpoint = load_checkpoint(args.checkpoint)
     pick_device(args.device, all_cpu_cores=True)
-    inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
+    inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):
             os.makedirs(folder, exist_ok=True)
