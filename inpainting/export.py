@@ -51,7 +51,8 @@ INPUTS = ("image", "mask")
 OUTPUTS = ("x_stage2", "offsets")
 ONNX_INSTALL = "pip install paddle2onnx onnxruntime (or pip install .[onnx] in the project)"
 PROBE_SIZE = (64, 96)          # the self-check's picture: small, not square
-PROBE_TOLERANCE = 1e-4
+PROBE_TOLERANCE = 1e-3         # oneDNN sums in another order: up to ~2e-4 with Paddle's random initialisation
+                               # (the compiled path differs as much); a wrong graph is off by 1e-2 or more
 
 
 class GeneratorGraph(nn.Layer):
