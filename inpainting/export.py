@@ -171,12 +171,25 @@ def convert_onnx(paddle_folder: str, target: str, log: str) -> None:
             else:
                 dim.dim_value = size
     del graph.value_info[:]
+    _drop_unused(graph)
+    onnx.checker.check_model(model)
+    onnx.save(model, target)
+
+
+def _drop_unused(graph) -> None:
+    """Remove nodes whose results nothing reads and constants no node reads (paddle2onnx leaves some;
+    ONNX Runtime would warn about each one every time it loads the model)."""
+    while True:
+        read = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
+        dead = [node for node in graph.node if not any(name in read for name in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
     used = {name for node in graph.node for name in node.input}
     kept = [tensor for tensor in graph.initializer if tensor.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    onnx.checker.check_model(model)
-    onnx.save(model, target)
 
 
 def probe(height: int = PROBE_SIZE[0], width: int = PROBE_SIZE[1]) -> tuple[np.ndarray, np.ndarray]:

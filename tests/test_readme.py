@@ -17,7 +17,7 @@ from tests.golden_data import write_golden_bundle
 
 # Never copied: version control, caches, and what commands and tests leave in the checkout (see .gitignore).
 SKIPPED_NAMES = {".git", "__pycache__", ".pytest_cache"}
-SKIPPED_AT_TOP = {"runs", "outputs", "tmp", "log", "eval_pictures"}
+SKIPPED_AT_TOP = {"runs", "outputs", "tmp", "log", "eval_pictures", "exported"}
 
 
 def project_files() -> list[str]:
