@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from inpainting.runners import CompiledRunner, EagerRunner
+from inpainting.runners import CompiledRunner, EagerRunner, Runner
 from models.generator import InpaintGenerator
 from utils.cli import UserError
 from utils.device import available_bytes
@@ -37,7 +37,7 @@ class Inpainter:
     ~5× faster) unless ``compiled=False`` — or a runner from ``inpainting.runners`` (an exported model).
     """
 
-    def __init__(self, model: InpaintGenerator | EagerRunner, channel_order: str = "RGB",
+    def __init__(self, model: InpaintGenerator | Runner, channel_order: str = "RGB",
                  compiled: bool | None = None) -> None:
         if isinstance(model, InpaintGenerator):
             if compiled is None:

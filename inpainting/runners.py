@@ -13,6 +13,7 @@ composite, the flow picture) is ``Inpainter``'s alone, so every backend fills a 
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 import numpy as np
 import paddle
@@ -29,6 +30,18 @@ BYTES_PER_PIXEL = 1800  # peak memory grows linearly with the area since the att
                         # on CPU: 1.2 GB at 512², 2.4 GB at 1024², 7.4 GB at 2048², incl. ~0.3 GB for Paddle)
 SCORE_COPIES = 6        # the full graph keeps about this many (H·W/64)² float32 score matrices alive
 GRAPH_BYTES_PER_PIXEL = 2000
+
+
+class Runner(Protocol):
+    """What ``Inpainter`` needs of a backend."""
+
+    name: str
+
+    def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_stage2, offsets)`` for NCHW ``x`` and ``mask``."""
+
+    def needed_bytes(self, height: int, width: int) -> int:
+        """Rough peak memory for one picture of this size."""
 
 
 def _threads() -> int:
