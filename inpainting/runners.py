@@ -28,8 +28,8 @@ BACKENDS = ("eager", "compiled", "paddle-inference", "onnxruntime")
 MULTIPLE = 8
 BYTES_PER_PIXEL = 1800  # peak memory grows linearly with the area since the attention is chunked (measured
                         # on CPU: 1.2 GB at 512², 2.4 GB at 1024², 7.4 GB at 2048², incl. ~0.3 GB for Paddle)
-SCORE_COPIES = 6        # the full graph keeps about this many (H·W/64)² float32 score matrices alive
-GRAPH_BYTES_PER_PIXEL = 2000
+GRAPH_BYTES_PER_PIXEL = 1000   # an exported full graph: this per pixel, a few (H·W/64)² score matrices
+GRAPH_BASE_BYTES = 2 ** 29      # and the runtime itself (measured at 1024²: 5.6 GiB Paddle Inference, 10.7 GiB ORT)
 
 
 class Runner(Protocol):
@@ -85,6 +85,8 @@ class CompiledRunner(EagerRunner):
 class _ExportedRunner:
     """What both runtimes of an exported folder share: the input contract and the memory estimate."""
 
+    score_copies = 5           # (H·W/64)² float32 score matrices alive at the peak
+
     def check(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if x.ndim != 4 or x.shape[1] != 3 or mask.ndim != 4 or mask.shape[1] != 1:
             raise UserError(f"an exported model takes N x 3 x H x W images and N x 1 x H x W masks, got "
@@ -100,7 +102,7 @@ class _ExportedRunner:
     def needed_bytes(self, height: int, width: int) -> int:
         """The full graph holds whole (H·W/64)² score matrices, as the official graph does."""
         positions = height * width // (MULTIPLE * MULTIPLE)
-        return SCORE_COPIES * 4 * positions ** 2 + GRAPH_BYTES_PER_PIXEL * height * width
+        return self.score_copies * 4 * positions ** 2 + GRAPH_BYTES_PER_PIXEL * height * width + GRAPH_BASE_BYTES
 
 
 class PaddleInferenceRunner(_ExportedRunner):
@@ -149,6 +151,7 @@ class OnnxRuntimeRunner(_ExportedRunner):
     """An exported ONNX model run by ONNX Runtime (CUDA when Paddle runs on a GPU and ORT has it)."""
 
     name = "onnxruntime"
+    score_copies = 10          # its memory planner keeps about twice as many as Paddle Inference
 
     def __init__(self, path: str) -> None:
         try:

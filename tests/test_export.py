@@ -231,3 +231,13 @@ def test_attention_graph_equals_the_chunked_layer(shape):
     got, offsets = contextual_attention_graph(f, f, mask)
     assert np.abs(got.numpy() - expected.numpy()).max() < 1e-5
     assert (offsets.numpy() == expected_offsets.numpy()).all()
+
+
+def test_a_picture_too_large_for_the_full_graph_is_refused_before_running(exported, monkeypatch):
+    """The exported graph's score matrices grow with the square of the area: 1024² needs ~6 GiB."""
+    from inpainting import inpainter as module
+    monkeypatch.setattr(module, "available_bytes", lambda: 4 * 2 ** 30)
+    image, hole = np.zeros((1024, 1024, 3), np.uint8), np.zeros((1024, 1024), bool)
+    hole[100:140, 100:140] = True
+    with pytest.raises(UserError, match="needs about 6 GiB but 4 GiB are available"):
+        open_model(exported[0], "paddle-inference")(image, hole)
