@@ -1,4 +1,4 @@
-"""Fill holes in your own pictures with a trained or converted DeepFill v1 checkpoint.
+"""Fill holes in your own pictures with a trained or converted DeepFill v1 checkpoint or an exported model.
 
     python inpaint.py --checkpoint CKPT --image IMG --mask MASK --output OUT [--flow FLOW.png]
                       [--hd-strategy full|crop|resize|auto]
@@ -27,9 +27,9 @@ prepare_paddle()
 
 from tqdm import tqdm  # noqa: E402
 
-from inpainting.inpainter import Inpainter, check_memory  # noqa: E402
+from inpainting.inpainter import Inpainter  # noqa: E402
+from inpainting.open_model import open_model  # noqa: E402
 from inpainting.strategy import CHOICES, fill_picture  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.files import WriteError, check_writable_folder, make_folder  # noqa: E402
@@ -108,7 +108,7 @@ def inpaint_file(inpainter: Inpainter, job: Job, strategy: str = "full") -> None
     image_size = check_declared_size(image_data, job.image)
     check_sizes(job, image_size, check_declared_size(mask_data, job.mask))
     if image_size and strategy == "full":
-        check_memory(image_size[1], image_size[0])
+        inpainter.check_fits(image_size[1], image_size[0])
     original = decode_image(image_data, job.image)
     hole = mask_from_image(decode_image(mask_data, job.mask))
     check_sizes(job, original.shape[1::-1], hole.shape[1::-1])
@@ -121,8 +121,9 @@ def inpaint_file(inpainter: Inpainter, job: Job, strategy: str = "full") -> None
 def main() -> None:
     parser = ArgumentParser(prog="inpaint.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True,
-                        help="our .pdparams (trained or converted), a training run's folder (→ latest), "
-                        "or a pretrained name: places2, celeba, celebahq, imagenet (fetched on first use)")
+                        help="our .pdparams (trained or converted), a training run's folder (→ latest), a "
+                             "pretrained name: places2, celeba, celebahq, imagenet (fetched on first use), or "
+                             "a folder written by tools/export_model.py")
     parser.add_argument("--image", required=True, help="image file, or a folder of images")
     parser.add_argument("--mask", required=True, help="mask file (white = hole), or a folder of masks")
     parser.add_argument("--output", required=True, help="output file, or folder when --image is a folder")
@@ -135,9 +136,8 @@ def main() -> None:
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
-    checkpoint = load_checkpoint(args.checkpoint)
     pick_device(args.device, all_cpu_cores=True)
-    inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
+    inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):
             make_folder(folder)

@@ -6,7 +6,10 @@
 The input is a random image with a centred square hole of a quarter of its area. One warm-up pass (which
 also builds the compiled programs for the size), then the median of ``--repeats`` timed passes. Peak
 memory is the process's peak resident set (and the GPU's peak allocation on a GPU), so a table runs every
-size in its own process. ``--eager`` measures the uncompiled network (Paddle's eager kernels) instead.
+size in its own process. ``--backend`` picks how the generator runs (``inpainting.runners``): ``compiled``
+(the default on the CPU) and ``eager`` compute only what reaches the hole; ``paddle-inference`` and
+``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
+weights exported to a temporary folder first.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np  # noqa: E402
@@ -24,9 +28,12 @@ from utils.environment import prepare_paddle  # noqa: E402
 prepare_paddle()
 
 import paddle  # noqa: E402
+from inpainting.export import export_model, is_export  # noqa: E402
+from inpainting.open_model import EXPORTED_BACKENDS, open_model  # noqa: E402
+from inpainting.runners import BACKENDS  # noqa: E402
+from models.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 from models.generator import InpaintGenerator  # noqa: E402
-from inpainting.inpainter import Inpainter  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
+from models.spec import ModelSpec  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
@@ -35,16 +42,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def random_checkpoint(folder: str) -> str:
+    """Randomly initialised weights (seed 0) saved as a checkpoint, for exporting without one."""
+    from models.checkpoint import save_checkpoint
+    paddle.seed(0)
+    path = os.path.join(folder, "random.pdparams")
+    save_checkpoint(path, ModelSpec(source="random initialisation"), {"generator": InpaintGenerator().state_dict()})
+    return path
+
+
+def exported(checkpoint: str | None, backend: str, scratch: str) -> str:
+    """An exported folder for an exported backend: ``checkpoint`` if it is one, else an export of its
+    weights (or of random ones) made in ``scratch``."""
+    if checkpoint and is_export(checkpoint):
+        return checkpoint
+    source: Checkpoint = load_checkpoint(checkpoint or random_checkpoint(scratch))
+    folder = os.path.join(scratch, "export")
+    export_model(source, folder, (EXPORTED_BACKENDS[backend],), report=lambda line: None)
+    return folder
+
+
+def open_backend(checkpoint: str | None, backend: str | None, scratch: str):
+    """The ``Inpainter`` to time."""
+    if backend in EXPORTED_BACKENDS:
+        checkpoint = exported(checkpoint, backend, scratch)
+    return open_model(checkpoint or random_checkpoint(scratch), backend)
+
+
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
     device = pick_device(args.device, all_cpu_cores=True)
-    if args.checkpoint:
-        checkpoint = load_checkpoint(args.checkpoint)
-        generator = checkpoint.build_generator()
-    else:
-        paddle.seed(0)
-        generator = InpaintGenerator()
-    inpainter = Inpainter(generator, compiled=False if args.eager else None)
+    with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
+        inpainter = open_backend(args.checkpoint, args.backend, scratch)
     size = args.size
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
@@ -60,14 +89,14 @@ def measure(args) -> None:
         inpainter.stage2(x, mask)
         seconds.append(time.perf_counter() - start)
     threads = len(os.sched_getaffinity(0))
-    mode = "eager" if inpainter.compiled is None else "compiled"
+    mode = inpainter.runner.name
     print(f"device {device}, paddle {paddle.__version__}, {mode}, {threads} threads; warm-up {warm_up:.2f} s, "
           f"min {min(seconds):.3f} s, max {max(seconds):.3f} s over {args.repeats} runs")
     gpu = ""
     if str(device).startswith(("gpu", "Place(gpu")):
         gpu = f" peak_gpu_mb={paddle.device.cuda.max_memory_allocated() / 2 ** 20:.0f}"
     print(f"size={size} median_s={statistics.median(seconds):.3f} peak_rss_mb={peak_rss_mb():.0f}{gpu} "
-          f"threads={threads}")
+          f"threads={threads} backend={mode}")
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -78,19 +107,25 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def table(args) -> None:
-    """Run every size in a fresh process and print one row per size."""
-    print(f"{'size':>6} {'median s':>9} {'peak RSS MB':>12}")
-    for size in args.sizes:
-        command = [sys.executable, os.path.abspath(__file__), "--size", str(size), "--repeats", str(args.repeats),
-                   "--device", args.device]
-        command += ["--checkpoint", args.checkpoint] if args.checkpoint else []
-        command += ["--eager"] if args.eager else []
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode:
-            print(f"{size:>6} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
-            continue
-        fields = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
-        print(f"{size:>6} {float(fields['median_s']):>9.3f} {float(fields['peak_rss_mb']):>12.0f}", flush=True)
+    """Run every size in a fresh process and print one row per size (an exported backend's export is
+    made once, here, so that it is not part of any size's peak memory)."""
+    with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
+        checkpoint = args.checkpoint
+        if args.backend in EXPORTED_BACKENDS:
+            checkpoint = exported(checkpoint, args.backend, scratch)
+        print(f"{'size':>6} {'median s':>9} {'peak RSS MB':>12}  backend")
+        for size in args.sizes:
+            command = [sys.executable, os.path.abspath(__file__), "--size", str(size), "--repeats",
+                       str(args.repeats), "--device", args.device]
+            command += ["--checkpoint", checkpoint] if checkpoint else []
+            command += ["--backend", args.backend] if args.backend else []
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode:
+                print(f"{size:>6} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+                continue
+            fields = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
+            print(f"{size:>6} {float(fields['median_s']):>9.3f} {float(fields['peak_rss_mb']):>12.0f}  "
+                  f"{fields['backend']}", flush=True)
 
 
 def main() -> None:
@@ -98,9 +133,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="image side (multiple of 8)")
     parser.add_argument("--sizes", help="comma-separated sides: print a table, one process per size")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes after the warm-up (default 5)")
-    parser.add_argument("--checkpoint", help="weights to use (default: random initialisation)")
+    parser.add_argument("--checkpoint", help="weights to use, or an exported folder (default: random "
+                                             "initialisation)")
     parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
-    parser.add_argument("--eager", action="store_true", help="do not compile the convolutions (CPU)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="eager, compiled (the default on the CPU), paddle-inference or onnxruntime "
+                             "(an exported full graph)")
     args = parser.parse_args()
     args.sizes = parse_sizes(args.sizes) if args.sizes else None
     for size in [args.size, *(args.sizes or [])]:

@@ -5,6 +5,11 @@
 * ``resize_nearest`` is TF1's ``resize_nearest_neighbor(align_corners=True)``, neuralgym's default resize,
   which Paddle's ``F.interpolate`` cannot express.
 
+Both also work while ``paddle.jit.to_static`` traces the generator with a dynamic height and width (the
+export, ``inpainting/export.py``): a side is then a graph value, not an int. The padding is then the one of
+a side that is a multiple of the stride (every side in the generator is, for pictures whose sides are
+multiples of 8), and the resize computes its source rows in the graph, with the same float32 arithmetic.
+
 ``GenConv`` / ``GenDeconv`` are the generator's ``gen_conv`` / ``gen_deconv`` built from them.
 """
 from __future__ import annotations
@@ -17,8 +22,17 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 
-def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """TF 'SAME' padding (before, after) along one axis: the extra odd pixel goes after."""
+def known_side(size: object) -> bool:
+    """Whether a side (an entry of ``x.shape``) is a number, rather than a traced graph value."""
+    return isinstance(size, (int, np.integer)) and size >= 0
+
+
+def same_padding(size: int | paddle.Tensor, kernel: int, stride: int = 1, dilation: int = 1
+                 ) -> tuple[int, int]:
+    """TF 'SAME' padding (before, after) along one axis: the extra odd pixel goes after. A traced side
+    (``known_side`` false) is taken to be a multiple of the stride."""
+    if not known_side(size):
+        size = stride
     effective = (kernel - 1) * dilation + 1
     out = -(-size // stride)
     total = max((out - 1) * stride + effective - size, 0)
@@ -56,11 +70,30 @@ def nearest_index(size_in: int, size_out: int) -> np.ndarray:
     return np.minimum(np.floor(product + 0.5), size_in - 1).astype(np.int64)
 
 
-def resize_nearest(x: paddle.Tensor, height: int, width: int) -> paddle.Tensor:
-    """Nearest resize of an NCHW tensor exactly as TF1 ``resize_nearest_neighbor(align_corners=True)``."""
-    rows = paddle.to_tensor(nearest_index(x.shape[2], height))
-    cols = paddle.to_tensor(nearest_index(x.shape[3], width))
-    return paddle.index_select(paddle.index_select(x, rows, axis=2), cols, axis=3)
+def traced_nearest_index(size_in: paddle.Tensor, size_out: paddle.Tensor) -> paddle.Tensor:
+    """``nearest_index`` computed in the graph, for traced sides. The same float32 scale and product; the
+    rounding stays in float32, which is exact here: a product below 2**22 is a multiple of its ulp (at
+    most 0.5), so adding 0.5 cannot round across an integer. (For one output row the scale does not
+    matter: row 0 always reads row 0.) The last source row is computed once, in int64, and used twice:
+    Paddle Inference 3.3's in-place pass overwrote a shared float ``size_in - 1`` with the division's
+    result, which made every row 0 (``tests/test_export.py`` runs the exported programs)."""
+    last_in = paddle.cast(size_in, "int64") - 1
+    steps_out = paddle.maximum(paddle.cast(size_out, "float32") - 1.0, paddle.ones([], "float32"))
+    product = paddle.arange(size_out, dtype="float32") * (paddle.cast(last_in, "float32") / steps_out)
+    return paddle.minimum(paddle.cast(paddle.floor(product + 0.5), "int64"), last_in)
+
+
+def resize_nearest(x: paddle.Tensor, height: int | paddle.Tensor, width: int | paddle.Tensor
+                   ) -> paddle.Tensor:
+    """Nearest resize of an NCHW tensor exactly as TF1 ``resize_nearest_neighbor(align_corners=True)``.
+    Sides may be traced graph values (see the module's docstring)."""
+    index = []
+    for size_in, size_out in ((x.shape[2], height), (x.shape[3], width)):
+        if known_side(size_in) and known_side(size_out):
+            index.append(paddle.to_tensor(nearest_index(int(size_in), int(size_out))))
+        else:
+            index.append(traced_nearest_index(size_in, size_out))
+    return paddle.index_select(paddle.index_select(x, index[0], axis=2), index[1], axis=3)
 
 
 class GenConv(nn.Layer):

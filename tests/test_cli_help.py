@@ -10,8 +10,8 @@ from tests.conftest import run_command
 from utils.config import settings
 
 COMMANDS = ["train.py", "test.py", "inpaint.py", "app.py", "tools/convert_tf_checkpoint.py",
-            "tools/download_pretrained.py", "benchmarks/inference.py", "benchmarks/train_speed.py",
-            "benchmarks/hd_strategy.py"]
+            "tools/download_pretrained.py", "tools/export_model.py", "benchmarks/inference.py",
+            "benchmarks/train_speed.py", "benchmarks/hd_strategy.py"]
 
 
 def options_without_help(text: str) -> list[str]:

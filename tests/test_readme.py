@@ -17,7 +17,7 @@ from tests.golden_data import write_golden_bundle
 
 # Never copied: version control, caches, and what commands and tests leave in the checkout (see .gitignore).
 SKIPPED_NAMES = {".git", "__pycache__", ".pytest_cache"}
-SKIPPED_AT_TOP = {"runs", "outputs", "tmp", "log", "eval_pictures"}
+SKIPPED_AT_TOP = {"runs", "outputs", "tmp", "log", "eval_pictures", "exported"}
 
 
 def project_files() -> list[str]:
@@ -80,9 +80,11 @@ def test_benchmarks_print_their_numbers(project):
     assert result.returncode == 0, result.stderr
     last = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
     assert last["size"] == "64" and float(last["median_s"]) > 0 and float(last["peak_rss_mb"]) > 0
-    result = run_command("benchmarks/inference.py", "--sizes", "64,72", "--repeats", "1", "--eager",
-                         cwd=project)
-    assert result.returncode == 0 and [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["64", "72"]
+    result = run_command("benchmarks/inference.py", "--sizes", "64,72", "--repeats", "1", "--backend",
+                         "paddle-inference", cwd=project)           # exports once, then one process per size
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert result.returncode == 0 and [(row[0], row[-1]) for row in rows] == [("64", "paddle-inference"),
+                                                                              ("72", "paddle-inference")], result.stdout
     result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
                          "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1", cwd=project)
     assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr

@@ -1,0 +1,51 @@
+"""What ``--checkpoint`` names, ready to fill pictures: a checkpoint (file or training run's folder) runs the
+generator eagerly or compiled, an exported folder (``model.json`` beside the model files) runs in the
+runtime of its format — Paddle Inference for ``paddle``, ONNX Runtime for ``onnx`` — without the training
+code. Either way the same ``Inpainter`` handles the pictures."""
+from __future__ import annotations
+
+import os
+
+from inpainting.export import is_export, read_export
+from inpainting.inpainter import Inpainter
+from inpainting.runners import BACKENDS, OnnxRuntimeRunner, PaddleInferenceRunner
+from models.checkpoint import load_checkpoint
+from utils.cli import UserError
+
+EXPORTED_BACKENDS = {"paddle-inference": "paddle", "onnxruntime": "onnx"}
+
+
+def open_model(path: str, backend: str | None = None) -> Inpainter:
+    """An ``Inpainter`` for ``path``. ``backend`` (one of ``runners.BACKENDS``) picks how it runs; by
+    default a checkpoint runs compiled on the CPU (eagerly on a GPU), an exported folder in Paddle
+    Inference if it holds the paddle format, else in ONNX Runtime."""
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if os.path.isdir(path) and is_export(path):
+        return _open_export(path, backend)
+    if backend in EXPORTED_BACKENDS:
+        raise UserError(f"{path} is a checkpoint; the {backend} backend runs an exported model "
+                        f"(python tools/export_model.py --checkpoint {path} --output DIR)")
+    checkpoint = load_checkpoint(path)
+    compiled = None if backend is None else backend == "compiled"
+    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled)
+
+
+def _open_export(folder: str, backend: str | None) -> Inpainter:
+    info = read_export(folder)
+    files = info["files"]
+    if backend is None:
+        backend = "paddle-inference" if "paddle" in files else "onnxruntime"
+    if backend not in EXPORTED_BACKENDS:
+        raise UserError(f"{folder} is an exported model; it runs with paddle-inference or onnxruntime, "
+                        f"not {backend}")
+    if EXPORTED_BACKENDS[backend] not in files:
+        raise UserError(f"{folder} holds no {EXPORTED_BACKENDS[backend]} model for {backend} "
+                        f"(it holds {', '.join(files) or 'none'})")
+    if backend == "paddle-inference":
+        if not isinstance(files["paddle"], dict):
+            raise UserError(f"{folder}/model.json does not name the Paddle program's files")
+        runner = PaddleInferenceRunner(folder, files["paddle"])
+    else:
+        runner = OnnxRuntimeRunner(os.path.join(folder, str(files["onnx"])))
+    return Inpainter(runner, info["channel_order"])
