@@ -132,8 +132,8 @@ def test_inpaint_runs_an_exported_folder_like_the_checkpoint(exported, generator
     """``inpaint.py --checkpoint DIR`` and the eager generator behind the same ``Inpainter`` complete a
     picture alike (within 1 grey level where float rounding meets the uint8 rounding); outside the hole
     the picture is untouched."""
-    image = os.path.join(ROOT, "examples", "astronaut.png")
-    mask = os.path.join(ROOT, "examples", "astronaut_mask.png")
+    image = os.path.join(ROOT, "examples", "images", "astronaut.png")
+    mask = os.path.join(ROOT, "examples", "masks", "astronaut.png")
     output = str(tmp_path / "exported.png")
     result = run_command("inpaint.py", "--checkpoint", exported[0], "--image", image, "--mask", mask,
                          "--output", output)

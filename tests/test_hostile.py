@@ -353,12 +353,18 @@ def test_inpaint_folder_mode_skips_the_bomb_and_names_it(golden_checkpoint, tmp_
 
 @pytest.fixture(scope="module")
 def inpaint_cli():
-    import inpaint
-    return inpaint
+    from inpainting import jobs
+    return jobs
 
 
 class Unchanged:
-    """Stands in for the model where only the files around it are tested: returns the picture as given."""
+    """Stands in for the model where only the files around it are tested: returns the picture as given,
+    and estimates memory as the checkpoint's eager path does."""
+
+    def check_fits(self, height, width):
+        from inpainting.inpainter import check_memory
+        from inpainting.runners import BYTES_PER_PIXEL
+        check_memory(height, width, BYTES_PER_PIXEL * height * width)
 
     def __call__(self, image_rgb, hole):
         return image_rgb.copy(), np.zeros_like(image_rgb)

@@ -342,6 +342,7 @@ def test_readme_python_example_runs_as_written(release_folder, pictures, tmp_pat
     """The README's Python block, run as a script beside photo.png and mask.png (places2 already cached)."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         blocks = re.findall(r"```python\n(.*?)```", handle.read(), re.DOTALL)
+    blocks = [block for block in blocks if "from deepfill import" in block]
     assert len(blocks) == 1 and "Inpainter.from_pretrained" in blocks[0]
     pretrained.fetch("places2", folder=release_folder)
     for path in pictures:
