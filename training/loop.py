@@ -58,7 +58,7 @@ def train(config: Config, resume: bool = False) -> Trainer:
                 log.note(f"diverged: {error}; no checkpoint written for this step")
                 raise
             log.record(trainer.step, scalars, tensors, time.perf_counter() - start, trainer.nets.opt_g.get_lr())
-            if trainer.step == config.reconstruction_iters and not config.pretrain_coarse:
+            if trainer.step == config.reconstruction_iters < config.max_iters and not config.pretrain_coarse:
                 log.note(f"step {trainer.step}: reconstruction_iters done; Algorithm 1 (critics and the "
                          "adversarial term) from here", echo=True)
             log.unreadable(trainer.step, [trainer.dataset.paths[i] for i in unreadable], len(trainer.unreadable))
