@@ -1,16 +1,18 @@
 """Evaluate a checkpoint on a validation set with the paper's metrics (Table 1), beside classical baselines
 that see the same images and the same holes.
 
-    python test.py                          # the demo: the demo run's checkpoint on the demo pictures
+    python test.py                          # the demo: its checkpoint on windows of the held-out pictures
     python test.py --config configs/places2.yaml --checkpoint CKPT --data /data/places2/val.flist \\
         --mask center --report report.json --save-dir eval_pictures
 
-Each image is fitted to ``image_size`` (scaled, centre crop) and gets a hole that depends only on its place
-in the list: ``--mask box`` draws the training recipe's box from (seed, place), ``--mask center`` is the
-paper's centred ``hole_size`` square and ``--mask DIR`` gives image i the i-th mask file of DIR (sorted;
-white = hole; resized to the image). Every run and every method therefore sees the same holes. Unreadable
-images (damaged, foreign, declaring more than ``max_image_pixels``) are skipped, named on stderr and counted
-in the report. ``--report`` and ``--save-dir`` are checked writable before any work.
+Each picture gives ``val_windows`` views: with 1, the centre of the training view (``image_fit``); with
+N > 1, N ``image_size`` windows cut as training cuts them, at positions drawn from (seed, picture, window).
+Each view gets a hole that depends only on its place in the list of views: ``--mask box`` draws the
+training recipe's box from (seed, place), ``--mask center`` is the paper's centred ``hole_size`` square and
+``--mask DIR`` gives view i the i-th mask file of DIR (sorted; white = hole; resized to the image). Every
+run and every method therefore sees the same views and holes. Unreadable images (damaged, foreign,
+declaring more than ``max_image_pixels``) are skipped, named on stderr and counted in the report.
+``--report`` and ``--save-dir`` are checked writable before any work.
 
 The JSON report holds ``model`` and ``baselines`` (l1, l2, psnr, tv, ssim, each also over the hole),
 ``gt_tv``, ``count`` and how it was made; a value that does not exist (every PSNR infinite) is ``null``.
@@ -43,10 +45,14 @@ from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.config import Config, load_config, settings_help  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.files import atomic_path, check_writable_file, check_writable_folder, make_folder  # noqa: E402
+from utils.grids import with_titles  # noqa: E402
 from utils.image_io import read_image, read_mask, to_rgb8, write_image  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 MODEL = "model"
+TITLES = {MODEL: "model", "mean_fill": "mean fill", "opencv_telea": "Telea", "opencv_ns": "Navier-Stokes",
+          "biharmonic": "biharmonic", "patchmatch": "PatchMatch"}
+SHEET_ROWS = 16
 HoleSource = Callable[[int], np.ndarray]
 
 
@@ -78,7 +84,7 @@ def file_hole(path: str, image_size: int, max_pixels: int | None = None) -> np.n
 
 
 def hole_source(config: Config, count: int) -> tuple[HoleSource, int]:
-    """The hole of each of ``count`` images by place, and the largest hole's pixel count.
+    """The hole of each of ``count`` views by place, and the largest hole's pixel count.
 
     Mask files are all read here, before any work, so that a short or broken mask set is refused at once.
     """
@@ -95,7 +101,7 @@ def hole_source(config: Config, count: int) -> tuple[HoleSource, int]:
         raise UserError(f"--mask must be box, center or a folder of mask pictures; {mode!r} is none of these")
     paths = list_sources(mode)
     if len(paths) < count:
-        raise UserError(f"{mode} holds {len(paths)} masks for {count} images (image i takes mask i)")
+        raise UserError(f"{mode} holds {len(paths)} masks for {count} views (view i takes mask i)")
     limit = config.max_image_pixels
     largest = max(int(file_hole(path, config.image_size, limit).sum()) for path in paths[:count])
     return (lambda index: file_hole(paths[index], config.image_size, limit)), largest
@@ -125,28 +131,55 @@ def usable_baselines(names: list[str], largest_hole: int) -> tuple[list[str], di
     return usable, skipped
 
 
+def grid_titles(outputs: dict[str, np.ndarray]) -> list[str]:
+    """The column names of an evaluation strip: input, each method, truth."""
+    return ["input", *(TITLES.get(name, name) for name in outputs), "truth"]
+
+
 def save_pictures(save_dir: str, stem: str, given: np.ndarray, outputs: dict[str, np.ndarray],
-                  truth: np.ndarray) -> None:
+                  truth: np.ndarray) -> np.ndarray:
     """Each method's completion as ``save_dir/<method>/<stem>.png`` and the strip
-    [input | each method | ground truth] as ``save_dir/grid/<stem>.png``."""
+    [input | each method | ground truth], under a header naming them, as ``save_dir/grid/<stem>.png``.
+    Returns the strip without its header."""
     for name, output in outputs.items():
         make_folder(os.path.join(save_dir, name))
         write_image(os.path.join(save_dir, name, f"{stem}.png"), output[:, :, ::-1])
     make_folder(os.path.join(save_dir, "grid"))
     grid = np.concatenate([given, *outputs.values(), truth], axis=1)
-    write_image(os.path.join(save_dir, "grid", f"{stem}.png"), grid[:, :, ::-1])
+    write_image(os.path.join(save_dir, "grid", f"{stem}.png"), with_titles(grid, grid_titles(outputs))[:, :, ::-1])
+    return grid
+
+
+def save_sheet(save_dir: str, strips: list[np.ndarray], titles: list[str]) -> None:
+    """``save_dir/grids.png``: the first ``SHEET_ROWS`` strips stacked under one header, an overview."""
+    if strips:
+        sheet = with_titles(np.concatenate(strips[:SHEET_ROWS], axis=0), titles)
+        write_image(os.path.join(save_dir, "grids.png"), sheet[:, :, ::-1])
+
+
+def load_views(path: str, place: int, config: Config) -> list[np.ndarray]:
+    """The views of validation picture ``place`` as the model is fed them, uint8 RGB: the centre of the
+    training view, or ``val_windows`` windows at positions drawn from (seed, place, window). A picture no
+    view can be made of is as unreadable as a damaged file."""
+    image = to_rgb8(read_image(path, config.max_image_pixels))
+    rngs = [None] if config.val_windows == 1 else [np.random.default_rng([config.seed, place, window])
+                                                   for window in range(config.val_windows)]
+    try:
+        return [evaluation_view(image, config.image_size, config.image_fit, rng) for rng in rngs]
+    except Exception as error:      # cv2.error, MemoryError: a picture no view can be made of (1×10⁸ pixels)
+        raise UserError(f"cannot use {path}: {type(error).__name__} while fitting its "
+                        f"{image.shape[1]}x{image.shape[0]} pixels to {config.image_size}") from None
+
+
+def view_stem(path: str, window: int, windows: int) -> str:
+    """The file name (without extension) of a view's pictures in ``--save-dir``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem if windows == 1 else f"{stem}_window{window}"
 
 
 def load_truth(path: str, config: Config) -> np.ndarray:
-    """Validation image as the model is fed it: uint8 RGB, the centre of the training view. A picture the
-    view cannot be made of (e.g. 1×100000000 pixels, whose scaled view would not fit in memory) is as
-    unreadable as a damaged file."""
-    image = to_rgb8(read_image(path, config.max_image_pixels))
-    try:
-        return evaluation_view(image, config.image_size, config.image_fit)
-    except Exception as error:      # cv2.error, MemoryError
-        raise UserError(f"cannot use {path}: {type(error).__name__} while fitting its "
-                        f"{image.shape[1]}x{image.shape[0]} pixels to {config.image_size}") from None
+    """Validation picture ``path``'s (first) view as the model is fed it, uint8 RGB."""
+    return load_views(path, 0, config)[0]
 
 
 def check_readable(paths: list[str], config: Config) -> None:
@@ -182,33 +215,42 @@ def evaluation_geometry(config: Config, spec: ModelSpec) -> Config:
 
 def evaluate(config: Config, checkpoint: Checkpoint, paths: list[str], holes: HoleSource, baselines: list[str],
              save_dir: str | None = None) -> dict:
-    """Metrics of the model and ``baselines`` over ``paths``, averaged over the readable images (at least
-    one: ``check_readable``)."""
+    """Metrics of the model and ``baselines`` over the views of ``paths`` (``val_windows`` each; view i
+    gets hole i), averaged over the views of the readable pictures (at least one: ``check_readable``)."""
     inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in (MODEL, *baselines)}
-    truth_tv, truth_tv_hole, skipped = [], [], []
-    for index, path in enumerate(tqdm(paths, desc="evaluating", unit="image")):
+    truth_tv, truth_tv_hole, skipped, strips = [], [], [], []
+    windows = config.val_windows
+    progress = tqdm(total=len(paths) * windows, desc="evaluating", unit="view")
+    for place, path in enumerate(paths):
         try:
-            truth = load_truth(path, config)
+            views = load_views(path, place, config)
         except UserError as error:
             skipped.append(path)
+            progress.update(windows)
             tqdm.write(f"warning: skipping {error}", file=sys.stderr)
             continue
-        hole = holes(index)
-        given = truth.copy()
-        given[hole] = 255
-        outputs = {MODEL: inpainter(given, hole)[0]}
-        outputs.update({name: run_baseline(name, given, hole) for name in baselines})
-        truth_float = truth.astype(np.float64) / 255
-        for name, output in outputs.items():
-            rows[name].append(image_metrics(output.astype(np.float64) / 255, truth_float, hole))
-        truth_tv.append(total_variation(truth_float))
-        truth_tv_hole.append(total_variation(truth_float, hole))
-        if save_dir:
-            save_pictures(save_dir, os.path.splitext(os.path.basename(path))[0], given, outputs, truth)
+        for window, truth in enumerate(views):
+            hole = holes(place * windows + window)
+            given = truth.copy()
+            given[hole] = 255
+            outputs = {MODEL: inpainter(given, hole)[0]}
+            outputs.update({name: run_baseline(name, given, hole) for name in baselines})
+            truth_float = truth.astype(np.float64) / 255
+            for name, output in outputs.items():
+                rows[name].append(image_metrics(output.astype(np.float64) / 255, truth_float, hole))
+            truth_tv.append(total_variation(truth_float))
+            truth_tv_hole.append(total_variation(truth_float, hole))
+            if save_dir:
+                strips.append(save_pictures(save_dir, view_stem(path, window, windows), given, outputs, truth))
+            progress.update(1)
+    progress.close()
+    if save_dir:
+        save_sheet(save_dir, strips, grid_titles({name: None for name in (MODEL, *baselines)}))
     return {"model": average(rows[MODEL]), "baselines": {name: average(rows[name]) for name in baselines},
             "gt_tv": float(np.mean(truth_tv)), "gt_tv_hole": float(np.mean(truth_tv_hole)),
-            "count": len(rows[MODEL]), "skipped": {"count": len(skipped), "paths": skipped}}
+            "count": len(rows[MODEL]), "pictures": len(paths) - len(skipped), "windows": windows,
+            "skipped": {"count": len(skipped), "paths": skipped}}
 
 
 def finite_or_none(value: object) -> object:
@@ -308,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.save_dir:
         check_stems(paths)
     check_readable(paths, config)
-    holes, largest_hole = hole_source(config, len(paths))
+    holes, largest_hole = hole_source(config, len(paths) * config.val_windows)
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device, all_cpu_cores=True)
     report = evaluate(config, checkpoint, paths, holes, baselines, args.save_dir)
@@ -320,7 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     report = finite_or_none(report)
     print(table(report))
     skipped = f", {report['skipped']['count']} unreadable skipped" if report["skipped"]["count"] else ""
-    print(f"{report['count']} images{skipped}, {config.val_mask} holes, checkpoint {report['checkpoint']}")
+    views = (f"{report['count']} windows of {report['pictures']} pictures" if config.val_windows > 1
+             else f"{report['count']} images")
+    print(f"{views}{skipped}, {config.val_mask} holes, checkpoint {report['checkpoint']}")
     if args.report:
         with atomic_path(args.report) as temporary, open(temporary, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, allow_nan=False)

@@ -13,7 +13,9 @@ Ctrl-C or SIGTERM finishes the current iteration, saves and stops; a second Ctrl
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import shlex
 import sys
 
 from utils.environment import prepare_paddle
@@ -23,10 +25,34 @@ prepare_paddle()
 from training.loop import train_and_report  # noqa: E402
 from training.parallel import DataParallel  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config, settings_help  # noqa: E402
+from utils.config import Config, load_config, settings_help  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
+DEMO_EXAMPLE = "chelsea"     # examples/images/chelsea.png: a held-out picture at the demo's own scale
+
+
+def next_steps(config: Config, args: argparse.Namespace) -> str:
+    """What to do with a finished run: evaluate it, fill holes with it, look at its sample grids."""
+    plain_demo = args.config is None and not args.set
+    evaluate = ["python", "test.py"] + ([] if plain_demo else
+                                        [*(["--config", args.config] if args.config else []),
+                                         "--checkpoint", config.run_dir])
+    if config.data == "demo":
+        picture = [f"examples/images/{DEMO_EXAMPLE}.png", f"examples/masks/{DEMO_EXAMPLE}.png",
+                   f"{DEMO_EXAMPLE}_filled.png"]
+    else:
+        picture = ["PICTURE.png", "MASK.png", "filled.png"]
+    fill = ["python", "inpaint.py", "--checkpoint", config.run_dir, "--image", picture[0], "--mask", picture[1],
+            "--output", picture[2]]
+    samples = sorted(glob.glob(os.path.join(config.run_dir, "samples", "step_*.png")))
+    latest = f" (latest: {samples[-1]})" if samples else ""
+    return "\n".join([
+        "next:",
+        f"  evaluate against mean fill, OpenCV, biharmonic and PatchMatch:  {shlex.join(evaluate)}",
+        f"  fill the holes of a picture:  {shlex.join(fill)}",
+        f"  sample grids (input | coarse | refined | truth | attention): {os.path.join(config.run_dir, 'samples')}"
+        f"{latest}"])
 
 
 def main() -> None:
@@ -41,9 +67,11 @@ def main() -> None:
     config = load_config(args.config, args.set, DEMO_CONFIG)
     pick_device(config.device)
     DataParallel.start()
-    _, code = train_and_report(config, args.resume)
+    trainer, code = train_and_report(config, args.resume)
     if code:
         sys.exit(code)
+    if trainer.rank == 0:
+        print(next_steps(trainer.config, args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Seconds per training iteration (Algorithm 1: ``critic_steps`` critic updates + one generator update).
+"""Seconds per training iteration (Algorithm 1: ``critic_steps`` critic updates + one generator update;
+with ``--set reconstruction_iters=N`` larger than the iterations run, one generator update of the
+reconstruction phase).
 
     python benchmarks/train_speed.py [--config FILE] [--iterations 3] [--set key=value ...]
 
@@ -45,10 +47,11 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         trainer.close()
     median = statistics.median(seconds)
-    images = config.batch_size * (config.critic_steps + 1)
+    images = config.batch_size * (config.critic_steps + 1 if trainer.adversarial else 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    steps = f"{config.critic_steps} critic steps" if trainer.adversarial else "reconstruction phase, no critics"
     print(f"device {device}, paddle {paddle.__version__}: {config.image_size}x{config.image_size}, "
-          f"batch {config.batch_size}, {config.critic_steps} critic steps")
+          f"batch {config.batch_size}, {steps}")
     print(f"median {median:.2f} s per iteration ({images / median:.1f} images/s), "
           f"peak RSS {peak:.0f} MiB, {args.iterations} iterations")
 

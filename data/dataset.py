@@ -97,14 +97,15 @@ def random_window(image: np.ndarray, size: int, rng: np.random.Generator | None)
     return image[top:top + size, left:left + size]
 
 
-def evaluation_view(image: np.ndarray, size: int, fit: str) -> np.ndarray:
-    """The ``size`` square evaluation sees: the centre of the training view (``fit``), never random —
-    a centre window at the picture's own resolution for ``random_crop``, the scaled centre otherwise."""
+def evaluation_view(image: np.ndarray, size: int, fit: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A ``size`` square evaluation sees, as the training view (``fit``) cuts it but never mirrored: its
+    centre without ``rng`` — a centre window at the picture's own resolution for ``random_crop``, the
+    scaled centre otherwise —, or a window at a position drawn from ``rng`` (``resize`` has only one)."""
     if fit == "random_crop":
-        return random_window(image, size, None)
+        return random_window(image, size, rng)
     if fit == "resize":
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return fit_square(image, size, None)
+    return fit_square(image, size, rng)
 
 
 def training_view(image: np.ndarray, size: int, fit: str, flip: bool, rng: np.random.Generator) -> np.ndarray:

@@ -21,7 +21,7 @@ from models.checkpoint import save_checkpoint
 from models.spec import ModelSpec
 from utils.cli import UserError
 
-SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8")
+SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8", "val_windows=1")
 NAMES = ("a_astronaut", "b_coffee", "c_camera")      # readable, in list order; d_broken.png is not
 
 
@@ -78,6 +78,11 @@ def strict_json(path: str) -> dict:
 
 def rgb(path: str) -> np.ndarray:
     return cv2.imread(path)[:, :, ::-1]
+
+
+def strip(path: str, size: int = 64) -> np.ndarray:
+    """An evaluation strip without its header row of titles."""
+    return rgb(path)[-size:]
 
 
 # --- metrics -------------------------------------------------------------------------------------------
@@ -217,17 +222,59 @@ def test_two_runs_give_the_same_report_and_pictures_are_saved(cli, workspace):
     for row in ("deepfill v1", *tester.BASELINES, "ground truth"):
         assert row in result.stdout
     methods = ["model", *tester.BASELINES]
-    assert sorted(os.listdir(pictures)) == sorted(["grid", *methods])
+    assert sorted(os.listdir(pictures)) == sorted(["grid", "grids.png", *methods])
     for folder in ["grid", *methods]:
         assert sorted(os.listdir(os.path.join(pictures, folder))) == [f"{name}.png" for name in NAMES]
-    grid = rgb(os.path.join(pictures, "grid", "a_astronaut.png"))
-    assert grid.shape == (64, 64 * (len(methods) + 2), 3)
+    titled = rgb(os.path.join(pictures, "grid", "a_astronaut.png"))
+    assert titled.shape[0] > 64 and titled.shape[1:] == (64 * (len(methods) + 2), 3)
+    header = titled[:titled.shape[0] - 64]
+    assert header.max() == 255 and header.min() < 128               # titles: dark text on white
+    grid = titled[-64:]
+    sheet = rgb(os.path.join(pictures, "grids.png"))
+    assert np.array_equal(sheet[-3 * 64:], np.concatenate(
+        [strip(os.path.join(pictures, "grid", f"{name}.png")) for name in NAMES]))
     given, truth = grid[:, :64], grid[:, -64:]
     hole = cli.box_hole(cli.load_config(cli.DEMO_CONFIG, SMALL[1:]), 0)
     model = rgb(os.path.join(pictures, "model", "a_astronaut.png"))
     assert np.all(given[hole] == 255) and np.array_equal(given[~hole], truth[~hole])
     assert np.array_equal(model[~hole], truth[~hole]) and not np.array_equal(model, truth)
     assert np.array_equal(grid[:, 64:128], model)
+
+
+def window_positions(picture: np.ndarray, views: list[np.ndarray]) -> list[tuple[int, int]]:
+    """Where each view sits in ``picture`` (top, left), by exhaustive search; fails if one is not a window."""
+    size, found = views[0].shape[0], []
+    for view in views:
+        places = [(top, left) for top in range(picture.shape[0] - size + 1)
+                  for left in range(picture.shape[1] - size + 1)
+                  if np.array_equal(picture[top:top + size, left:left + size], view)]
+        assert places, "a view is not a window of the picture"
+        found.append(places[0])
+    return found
+
+
+def test_several_windows_per_picture_at_seeded_positions(cli, workspace, tmp_path, capsys):
+    """val_windows=N evaluates N windows of each picture, cut at its own resolution at positions drawn from
+    the seed (not only the centre), each with its own hole; the same settings give the same report."""
+    settings = ["--set", "image_size=64", "hole_size=32", "max_delta=8", "val_windows=3"]
+    common = ["--checkpoint", workspace["checkpoint"], "--data", workspace["images"], "--baselines", "mean_fill"]
+    reports = [str(tmp_path / "one.json"), str(tmp_path / "two.json")]
+    pictures = str(tmp_path / "pictures")
+    cli.main([*common, *settings, "--report", reports[0], "--save-dir", pictures])
+    assert "9 windows of 3 pictures" in capsys.readouterr().out
+    cli.main([*common, *settings, "--report", reports[1]])
+    with open(reports[0], "rb") as one, open(reports[1], "rb") as two:
+        assert one.read() == two.read()
+    report = strict_json(reports[0])
+    assert (report["count"], report["pictures"], report["windows"]) == (9, 3, 3)
+    stems = [f"{name}_window{k}" for name in NAMES for k in range(3)]
+    assert sorted(os.listdir(os.path.join(pictures, "grid"))) == sorted(f"{stem}.png" for stem in stems)
+    strips = [strip(os.path.join(pictures, "grid", f"a_astronaut_window{k}.png")) for k in range(3)]
+    picture = rgb(os.path.join(workspace["images"], "a_astronaut.png"))          # 80 x 96
+    positions = window_positions(picture, [s[:, -64:] for s in strips])
+    assert len(set(positions)) == 3 and (8, 16) not in positions                   # (8, 16): the centre
+    holes = [np.all(s[:, :64] == 255, axis=2) & ~np.all(s[:, -64:] == 255, axis=2) for s in strips]
+    assert not np.array_equal(holes[0], holes[1])
 
 
 def test_center_holes_limit_and_a_missing_patchmatch(workspace, tmp_path):
@@ -245,10 +292,10 @@ def test_center_holes_limit_and_a_missing_patchmatch(workspace, tmp_path):
     data = strict_json(report)
     assert data["count"] == 2 and data["mask"] == "center" and list(data["baselines"]) == ["mean_fill"]
     assert "patchmatch" in data["baselines_skipped"]
-    assert sorted(os.listdir(pictures)) == ["grid", "mean_fill", "model"]
+    assert sorted(os.listdir(pictures)) == ["grid", "grids.png", "mean_fill", "model"]
     for name in NAMES[:2]:
         filled = rgb(os.path.join(pictures, "mean_fill", f"{name}.png"))
-        truth = rgb(os.path.join(pictures, "grid", f"{name}.png"))[:, -64:]
+        truth = strip(os.path.join(pictures, "grid", f"{name}.png"))[:, -64:]
         assert len(np.unique(filled[16:48, 16:48].reshape(-1, 3), axis=0)) == 1
         outside = np.ones((64, 64), bool)
         outside[16:48, 16:48] = False
@@ -262,8 +309,8 @@ def test_mask_files_go_to_images_in_order_resized(workspace, tmp_path):
     assert result.returncode == 0, result.stderr
     for index, name in enumerate(NAMES):                # mask i is quadrant i, 16 px at 32 → 32 px at 64
         top, left = [(0, 0), (0, 32), (32, 0)][index]
-        given = rgb(os.path.join(pictures, "grid", f"{name}.png"))[:, :64]
-        truth = rgb(os.path.join(pictures, "grid", f"{name}.png"))[:, -64:]
+        given = strip(os.path.join(pictures, "grid", f"{name}.png"))[:, :64]
+        truth = strip(os.path.join(pictures, "grid", f"{name}.png"))[:, -64:]
         filled = rgb(os.path.join(pictures, "mean_fill", f"{name}.png"))
         hole = np.zeros((64, 64), bool)
         hole[top:top + 32, left:left + 32] = True
@@ -317,7 +364,7 @@ def test_test_py_refuses_bad_input_before_any_work(cli, workspace, tmp_path):
     few = tmp_path / "few"
     few.mkdir()
     cv2.imwrite(str(few / "m.png"), np.full((8, 8), 255, np.uint8))
-    assert "holds 1 masks for 4 images" in refusal(cli, *common, "--mask", str(few))
+    assert "holds 1 masks for 4 views" in refusal(cli, *common, "--mask", str(few))
     assert "covers the whole picture" in refusal(cli, *common, "--mask", str(few), "--limit", "1")
     cv2.imwrite(str(few / "m.png"), np.zeros((8, 8), np.uint8))
     assert "has no hole" in refusal(cli, *common, "--mask", str(few), "--limit", "1")
@@ -367,7 +414,7 @@ def test_an_official_checkpoint_is_evaluated_at_its_training_geometry(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "evaluating at 256x256 with 128x128 box holes" in result.stdout and "warning" not in result.stderr
     data = strict_json(report)
-    assert (data["image_size"], data["hole_size"], data["count"]) == (256, 128, 2)
+    assert (data["image_size"], data["hole_size"], data["count"]) == (256, 128, 2 * data["windows"])
     assert data["model_spec"]["channel_order"] == "BGR" and data["model_spec"]["image_size"] == 256
     result = run_command("test.py", "--checkpoint", converted, "--data", str(folder), "--report", report,
                          "--baselines", "", "--set", "image_size=64", "hole_size=32")

@@ -8,6 +8,12 @@ batch and hole; losses as in the official ``build_graph_with_losses`` (SPEC §4)
   generator loss of the completed image (stage 2 pasted into the hole); when pretraining the coarse
   network, l1 and ae of stage 1 alone.
 
+Two settings leave the adversarial part out: ``pretrain_coarse`` for the whole run (the official
+PRETRAIN_COARSE_NETWORK), ``reconstruction_iters`` for the first N generator updates of a run, which then
+train both stages on l1 + ae alone without critic updates — a warm start that lets a short run reach
+plausible fills before the critics, which need many updates to become useful, join in. Algorithm 1
+proper follows unchanged; with both settings at their defaults every update is Algorithm 1.
+
 ``critic_losses`` and ``generator_losses`` take given images, hole, boxes and interpolation factors, so a
 test can run exactly this code on the official graph's inputs.
 """
@@ -82,17 +88,25 @@ def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: C
             "penalty_local": penalty_local, "penalty_global": penalty_global, **scores}
 
 
-def generator_losses(nets: Networks, batch: Batch, config: Config
+def adversarial(config: Config, step: int) -> bool:
+    """Whether the generator update that follows ``step`` completed ones is one of Algorithm 1 (critic
+    updates and the WGAN term) rather than of reconstruction alone (``pretrain_coarse``, or within the
+    first ``reconstruction_iters``)."""
+    return not config.pretrain_coarse and step >= config.reconstruction_iters
+
+
+def generator_losses(nets: Networks, batch: Batch, config: Config, adversarial: bool = True
                      ) -> tuple[dict[str, paddle.Tensor], tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]]:
     """The generator objective on ``batch`` (``total_g_loss``), its terms, and the generator's outputs
-    (stage 1, stage 2, attention offsets)."""
+    (stage 1, stage 2, attention offsets). Without ``adversarial`` (or when pretraining the coarse
+    network) the WGAN term is left out and the critics are not run."""
     images, mask, boxes = batch.images, batch.mask, batch.boxes
     x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask)
     l1_loss, ae_loss = reconstruction_losses(images, x_stage1, x_stage2, mask, boxes, nets.discount,
                                              config.coarse_l1_alpha, coarse_only=config.pretrain_coarse)
     losses = {"l1_loss": l1_loss, "ae_loss": ae_loss}
     total = config.l1_loss_alpha * l1_loss + config.ae_loss_alpha * ae_loss
-    if not config.pretrain_coarse:
+    if adversarial and not config.pretrain_coarse:
         completed = complete(images, mask, x_stage2)
         fake_local, fake_global = nets.local_critic(local_patches(completed, boxes)), nets.global_critic(completed)
         losses["g_loss"] = wgan_generator_loss(fake_local, fake_global, config.global_wgan_loss_alpha)
@@ -117,11 +131,11 @@ def critic_step(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Con
             **{k: float(paddle.mean(losses[k])) for k in CRITIC_SCORES}}
 
 
-def generator_step(nets: Networks, batch: Batch, config: Config, update: Update
+def generator_step(nets: Networks, batch: Batch, config: Config, update: Update, adversarial: bool = True
                    ) -> tuple[dict[str, float], list[paddle.Tensor]]:
     """One generator update (the critics' gradients from it are discarded). Returns the logged scalars
     and [images, mask, stage 1, stage 2, offsets] for the sample pictures."""
-    losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config)
+    losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config, adversarial)
     losses["total_g_loss"].backward()
     update(nets.opt_g, nets.generator.parameters())
     nets.opt_d.clear_grad()
@@ -131,11 +145,12 @@ def generator_step(nets: Networks, batch: Batch, config: Config, update: Update
 
 def iteration(critic: Callable[[], dict[str, float]],
               generator: Callable[[], tuple[dict[str, float], list[paddle.Tensor]]],
-              config: Config) -> tuple[dict[str, float], list[paddle.Tensor]]:
+              config: Config, adversarial: bool = True) -> tuple[dict[str, float], list[paddle.Tensor]]:
     """One pass of Algorithm 1: ``critic_steps`` critic updates (none when pretraining the coarse
-    network), then one generator update. Returns the scalars (critic ones averaged over the critic
-    updates) and the generator step's tensors."""
-    critic_scalars = [critic() for _ in range(0 if config.pretrain_coarse else config.critic_steps)]
+    network or not ``adversarial``), then one generator update. Returns the scalars (critic ones averaged
+    over the critic updates) and the generator step's tensors."""
+    rounds = config.critic_steps if adversarial and not config.pretrain_coarse else 0
+    critic_scalars = [critic() for _ in range(rounds)]
     scalars, tensors = generator()
     if critic_scalars:
         scalars.update({k: float(np.mean([s[k] for s in critic_scalars])) for k in critic_scalars[0]})

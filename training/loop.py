@@ -81,6 +81,9 @@ def _train(trainer: Trainer, resume: bool) -> Trainer:
                 abandoned = True
                 break
             log.record(trainer.step, scalars, tensors, time.perf_counter() - start, trainer.nets.opt_g.get_lr())
+            if trainer.step == config.reconstruction_iters < config.max_iters and not config.pretrain_coarse:
+                log.note(f"step {trainer.step}: reconstruction_iters done; Algorithm 1 (critics and the "
+                         "adversarial term) from here", echo=True)
             log.unreadable(trainer.step, [trainer.dataset.paths[i] for i in unreadable], len(trainer.unreadable))
             if trainer.step % config.save_every == 0 or trainer.step == config.max_iters or trainer.stopping:
                 log.note(f"saved {trainer.save()}")

@@ -11,15 +11,18 @@ from tqdm import tqdm
 
 from utils.config import Config
 from utils.flow import add_key, flow_to_color
+from utils.grids import with_titles
 from utils.image_io import write_image
 from utils.pixels import from_model
 
 LOG_NAME = "train.log"
+SAMPLE_COLUMNS = ("input", "coarse", "refined", "truth", "attention")
 
 
 def sample_picture(tensors: list[paddle.Tensor], channel_order: str, rows: int = 4) -> np.ndarray:
     """Rows of [input with hole | coarse | refined | ground truth | attention flow (with its colour key in
-    the corner farthest from the hole)], uint8 RGB."""
+    the corner farthest from the hole)] (``SAMPLE_COLUMNS``), uint8 RGB; ``with_titles`` adds the header
+    naming them when the picture is written."""
     images, mask, x_stage1, x_stage2, offsets = (t[:rows].numpy() for t in tensors)
     known = images * (1 - mask)
     panels = [from_model(x, channel_order) for x in
@@ -76,7 +79,7 @@ class RunLog:
             self.note(f"step {step}: " + " ".join(f"{k}={v!r}" for k, v in scalars.items())
                       + f" lr={lr!r} seconds={seconds:.3f}")
         if step % c.sample_every == 0 or step == c.max_iters:
-            picture = sample_picture(tensors, c.channel_order)
+            picture = with_titles(sample_picture(tensors, c.channel_order), SAMPLE_COLUMNS)
             write_image(os.path.join(c.run_dir, "samples", f"step_{step:08d}.png"), picture[:, :, ::-1])
             self.writer.add_image("samples", picture, step)
 

@@ -129,9 +129,14 @@ class Trainer:
                                   [:, self.share])
         return algorithm.critic_step(self.nets, batch, alphas, self.config, self.update)
 
+    @property
+    def adversarial(self) -> bool:
+        """Whether the next generator update is one of Algorithm 1 (not reconstruction alone)."""
+        return algorithm.adversarial(self.config, self.step)
+
     def generator_step(self) -> tuple[dict[str, float], list[paddle.Tensor]]:
         """One generator update on a fresh batch."""
-        return algorithm.generator_step(self.nets, self.next_batch(), self.config, self.update)
+        return algorithm.generator_step(self.nets, self.next_batch(), self.config, self.update, self.adversarial)
 
     def synchronise(self, scalars: dict[str, float]) -> tuple[dict[str, float], list[int]]:
         """Agree across processes on the iteration's scalars, on whether to stop, and on the unreadable
@@ -149,7 +154,8 @@ class Trainer:
     def iteration(self) -> tuple[dict[str, float], list[paddle.Tensor], list[int]]:
         """Algorithm 1, one pass. Returns the scalars to log, the generator step's tensors and the
         indices of files newly found unreadable."""
-        scalars, tensors = algorithm.iteration(self.critic_step, self.generator_step, self.config)
+        scalars, tensors = algorithm.iteration(self.critic_step, self.generator_step, self.config,
+                                               self.adversarial)
         scalars, unreadable = self.synchronise(scalars)
         bad = [k for k, v in scalars.items() if not math.isfinite(v)]
         if bad:

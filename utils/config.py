@@ -58,6 +58,7 @@ class Config:
     critic_steps: int = setting(5, 'critic updates per generator update')
     max_iters: int = setting(1_000_000, 'generator updates to train for')
     pretrain_coarse: bool = setting(False, 'PRETRAIN_COARSE_NETWORK: train stage 1 alone on l1 + ae, no critics')
+    reconstruction_iters: int = setting(0, 'the first N generator updates train both stages on l1 + ae alone (no critics), then Algorithm 1 (official: 0)')
     # bookkeeping
     run_dir: str = setting("checkpoints/places2", "folder of the run: checkpoints, train.log, samples/, visualdl/")
     init_checkpoint: str = setting("", 'start from these weights (a file, or a pretrained name such as places2)')
@@ -67,6 +68,7 @@ class Config:
     save_every: int = setting(5000, "write a checkpoint every N steps (also at the end and when stopped)")
     keep_checkpoints: int = setting(5, 'older step_*.pdparams are deleted (0 = keep all)')
     val_count: int = setting(0, 'test.py: evaluate only the first N images (0 = all)')
+    val_windows: int = setting(1, 'test.py: views per picture: 1 = the centre of the training view, N = N windows at positions drawn from the seed')
     val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square) or a mask folder')
     baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
     device: str = setting("auto", 'auto (GPU if there is one), cpu, gpu or gpu:N')
@@ -90,6 +92,10 @@ class Config:
                      "max_image_pixels"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.val_windows < 1:
+            raise UserError(f"val_windows must be at least 1, got {self.val_windows}")
+        if self.reconstruction_iters < 0:
+            raise UserError(f"reconstruction_iters must be 0 or more, got {self.reconstruction_iters}")
         return self
 
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False,
