@@ -221,30 +221,29 @@ def evaluate(config: Config, checkpoint: Checkpoint, paths: list[str], holes: Ho
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in (MODEL, *baselines)}
     truth_tv, truth_tv_hole, skipped, strips = [], [], [], []
     windows = config.val_windows
-    progress = tqdm(total=len(paths) * windows, desc="evaluating", unit="view")
-    for place, path in enumerate(paths):
-        try:
-            views = load_views(path, place, config)
-        except UserError as error:
-            skipped.append(path)
-            progress.update(windows)
-            tqdm.write(f"warning: skipping {error}", file=sys.stderr)
-            continue
-        for window, truth in enumerate(views):
-            hole = holes(place * windows + window)
-            given = truth.copy()
-            given[hole] = 255
-            outputs = {MODEL: inpainter(given, hole)[0]}
-            outputs.update({name: run_baseline(name, given, hole) for name in baselines})
-            truth_float = truth.astype(np.float64) / 255
-            for name, output in outputs.items():
-                rows[name].append(image_metrics(output.astype(np.float64) / 255, truth_float, hole))
-            truth_tv.append(total_variation(truth_float))
-            truth_tv_hole.append(total_variation(truth_float, hole))
-            if save_dir:
-                strips.append(save_pictures(save_dir, view_stem(path, window, windows), given, outputs, truth))
-            progress.update(1)
-    progress.close()
+    with tqdm(total=len(paths) * windows, desc="evaluating", unit="view") as progress:   # closed on errors too
+        for place, path in enumerate(paths):
+            try:
+                views = load_views(path, place, config)
+            except UserError as error:
+                skipped.append(path)
+                progress.update(windows)
+                tqdm.write(f"warning: skipping {error}", file=sys.stderr)
+                continue
+            for window, truth in enumerate(views):
+                hole = holes(place * windows + window)
+                given = truth.copy()
+                given[hole] = 255
+                outputs = {MODEL: inpainter(given, hole)[0]}
+                outputs.update({name: run_baseline(name, given, hole) for name in baselines})
+                truth_float = truth.astype(np.float64) / 255
+                for name, output in outputs.items():
+                    rows[name].append(image_metrics(output.astype(np.float64) / 255, truth_float, hole))
+                truth_tv.append(total_variation(truth_float))
+                truth_tv_hole.append(total_variation(truth_float, hole))
+                if save_dir:
+                    strips.append(save_pictures(save_dir, view_stem(path, window, windows), given, outputs, truth))
+                progress.update(1)
     if save_dir:
         save_sheet(save_dir, strips, grid_titles({name: None for name in (MODEL, *baselines)}))
     return {"model": average(rows[MODEL]), "baselines": {name: average(rows[name]) for name in baselines},

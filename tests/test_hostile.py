@@ -424,7 +424,7 @@ def evaluation(tmp_path_factory):
                     {"generator": {k: v.numpy() for k, v in InpaintGenerator(8).state_dict().items()}})
     images = pictures_folder(root / "images", ["a", "b"])
     (root / "images" / "c_bomb.png").write_bytes(declared_png(40000, 40000))
-    common = ["--checkpoint", checkpoint, "--data", images, "--baselines", "mean_fill", "--set", "max_delta=4"]
+    common = ["--checkpoint", checkpoint, "--data", images, "--baselines", "mean_fill", "--set", "max_delta=4", "val_windows=1"]
     return load_test_py(), common
 
 
