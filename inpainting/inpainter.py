@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 
 from inpainting.compiled import CompiledGenerator
-from inpainting.hole_reach import hole_reach
+from models.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 from utils.errors import UserError
 from utils.device import available_bytes
