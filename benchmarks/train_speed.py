@@ -1,59 +1,157 @@
-"""Seconds per training iteration (Algorithm 1: ``critic_steps`` critic updates + one generator update;
-with ``--set reconstruction_iters=N`` larger than the iterations run, one generator update of the
-reconstruction phase).
+"""Seconds per training iteration (Algorithm 1: ``critic_steps`` critic updates + one generator update).
 
-    python benchmarks/train_speed.py [--config FILE] [--iterations 3] [--set key=value ...]
+    python benchmarks/train_speed.py [--config FILE] [--iterations 3] [--phases] [--set key=value ...]
+                                     [--compare key=value ...]
 
 Runs on the demo pictures (any ``data`` setting is replaced) in a throw-away folder, after one warm-up
 iteration, and prints the median seconds per iteration, images per second and peak resident memory.
+``--phases`` also prints where an iteration's time goes (median per phase over the timed iterations);
+``--compare`` times a second trainer with other settings, alternating iterations with the first.
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import statistics
 import tempfile
 import time
+from collections import defaultdict
+from typing import Callable
 
 from utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import paddle  # noqa: E402
+from training import algorithm  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from utils.config import Config, load_config  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
+PHASES = ("data and holes", "critic step: generator pass (no grad)", "critic step: critics + penalty, forward",
+          "critic step: backward (double backward of the penalty)", "critic step: Adam",
+          "generator step: generator forward", "generator step: critics + losses, forward",
+          "generator step: backward", "generator step: Adam")
+
+
+class PhaseClock:
+    """Exclusive wall time per phase: a wrapped call's time minus the wrapped calls inside it, so the
+    phases add up to the iteration. Synchronises the device at every boundary, so that a GPU's
+    asynchronous kernels are charged to the phase that launched them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.inner: list[float] = []
+        on_cpu = paddle.device.get_device().startswith("cpu")   # synchronize() refuses the CPU
+        self.synchronize = (lambda: None) if on_cpu else paddle.device.synchronize
+
+    def wrap(self, function: Callable, phase: Callable[..., str]) -> Callable:
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            self.synchronize()
+            self.inner.append(0.0)
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.synchronize()
+                spent = time.perf_counter() - start
+                nested = self.inner.pop()
+                self.seconds[phase(*args, **kwargs)] += spent - nested
+                if self.inner:
+                    self.inner[-1] += spent
+        return timed
+
+
+def instrument_algorithm(clock: PhaseClock) -> None:
+    """Charge the losses and steps of ``training.algorithm`` to ``PHASES`` (once per process)."""
+    for name, phase in (("critic_losses", 2), ("critic_step", 3), ("generator_losses", 6), ("generator_step", 7)):
+        setattr(algorithm, name, clock.wrap(getattr(algorithm, name), lambda *a, phase=phase, **k: PHASES[phase]))
+
+
+def instrument(trainer: Trainer, clock: PhaseClock) -> None:
+    """Charge the trainer's own work (generator passes, data, Adam) to ``PHASES``."""
+    nets = trainer.nets
+    nets.generator.forward = clock.wrap(nets.generator.forward, lambda *a, **k: PHASES[
+        5 if paddle.is_grad_enabled() else 1])
+    trainer.next_batch = clock.wrap(trainer.next_batch, lambda: PHASES[0])
+    trainer.update = clock.wrap(trainer.update, lambda optimizer, _: PHASES[4 if optimizer is nets.opt_d else 8])
+    nets.completion_without_gradient = clock.wrap(nets.completion_without_gradient, lambda *a: PHASES[1])
+
+
+class Variant:
+    """One trainer being timed: its settings, per-iteration seconds and per-phase seconds."""
+
+    def __init__(self, label: str, config: Config, clock: PhaseClock, phases: bool) -> None:
+        self.label, self.config, self.clock = label, config, clock
+        self.trainer = Trainer(config)
+        if phases:
+            instrument(self.trainer, self.clock)
+        self.seconds: list[float] = []
+        self.per_phase: dict[str, list[float]] = defaultdict(list)
+
+    def iteration(self, timed: bool = True) -> None:
+        self.clock.seconds.clear()
+        start = time.perf_counter()
+        self.trainer.iteration()
+        if timed:
+            self.seconds.append(time.perf_counter() - start)
+            for phase in PHASES:
+                self.per_phase[phase].append(self.clock.seconds.get(phase, 0.0))
+
+    def report(self, phases: bool) -> None:
+        median = statistics.median(self.seconds)
+        images = self.config.batch_size * (self.config.critic_steps + 1 if self.trainer.adversarial else 1)
+        if phases:
+            for phase in PHASES:
+                value = statistics.median(self.per_phase[phase])
+                print(f"  {phase:<55} {value:7.2f} s  {100 * value / median:5.1f} %")
+        print(f"{self.label}median {median:.2f} s per iteration ({images / median:.1f} images/s), "
+              f"{len(self.seconds)} iterations: {' '.join(f'{s:.2f}' for s in self.seconds)}")
 
 
 def main() -> None:
     parser = ArgumentParser(prog="train_speed.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=DEMO_CONFIG, help="YAML settings (default: the demo's)")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations after the warm-up (default 3)")
+    parser.add_argument("--phases", action="store_true",
+                        help="also print the median seconds per phase of an iteration (generator passes, "
+                             "critics, backward, Adam)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override settings, as for train.py (repeatable)")
+    parser.add_argument("--compare", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="also time a second trainer with these settings on top, alternating iterations "
+                             "with the first in this process, so that a busy machine slows both alike")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        config = load_config(args.config, [*args.set, "data=demo", f"run_dir={folder}"])
+        overrides = [*args.set, "data=demo"]
+        config = load_config(args.config, [*overrides, f"run_dir={folder}/a"])
         device = pick_device(config.device)
-        trainer = Trainer(config)
-        trainer.iteration()
-        seconds = []
+        clock = PhaseClock()
+        if args.phases:
+            instrument_algorithm(clock)
+        variants = [Variant("as set: " if args.compare else "", config, clock, args.phases)]
+        if args.compare:
+            variants.append(Variant(f"with {' '.join(args.compare)}: ", load_config(
+                args.config, [*overrides, *args.compare, f"run_dir={folder}/b"]), clock, args.phases))
+        for variant in variants:
+            variant.iteration(timed=False)
         for _ in range(args.iterations):
-            start = time.perf_counter()
-            trainer.iteration()
-            seconds.append(time.perf_counter() - start)
-        trainer.close()
-    median = statistics.median(seconds)
-    images = config.batch_size * (config.critic_steps + 1 if trainer.adversarial else 1)
+            for variant in variants:
+                variant.iteration()
+        for variant in variants:
+            variant.trainer.close()
+    config, adversarial = variants[0].config, variants[0].trainer.adversarial
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steps = f"{config.critic_steps} critic steps" if trainer.adversarial else "reconstruction phase, no critics"
     print(f"device {device}, paddle {paddle.__version__}: {config.image_size}x{config.image_size}, "
-          f"batch {config.batch_size}, {steps}")
-    print(f"median {median:.2f} s per iteration ({images / median:.1f} images/s), "
-          f"peak RSS {peak:.0f} MiB, {args.iterations} iterations")
+          f"batch {config.batch_size}, "
+          f"{f'{config.critic_steps} critic steps' if adversarial else 'reconstruction phase, no critics'}, load average "
+          f"{os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} CPUs, peak RSS {peak:.0f} MiB")
+    for variant in variants:
+        variant.report(args.phases)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 
 from inpainting.compiled import CompiledGenerator
-from inpainting.hole_reach import hole_reach
+from models.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 from utils.cli import UserError
 from utils.streams import captured_output

@@ -133,7 +133,7 @@ class InpaintGenerator(nn.Layer):
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
                 ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         """``needed``: the attention positions whose output the caller keeps (inference computes them
-        with ``inpainting.hole_reach``); the others are skipped, so outside the hole ``x_stage2`` and the
+        with ``models.hole_reach``); the others are skipped, so outside the hole ``x_stage2`` and the
         offsets then differ from the official graph's, inside they are the same."""
         x_stage1 = self.coarse(x, mask)
         x_stage2, offsets = self.refine(self.paste(x, x_stage1, mask), mask, needed)

@@ -12,7 +12,7 @@ import pytest
 
 from models.attention import contextual_attention
 from inpainting.compiled import CompiledGenerator
-from inpainting.hole_reach import hole_reach
+from models.hole_reach import hole_reach
 from models.generator import InpaintGenerator
 from tests.reference_attention import contextual_attention as reference_attention
 

@@ -32,17 +32,19 @@ LOSS_NAMES = {"l1_loss": "l1_loss", "ae_loss": "ae_loss", "g_loss_local": "g_los
               "g_loss": "total_g_loss", "d_loss": "total_d_loss"}
 
 
-@pytest.fixture(scope="module")
-def step(golden_checkpoint, train_step_golden):
+@pytest.fixture(scope="module", params=[True, False], ids=["compiled-critic-pass", "eager"])
+def step(request, golden_checkpoint, train_step_golden):
     """One step of the library's objective on the official inputs: losses and gradients in the official
-    names and layout."""
+    names and layout; the critic step's generator pass compiled on oneDNN (the CPU's default) or eager."""
     golden = train_step_golden
     images = nchw(golden["x"])
     count, size = images.shape[0], images.shape[2]
     top, left, height, width = (int(v) for v in golden["local_box"])
-    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32"])
+    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32",
+                                f"compiled_critic_pass={request.param}"])
     paddle.seed(0)
     nets = Networks(config)
+    assert (nets.fast_pass is not None) == request.param
     checkpoint = load_checkpoint(golden_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
     nets.local_critic.set_state_dict(checkpoint.critics["critic_local"])

@@ -30,6 +30,7 @@ from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
 from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
                            wgan_critic_loss, wgan_generator_loss)
+from training.fast_pass import CompiledCriticPass
 from utils.config import Config
 
 Update = Callable[[paddle.optimizer.Optimizer, list], None]
@@ -45,7 +46,8 @@ class Batch:
 
 
 class Networks:
-    """The generator, the two critics and one Adam optimiser for each side, built from the settings."""
+    """The generator, the two critics and one Adam optimiser for each side, built from the settings, and,
+    on the CPU with ``compiled_critic_pass``, the critic steps' compiled generator pass."""
 
     def __init__(self, config: Config) -> None:
         with paddle.utils.unique_name.guard():
@@ -59,6 +61,22 @@ class Networks:
                                                parameters=self.critic_parameters)
         self.discount = paddle.to_tensor(
             spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
+        on_cpu = paddle.device.get_device() == "cpu"
+        self.fast_pass = CompiledCriticPass(self.generator) if config.compiled_critic_pass and on_cpu else None
+
+    def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        """The critic steps' stage 2 of the holed ``images``: exact inside the holes (compiled on the CPU,
+        where outside them it is not computed faithfully), no gradient."""
+        x = images * (1.0 - mask)
+        if self.fast_pass is not None:
+            return self.fast_pass(x, mask)
+        with paddle.no_grad():
+            return self.generator(x, mask)[1]
+
+    def generator_changed(self) -> None:
+        """The generator's weights were updated (or replaced): the compiled pass must take them."""
+        if self.fast_pass is not None:
+            self.fast_pass.generator_changed()
 
 
 def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor) -> paddle.Tensor:
@@ -70,9 +88,7 @@ def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: C
     """The critic objective on ``batch``; ``alphas`` [2, B, 1, 1, 1] are the gradient penalty's
     interpolation factors (local, global). ``total_d_loss`` is what the critic step minimises."""
     images, mask, boxes = batch.images, batch.mask, batch.boxes
-    with paddle.no_grad():
-        _, x_stage2, _ = nets.generator(images * (1.0 - mask), mask)
-    completed = complete(images, mask, x_stage2)
+    completed = complete(images, mask, nets.completion_without_gradient(images, mask))
     local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
     scores = dict(zip(CRITIC_SCORES, (nets.local_critic(local_real), nets.local_critic(local_fake),
                                       nets.global_critic(images), nets.global_critic(completed))))
@@ -138,6 +154,7 @@ def generator_step(nets: Networks, batch: Batch, config: Config, update: Update,
     losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config, adversarial)
     losses["total_g_loss"].backward()
     update(nets.opt_g, nets.generator.parameters())
+    nets.generator_changed()
     nets.opt_d.clear_grad()
     scalars = {k: float(losses[k]) for k in LOGGED_GENERATOR if k in losses}
     return scalars, [batch.images, batch.mask, x_stage1.detach(), x_stage2.detach(), offsets]
