@@ -309,3 +309,19 @@ def test_readme_training_commands_are_valid_settings():
                 assert words[i] == "--resume", command
                 i += 1
         load_config(os.path.join(ROOT, config) if config else os.path.join(ROOT, "configs", "demo.yaml"), overrides)
+
+
+def test_a_second_ctrl_c_inside_paddle_still_stops_at_once(tmp_path, monkeypatch, capsys):
+    """A KeyboardInterrupt raised by the second Ctrl-C while Paddle's C++ runs (e.g. tracing the compiled
+    critic pass) can come out as another exception; it is still reported as the user's Ctrl-C."""
+    def interrupted_inside_paddle(self):
+        self.stop_signal, self.interrupted = signal.SIGINT, True
+        raise SystemError("<class 'UnicodeDecodeError'> returned a result with an exception set")
+
+    monkeypatch.setattr(Trainer, "iteration", interrupted_inside_paddle)
+    _, code = train_and_report(tiny_config(tmp_path / "run", "max_iters=5"))
+    assert code == 128 + signal.SIGINT
+    assert "stopped at once by Ctrl-C, without saving" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "iteration", lambda self: (_ for _ in ()).throw(SystemError("a real bug")))
+    with pytest.raises(SystemError, match="a real bug"):
+        train_and_report(tiny_config(tmp_path / "other", "max_iters=5"))

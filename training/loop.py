@@ -28,6 +28,7 @@ def install_stop_handlers(trainer: Trainer) -> dict[int, Any]:
     The handler writes with ``os.write``, which is safe inside a signal handler. Returns the old handlers."""
     def request_stop(signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and trainer.stop_signal:
+            trainer.interrupted = True
             raise KeyboardInterrupt
         if not trainer.stop_signal:
             trainer.request_stop(signum)
@@ -53,6 +54,12 @@ def train(config: Config, resume: bool = False) -> Trainer:
     trainer = Trainer(config, resume)
     try:
         return _train(trainer, resume)
+    except Exception as error:
+        # A second Ctrl-C raises KeyboardInterrupt wherever the main thread is; inside Paddle's C++ (e.g.
+        # while tracing the compiled critic pass) it surfaces as another exception. It is still the user's.
+        if trainer.interrupted:
+            raise KeyboardInterrupt from error
+        raise
     finally:
         trainer.close()
 

@@ -53,6 +53,7 @@ class Trainer:
         self.unreadable: set[int] = set()
         self.delivered: list[np.ndarray] = []
         self.stop_signal = 0           # set by a signal handler: finish the iteration, save, stop
+        self.interrupted = False       # set by a second Ctrl-C: stop at once, without saving
         self.stop_requested_at = 0.0   # time.monotonic() of that signal
         self.stopping = False          # agreed by every process at the end of an iteration
         paddle.seed(config.seed)
