@@ -19,9 +19,10 @@ import numpy as np
 import paddle
 
 from inpainting.compiled import CompiledGenerator
+from models.compiled import create_predictor
 from models.hole_reach import hole_reach
 from models.generator import InpaintGenerator
-from utils.cli import UserError
+from utils.errors import UserError
 from utils.streams import captured_output
 
 BACKENDS = ("eager", "compiled", "paddle-inference", "onnxruntime")
@@ -111,26 +112,13 @@ class PaddleInferenceRunner(_ExportedRunner):
     name = "paddle-inference"
 
     def __init__(self, folder: str, files: dict) -> None:
-        from paddle import inference
-
         program, params = (os.path.join(folder, files.get(key, "")) for key in ("program", "params"))
         for path in (program, params):
             if not os.path.isfile(path):
                 raise UserError(f"the exported model lacks {path}")
-        config = inference.Config(program, params)
         device = paddle.device.get_device()
-        if device.startswith("gpu"):
-            config.enable_use_gpu(256, int(device.partition(":")[2] or 0))
-        else:
-            config.disable_gpu()
-            config.enable_mkldnn()
-            config.set_cpu_math_library_num_threads(_threads())
-        if program.endswith(".json"):          # PIR programs (Paddle 3): memory reuse needs the new executor
-            config.enable_new_ir(True)
-            config.enable_new_executor(True)
-        config.enable_memory_optim()
-        config.disable_glog_info()
-        self.predictor = inference.create_predictor(config)
+        gpu = int(device.partition(":")[2] or 0) if device.startswith("gpu") else None
+        self.predictor = create_predictor(program, params, _threads(), gpu)
         self.first_run = True
 
     def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,25 @@ import paddle.nn as nn
 from models.generator import InpaintGenerator
 
 
+
+def create_predictor(program: str, params: str, threads: int, gpu: int | None = None):
+    """A Paddle Inference predictor for a saved program: on the CPU with oneDNN and ``threads`` math
+    threads, or on GPU ``gpu``; memory reuse on (PIR programs, Paddle 3, need the new executor for it)."""
+    from paddle import inference
+    config = inference.Config(program, params)
+    if gpu is not None:
+        config.enable_use_gpu(256, gpu)
+    else:
+        config.disable_gpu()
+        config.enable_mkldnn()
+        config.set_cpu_math_library_num_threads(threads)
+    if program.endswith(".json"):
+        config.enable_new_ir(True)
+        config.enable_new_executor(True)
+    config.enable_memory_optim()
+    config.disable_glog_info()
+    return inference.create_predictor(config)
+
 class Program:
     """``layer`` traced for inputs of ``shapes`` (float32), run by a Paddle Inference predictor on oneDNN
     with ``threads`` math threads. Call it with NumPy arrays; it returns the outputs as arrays."""
@@ -38,21 +57,11 @@ class Program:
 
     def refresh(self) -> None:
         """Take the layer's current weights (the trace is kept: only the weights are written again)."""
-        from paddle import inference
         with warnings.catch_warnings(), paddle.no_grad():
             warnings.simplefilter("ignore")           # Paddle's notes on tracing, not the user's business
             paddle.jit.save(self.static, self.prefix)
         program = self.prefix + (".json" if os.path.exists(self.prefix + ".json") else ".pdmodel")
-        config = inference.Config(program, self.prefix + ".pdiparams")
-        config.disable_gpu()
-        config.enable_mkldnn()
-        config.set_cpu_math_library_num_threads(self.threads)
-        if program.endswith(".json"):              # PIR programs (Paddle 3): memory reuse needs the new executor
-            config.enable_new_ir(True)
-            config.enable_new_executor(True)
-        config.enable_memory_optim()
-        config.disable_glog_info()
-        self.predictor = inference.create_predictor(config)
+        self.predictor = create_predictor(program, self.prefix + ".pdiparams", self.threads)
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         for name, array in zip(self.predictor.get_input_names(), arrays):
