@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 import cv2
 import numpy as np
 
+from fresh_process import measure_fresh
 from utils.environment import prepare_paddle
 
 prepare_paddle()
@@ -76,11 +76,10 @@ def table(args) -> None:
         command = [sys.executable, os.path.abspath(__file__), "--strategy", strategy, "--size", str(args.size),
                    "--hole", str(args.hole), "--repeats", str(args.repeats), "--device", args.device]
         command += ["--checkpoint", args.checkpoint] if args.checkpoint else []
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode:
-            print(f"{strategy:>8} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+        fields, failure = measure_fresh(command)
+        if fields is None:
+            print(f"{strategy:>8} failed: {failure}", flush=True)
             continue
-        fields = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
         rows[strategy] = float(fields["median_s"])
         kept = "identical" if fields["known_pixels_identical"] == "True" else "CHANGED"
         print(f"{strategy:>8} {rows[strategy]:>9.3f} {float(fields['peak_rss_mb']):>12.0f} {kept:>13}", flush=True)

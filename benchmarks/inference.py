@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np  # noqa: E402
 
+from fresh_process import measure_fresh  # noqa: E402
 from utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
@@ -119,11 +119,10 @@ def table(args) -> None:
                        str(args.repeats), "--device", args.device]
             command += ["--checkpoint", checkpoint] if checkpoint else []
             command += ["--backend", args.backend] if args.backend else []
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode:
-                print(f"{size:>6} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+            fields, failure = measure_fresh(command)
+            if fields is None:
+                print(f"{size:>6} failed: {failure}", flush=True)
                 continue
-            fields = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split())
             print(f"{size:>6} {float(fields['median_s']):>9.3f} {float(fields['peak_rss_mb']):>12.0f}  "
                   f"{fields['backend']}", flush=True)
 
