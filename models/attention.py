@@ -154,8 +154,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
     f_patches = _with_zero_patch(_same_unfold(resize_nearest(f, *fg), ksize, 1))
     b_patches = _same_unfold(resize_nearest(b, *bg), ksize, stride)
-    b_patches = b_patches / paddle.clip(paddle.sqrt(paddle.sum(b_patches * b_patches, axis=1, keepdim=True)),
-                                        min=1e-4)
+    b_patches = b_patches / patch_norm(b_patches)
 
     usable = _usable_background(mask if per_sample_mask or mask is None else mask[:1], bg, ksize, stride)
     cols = np.flatnonzero(usable.any(axis=0))
@@ -195,6 +194,14 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[height, width], kernel_sizes=2 * rate,
                strides=rate, paddings=[top, left, bottom, right])
     return y / 4.0, offsets
+
+
+def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
+    """Each background patch's L2 norm, at least 1e-4 (the official ``max(sqrt(sum of squares), 1e-4)``).
+    Clipped before the square root rather than after: the same values and, wherever the official gradient
+    is finite, the same gradient; but an all-zero patch (pmconv6 ends in a ReLU, so whole patches can be
+    zero) gets a zero gradient instead of 0 × ∞ = NaN, which ended demo runs after a few hundred updates."""
+    return paddle.sqrt(paddle.clip(paddle.sum(patches * patches, axis=1, keepdim=True), min=1e-8))
 
 
 def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, rows: np.ndarray) -> paddle.Tensor:

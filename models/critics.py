@@ -11,7 +11,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from models.layers import SameConv2D
+from models.layers import SameConv2D, tf_bias, tf_kernel
 
 
 class Critic(nn.Layer):
@@ -24,7 +24,7 @@ class Critic(nn.Layer):
             convs.append((f"conv{i}", SameConv2D(previous, width, 5, stride=2)))
             previous, side = width, -(-side // 2)
         self.convs = nn.Sequential(*convs)
-        self.fc = nn.Linear(previous * side * side, 1)
+        self.fc = nn.Linear(previous * side * side, 1, weight_attr=tf_kernel(), bias_attr=tf_bias())
         self.input_size = input_size
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
