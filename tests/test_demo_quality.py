@@ -2,9 +2,10 @@
 resolution, its learning rate and batch, the reconstruction phase) trained here for a bounded number of
 updates fills the holes of windows of the held-out pictures far better than the same network untrained.
 
-Measured here: hole L1 28.6 % untrained, 10.7 % after 300 updates, mean fill 7.6 % (Telea 4.3 %). A run
-this short does not beat mean fill yet, so this test asserts learning — less than half the untrained
-error, and within twice mean fill's — and the README reports where the full demo stands."""
+Measured here: hole L1 16.5 % untrained (TF's initialisation: the untrained model paints grey), 9.2 % after
+300 updates, mean fill 7.6 % (Telea 4.3 %). A run this short does not beat mean fill yet (at this size
+about 2,000 updates, two minutes, reach it), so this test asserts learning — under 0.7 of the untrained
+error and within 1.5 times mean fill's — and the README reports where the full demo stands."""
 from __future__ import annotations
 
 import dataclasses
@@ -47,5 +48,5 @@ def test_a_short_run_of_the_demo_recipe_learns_to_fill(tmp_path):
     config = load_config(None, [*SMALL, f"run_dir={tmp_path / 'run'}"], DEMO)
     assert train(config).step == 300
     after, _ = hole_l1(cli, config, tmp_path / "run")
-    assert after < 0.5 * before, f"hole L1 {before:.1f}% untrained, {after:.1f}% after 300 updates"
-    assert after < 2 * mean_fill, f"{after:.1f}% after 300 updates, mean fill {mean_fill:.1f}%"
+    assert after < 0.7 * before, f"hole L1 {before:.1f}% untrained, {after:.1f}% after 300 updates"
+    assert after < 1.5 * mean_fill, f"{after:.1f}% after 300 updates, mean fill {mean_fill:.1f}%"
