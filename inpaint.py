@@ -42,10 +42,11 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="output file, or folder when --image is a folder")
     parser.add_argument("--flow", help="also write the attention flow picture here (file or folder)")
     parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, gpu or gpu:N")
-    parser.add_argument("--hd-strategy", default="full", choices=CHOICES,
-                        help="full: the model sees the whole picture; crop: a window around each hole (big "
-                             "photos, fast); resize: a downscaled copy, only the hole upsampled; auto: crop "
-                             "over 1024 px on a side, else full")
+    parser.add_argument("--hd-strategy", default="auto", choices=CHOICES,
+                        help="full: the model sees the whole picture; crop: a window around each hole of the "
+                             "model's training size or more (big photos, fast); resize: a downscaled copy, only "
+                             "the hole upsampled; auto (default): crop over four training sides (1024 px for "
+                             "the official models, 256 for the demo's), else full")
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)

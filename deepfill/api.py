@@ -58,7 +58,8 @@ class Inpainter:
         self.device = pick_device(device, all_cpu_cores=True)
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
-        self._filler = _Filler(checkpoint.build_generator(), checkpoint.spec.channel_order)
+        self._filler = _Filler(checkpoint.build_generator(), checkpoint.spec.channel_order,
+                               training_size=checkpoint.spec.image_size)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> "Inpainter":

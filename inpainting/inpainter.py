@@ -43,13 +43,14 @@ class Inpainter:
     """
 
     def __init__(self, model: InpaintGenerator | Runner, channel_order: str = "RGB",
-                 compiled: bool | None = None) -> None:
+                 compiled: bool | None = None, training_size: int = 256) -> None:
         if isinstance(model, InpaintGenerator):
             if compiled is None:
                 compiled = paddle.device.get_device() == "cpu"
             model = CompiledRunner(model) if compiled else EagerRunner(model)
         self.runner = model
         self.channel_order = channel_order
+        self.training_size = training_size   # the side of the model's training pictures: the hd-strategy's windows
 
     def check_fits(self, height: int, width: int) -> None:
         """Refuse, before any work, a picture of this size that this model could not complete in memory."""

@@ -28,7 +28,8 @@ def open_model(path: str, backend: str | None = None) -> Inpainter:
                         f"(python tools/export_model.py --checkpoint {path} --output DIR)")
     checkpoint = load_checkpoint(path)
     compiled = None if backend is None else backend == "compiled"
-    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled)
+    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled,
+                     training_size=checkpoint.spec.image_size)
 
 
 def _open_export(folder: str, backend: str | None) -> Inpainter:
@@ -48,4 +49,4 @@ def _open_export(folder: str, backend: str | None) -> Inpainter:
         runner = PaddleInferenceRunner(folder, files["paddle"])
     else:
         runner = OnnxRuntimeRunner(os.path.join(folder, str(files["onnx"])))
-    return Inpainter(runner, info["channel_order"])
+    return Inpainter(runner, info["channel_order"], training_size=int(info.get("spec", {}).get("image_size", 256)))

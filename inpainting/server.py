@@ -27,7 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from inpainting.inpainter import Inpainter, TooLarge
-from inpainting.strategy import AUTO_CROP_SIDE, CHOICES, fill_picture
+from inpainting.strategy import CHOICES, auto_crop_side, fill_picture
 from models.checkpoint import latest_checkpoint
 from models.pretrained import cache_home, is_pretrained_name
 from models.spec import ModelSpec
@@ -155,8 +155,9 @@ _INPAINT_BODY = {
             "flow": {"type": "boolean", "default": False,
                      "description": "answer JSON with the picture and the attention-flow picture (base64 PNG)"},
             "hd_strategy": {"type": "string", "enum": list(CHOICES), "default": "full",
-                            "description": f"full: whole picture; crop: a window around each hole; resize: a "
-                                           f"downscaled copy; auto: crop over {AUTO_CROP_SIDE} px on a side"},
+                            "description": "full: whole picture; crop: a window around each hole; resize: a "
+                                           "downscaled copy; auto: crop over four times the model's training side "
+                                           "(1024 px for the official models; /api/model says)"},
         }}}},
 }
 _INPAINT_RESPONSES = {
@@ -219,7 +220,7 @@ def create_app(model: Model, max_pixels: int = DEFAULT_MAX_PIXELS, max_waiting: 
         return {"name": model.name, "source": model.spec.source, "channel_order": model.spec.channel_order,
                 "image_size": model.spec.image_size, "hole_size": model.spec.hole_size, "cnum": model.spec.cnum,
                 "device": model.device, "max_pixels": max_pixels, "hd_strategies": list(CHOICES),
-                "auto_crop_side": AUTO_CROP_SIDE}
+                "auto_crop_side": auto_crop_side(model.spec.image_size)}
 
     @app.post("/api/inpaint", summary="Fill the white part of the mask in the image",
               response_class=Response, openapi_extra={"requestBody": _INPAINT_BODY}, responses=_INPAINT_RESPONSES)

@@ -1,15 +1,17 @@
-"""How a big photo meets a model trained on 256×256 pictures with holes up to 128×128: the hd-strategy.
+"""How a big photo meets a model trained on small pictures (the official 256×256 with holes up to 128×128,
+the demo 64×64): the hd-strategy. Its sizes follow the model's training side T (``ModelSpec.image_size``,
+``Inpainter.training_size``); for the official models T = 256 gives the figures in brackets.
 
 * ``full`` runs the model on the whole picture (time and memory grow with its area: minutes and ~7 GB at
   2048² on a CPU).
-* ``crop`` runs it on a window around each hole: the hole's bounding box plus ``CROP_MARGIN`` pixels on every
-  side, at least ``CROP_MIN_SIDE`` on a side (the training size), cut to the picture; windows that overlap
-  are merged, so every hole sees all the context it would have inside its window. Cost follows the holes,
-  not the picture.
+* ``crop`` runs it on a window around each hole: the hole's bounding box plus T/2 pixels on every side
+  [128], at least T on a side [256], cut to the picture; windows that overlap are merged, so every hole
+  sees all the context it would have inside its window. Cost follows the holes, not the picture; and the
+  model sees pictures of the size it was trained on: the demo model fills the example cat's holes with
+  11.4 % L1 on the whole 451×300 picture, 6.1 % in 64×64 windows.
 * ``resize`` runs it on a copy whose longer side is ``RESIZE_SIDE`` and upsamples the filled hole only; fast,
   but the filling is as blurry as the downscale.
-* ``auto`` is ``crop`` for pictures over ``AUTO_CROP_SIDE`` pixels on a side, ``full`` otherwise (what the
-  page uses).
+* ``auto`` is ``crop`` for pictures over 4T pixels on a side [1024], ``full`` otherwise (what the page uses).
 
 Whatever the mode, only hole pixels change: every known pixel of the result is the input's.
 """
@@ -28,18 +30,21 @@ from utils.pixels import composite
 
 STRATEGIES = ("full", "crop", "resize")
 CHOICES = (*STRATEGIES, "auto")
-AUTO_CROP_SIDE = 1024
-CROP_MARGIN = 128
-CROP_MIN_SIDE = 256
 RESIZE_SIDE = 512
+OFFICIAL_SIDE = 256
 
 
-def resolve(strategy: str, height: int, width: int) -> str:
+def auto_crop_side(training_size: int = OFFICIAL_SIDE) -> int:
+    """Pictures with a side over this are filled in windows by ``auto``: four training sides."""
+    return 4 * training_size
+
+
+def resolve(strategy: str, height: int, width: int, training_size: int = OFFICIAL_SIDE) -> str:
     """The mode that runs for ``strategy`` on a height×width picture (``auto`` decided here)."""
     if strategy not in CHOICES:
         raise UserError(f"unknown hd-strategy {strategy!r} (choose one of {', '.join(CHOICES)})")
     if strategy == "auto":
-        return "crop" if max(height, width) > AUTO_CROP_SIDE else "full"
+        return "crop" if max(height, width) > auto_crop_side(training_size) else "full"
     return strategy
 
 
@@ -56,7 +61,7 @@ def _span(low: int, high: int, size: int, margin: int, min_side: int) -> tuple[i
     return low, high
 
 
-def crop_windows(hole: np.ndarray, margin: int = CROP_MARGIN, min_side: int = CROP_MIN_SIDE
+def crop_windows(hole: np.ndarray, margin: int = OFFICIAL_SIDE // 2, min_side: int = OFFICIAL_SIDE
                  ) -> list[tuple[int, int, int, int]]:
     """Disjoint windows (top, left, bottom, right) that together hold every hole pixel, each hole whole
     with at least ``margin`` pixels of context around its bounding box where the picture allows."""
@@ -91,11 +96,12 @@ def fill(inpainter: Inpainter, image_rgb: np.ndarray, hole: np.ndarray, strategy
     (white where nothing was attended) and the mode that ran.
     """
     height, width = hole.shape
-    mode = resolve(strategy, height, width)
+    side = inpainter.training_size
+    mode = resolve(strategy, height, width, side)
     if mode == "crop":
         completed = image_rgb.copy()
         flow = np.full_like(image_rgb, 255)
-        for top, left, bottom, right in crop_windows(hole):
+        for top, left, bottom, right in crop_windows(hole, side // 2, side):
             window = (slice(top, bottom), slice(left, right))
             completed[window], flow[window] = inpainter(image_rgb[window], hole[window])
         return completed, flow, mode

@@ -8,6 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
+from inpainting.strategy import crop_windows
+from models.checkpoint import load_checkpoint
 from tests.conftest import assert_refused, run_command
 
 
@@ -175,21 +177,26 @@ def test_png_metadata_warnings_do_not_make_a_picture_unreadable():
 
 def test_crop_strategy_fills_only_around_the_hole(golden_checkpoint, tmp_path):
     """``--hd-strategy crop`` on a picture much wider than its window: the hole is filled, every other pixel
-    is the input's, and the result is the one ``full`` gives on the window cut around the hole."""
+    is the input's, and the result is the one ``full`` gives on the window cut around the hole, sized from
+    the model's training side."""
     rng = np.random.default_rng(5)
     image = cv2.GaussianBlur(rng.integers(0, 256, (96, 700, 3)).astype(np.uint8), (0, 0), 3)
     hole = np.zeros((96, 700), bool)
     hole[30:60, 500:540] = True
     cv2.imwrite(str(tmp_path / "wide.png"), image)
     cv2.imwrite(str(tmp_path / "mask.png"), hole.astype(np.uint8) * 255)
-    window = (slice(0, 96), slice(372, 668))            # the hole's box + 128 on each side, cut to the picture
+    side = load_checkpoint(golden_checkpoint).spec.image_size      # the window: the hole's box + side/2 around
+    ((top, left, bottom, right),) = crop_windows(hole, side // 2, side)
+    assert right - left < 700 and (left, right) == (500 - side // 2, 540 + side // 2)
+    window = (slice(top, bottom), slice(left, right))
     cv2.imwrite(str(tmp_path / "window.png"), image[window])
     cv2.imwrite(str(tmp_path / "window_mask.png"), hole[window].astype(np.uint8) * 255)
     out, reference = str(tmp_path / "out.png"), str(tmp_path / "window_out.png")
     result = inpaint(golden_checkpoint, str(tmp_path / "wide.png"), str(tmp_path / "mask.png"), out,
                      "--hd-strategy", "crop")
     assert result.returncode == 0, result.stderr
-    result = inpaint(golden_checkpoint, str(tmp_path / "window.png"), str(tmp_path / "window_mask.png"), reference)
+    result = inpaint(golden_checkpoint, str(tmp_path / "window.png"), str(tmp_path / "window_mask.png"), reference,
+                     "--hd-strategy", "full")
     assert result.returncode == 0, result.stderr
     written = cv2.imread(out)
     assert (written[~hole] == image[~hole]).all() and (written[hole] != image[hole]).any()

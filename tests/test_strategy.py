@@ -41,8 +41,9 @@ def test_windows_hold_each_hole_with_its_margin_and_merge_when_they_overlap():
     assert len(merged) == 2 and merged[0][:2] == (0, 0) and merged[0][2:] == (338, 438)
 
 
-def test_auto_is_crop_over_1024_px_and_unknown_names_are_refused():
-    assert resolve("auto", 1024, 1024) == "full" and resolve("auto", 600, 1025) == "crop"
+def test_auto_is_crop_over_four_training_sides_and_unknown_names_are_refused():
+    assert resolve("auto", 1024, 1024) == "full" and resolve("auto", 600, 1025) == "crop"     # official: 256
+    assert resolve("auto", 256, 256, 64) == "full" and resolve("auto", 257, 100, 64) == "crop"  # the demo: 64
     assert resolve("resize", 10, 10) == "resize"
     with pytest.raises(UserError, match="unknown hd-strategy 'sideways'"):
         resolve("sideways", 10, 10)
@@ -51,14 +52,13 @@ def test_auto_is_crop_over_1024_px_and_unknown_names_are_refused():
 @pytest.mark.parametrize("mode", ["full", "crop", "resize"])
 def test_every_mode_keeps_known_pixels(inpainter, monkeypatch, mode):
     monkeypatch.setattr(strategy, "RESIZE_SIDE", 160)      # so that resize really shrinks this picture
-    monkeypatch.setattr(strategy, "CROP_MARGIN", 16)
-    monkeypatch.setattr(strategy, "CROP_MIN_SIDE", 64)      # so that crop cuts two windows out of it
+    monkeypatch.setattr(inpainter, "training_size", 64)     # windows of 64 + 32 margins: two of them here
     image = picture(200, 328)
     hole = np.zeros((200, 328), bool)
     hole[20:50, 30:70] = True
     hole[140:170, 250:300] = True
     if mode == "crop":
-        assert len(crop_windows(hole, 16, 64)) == 2
+        assert len(crop_windows(hole, 32, 64)) == 2
     original = np.dstack([image[:, :, ::-1], np.full((200, 328), 7, np.uint8)])     # BGRA, as read from file
     filled = fill_picture(inpainter, original, hole, mode)
     assert filled.mode == mode and filled.picture.shape == original.shape and filled.flow.shape == image.shape

@@ -14,6 +14,7 @@ const state = {
   picture: null,   // { blob, name, bitmap, width, height }: what the next fill starts from
   before: null,    // the picture before the last fill, for comparing
   undo: [], redo: [], eraser: false, busy: false, last: null, resultUrl: null, flowUrl: null,
+  autoCropSide: 1024,   // from /api/model: four times the model's training side
 };
 
 function showError(message) {
@@ -60,7 +61,8 @@ async function openPicture(blob, name) {
   showTab("picture");
   fit();
   document.body.dataset.state = "ready";
-  const hint = Math.max(bitmap.width, bitmap.height) > 1024 ? " (over 1024 px: auto mode fills around each hole)" : "";
+  const side = state.autoCropSide;
+  const hint = Math.max(bitmap.width, bitmap.height) > side ? ` (over ${side} px: auto mode fills around each hole)` : "";
   setStatus(`${state.picture.name}: ${bitmap.width}×${bitmap.height}${hint}. Paint over what should disappear.`);
   updateButtons();
 }
@@ -396,6 +398,10 @@ fetch("/api/model")
   .then((model) => {
     $("model").textContent = `${model.name} · trained on ${model.image_size}×${model.image_size} pictures ` +
       `with holes up to ${model.hole_size}×${model.hole_size} · ${model.device}`;
+    state.autoCropSide = model.auto_crop_side;
+    const auto = `crop for pictures over ${model.auto_crop_side} px on a side, else full`;
+    $("strategy").title = `How big pictures are filled: auto = ${auto}`;
+    $("strategy").querySelector('option[value="auto"]').title = auto;
   })
   .catch((error) => showError(`Cannot ask the server about its model (${error.message}); is app.py running?`));
 setBrushSize(brushSize());
