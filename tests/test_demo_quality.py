@@ -1,14 +1,12 @@
-"""The demo recipe learns to inpaint: a small version of it (the same pictures, windows at their own
-resolution, its learning rate and batch, the reconstruction phase) trained here for a bounded number of
-updates fills the holes of windows of the held-out pictures far better than the same network untrained.
+"""The demo recipe learns to inpaint: its first 800 updates (the reconstruction phase at the demo's own
+geometry, pictures, learning rate and batch; about 3.5 minutes on one core) already fill the holes of the
+48 held-out windows that ``python test.py`` evaluates clearly better than mean fill.
 
-Measured here: hole L1 16.5 % untrained (TF's initialisation: the untrained model paints grey), 9.2 % after
-300 updates, mean fill 7.6 % (Telea 4.3 %). A run this short does not beat mean fill yet (at this size
-about 2,000 updates, two minutes, reach it), so this test asserts learning — under 0.7 of the untrained
-error and within 1.5 times mean fill's — and the README reports where the full demo stands."""
+Measured here: hole L1 8.0 % after 750 updates, 7.56 % for the whole demo (1550 updates), mean fill 9.20 %
+(Telea 5.59 %). With Paddle's default initialisation instead of TF's, or at lr 3e-4, 1000 updates were at
+or behind mean fill (9.3–10 %), so this test catches a recipe that stops learning."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 
@@ -18,10 +16,7 @@ from training.loop import train
 from utils.config import load_config
 
 DEMO = os.path.join(ROOT, "configs", "demo.yaml")
-# Half the demo's geometry and width, so that it trains in well under a minute on one core; pictures,
-# learning rate, batch and holes are the demo's own.
-SMALL = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "reconstruction_iters=300", "max_iters=300",
-         "log_every=100", "sample_every=300", "save_every=300", "keep_checkpoints=0"]
+UPDATES = 800
 
 
 def evaluation_module():
@@ -31,22 +26,14 @@ def evaluation_module():
     return module
 
 
-def hole_l1(cli, config, run_dir) -> tuple[float, float]:
-    """Hole L1 (%) of the run's model and of mean fill on 4 windows of each held-out picture."""
-    config = dataclasses.replace(config, val_windows=4)
+def test_the_demo_recipe_beats_mean_fill_on_held_out_windows(tmp_path):
+    config = load_config(None, [f"reconstruction_iters={UPDATES}", f"max_iters={UPDATES}", f"run_dir={tmp_path}",
+                                f"sample_every={UPDATES}", f"save_every={UPDATES}", "keep_checkpoints=0"], DEMO)
+    assert train(config).step == UPDATES
+    cli = evaluation_module()
     paths = cli.list_sources(config.val_data)
     holes, _ = cli.hole_source(config, len(paths) * config.val_windows)
-    report = cli.evaluate(config, load_checkpoint(str(run_dir)), paths, holes, ["mean_fill"])
-    return report["model"]["l1_hole"], report["baselines"]["mean_fill"]["l1_hole"]
-
-
-def test_a_short_run_of_the_demo_recipe_learns_to_fill(tmp_path):
-    cli = evaluation_module()
-    untrained = load_config(None, [*SMALL, "max_iters=1", f"run_dir={tmp_path / 'untrained'}"], DEMO)
-    train(untrained)
-    before, mean_fill = hole_l1(cli, untrained, tmp_path / "untrained")
-    config = load_config(None, [*SMALL, f"run_dir={tmp_path / 'run'}"], DEMO)
-    assert train(config).step == 300
-    after, _ = hole_l1(cli, config, tmp_path / "run")
-    assert after < 0.7 * before, f"hole L1 {before:.1f}% untrained, {after:.1f}% after 300 updates"
-    assert after < 1.5 * mean_fill, f"{after:.1f}% after 300 updates, mean fill {mean_fill:.1f}%"
+    report = cli.evaluate(config, load_checkpoint(str(tmp_path)), paths, holes, ["mean_fill"])
+    model, mean_fill = report["model"]["l1_hole"], report["baselines"]["mean_fill"]["l1_hole"]
+    assert report["count"] == 48
+    assert model < 0.93 * mean_fill, f"hole L1 {model:.2f}% after {UPDATES} updates, mean fill {mean_fill:.2f}%"

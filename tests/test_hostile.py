@@ -361,6 +361,8 @@ class Unchanged:
     """Stands in for the model where only the files around it are tested: returns the picture as given,
     and estimates memory as the checkpoint's eager path does."""
 
+    training_size = 256
+
     def check_fits(self, height, width):
         from inpainting.inpainter import check_memory
         from inpainting.runners import BYTES_PER_PIXEL
