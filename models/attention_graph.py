@@ -31,6 +31,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
+from models.attention import patch_norm
 from models.layers import resize_nearest, same_padding
 
 
@@ -106,8 +107,7 @@ def contextual_attention_graph(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.
     small_b = resize_nearest(b, *bg)
 
     patches = _unfold_same(small_b, ksize, stride)
-    norm = paddle.sqrt(paddle.sum(patches * patches, axis=1, keepdim=True))
-    patches = patches / paddle.clip(norm, min=1e-4)
+    patches = patches / patch_norm(patches)
     scores = paddle.matmul(_unfold_same(small_f, ksize, 1), patches, transpose_x=True)
     if fuse:
         scores = _fuse(scores, fg, bg, fuse_k)
