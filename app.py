@@ -65,8 +65,7 @@ def main() -> None:
     requested = args.checkpoint or default_checkpoint()
     checkpoint = load_checkpoint(requested)
     pick_device(args.device, all_cpu_cores=True)
-    model = Model(Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order,
-                            training_size=checkpoint.spec.image_size), checkpoint.spec,
+    model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec,
                   model_name(requested, checkpoint.path), paddle.device.get_device())
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))
 

@@ -217,7 +217,7 @@ def evaluate(config: Config, checkpoint: Checkpoint, paths: list[str], holes: Ho
              save_dir: str | None = None) -> dict:
     """Metrics of the model and ``baselines`` over the views of ``paths`` (``val_windows`` each; view i
     gets hole i), averaged over the views of the readable pictures (at least one: ``check_readable``)."""
-    inpainter = Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
+    inpainter = Inpainter.from_checkpoint(checkpoint)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in (MODEL, *baselines)}
     truth_tv, truth_tv_hole, skipped, strips = [], [], [], []
     windows = config.val_windows

@@ -58,8 +58,7 @@ class Inpainter:
         self.device = pick_device(device, all_cpu_cores=True)
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
-        self._filler = _Filler(checkpoint.build_generator(), checkpoint.spec.channel_order,
-                               training_size=checkpoint.spec.image_size)
+        self._filler = _Filler.from_checkpoint(checkpoint)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> "Inpainter":

@@ -12,6 +12,7 @@ import numpy as np
 import paddle
 
 from inpainting.runners import CompiledRunner, EagerRunner, Runner
+from models.checkpoint import Checkpoint
 from models.generator import InpaintGenerator
 from utils.errors import UserError
 from utils.device import available_bytes
@@ -51,6 +52,13 @@ class Inpainter:
         self.runner = model
         self.channel_order = channel_order
         self.training_size = training_size   # the side of the model's training pictures: the hd-strategy's windows
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, compiled: bool | None = None) -> "Inpainter":
+        """The checkpoint's generator, fed in its channel order, with the hd-strategy's windows sized from
+        its training pictures."""
+        return cls(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled,
+                   training_size=checkpoint.spec.image_size)
 
     def check_fits(self, height: int, width: int) -> None:
         """Refuse, before any work, a picture of this size that this model could not complete in memory."""

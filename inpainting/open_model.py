@@ -28,8 +28,7 @@ def open_model(path: str, backend: str | None = None) -> Inpainter:
                         f"(python tools/export_model.py --checkpoint {path} --output DIR)")
     checkpoint = load_checkpoint(path)
     compiled = None if backend is None else backend == "compiled"
-    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled,
-                     training_size=checkpoint.spec.image_size)
+    return Inpainter.from_checkpoint(checkpoint, compiled)
 
 
 def _open_export(folder: str, backend: str | None) -> Inpainter:
