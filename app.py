@@ -64,7 +64,7 @@ def main() -> None:
     sock = listen(args.host, args.port)
     requested = args.checkpoint or default_checkpoint()
     checkpoint = load_checkpoint(requested)
-    pick_device(args.device, all_cpu_cores=True)
+    pick_device(args.device)
     model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec,
                   model_name(requested, checkpoint.path), paddle.device.get_device())
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))

@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
-    pick_device(args.device, all_cpu_cores=True)
+    pick_device(args.device)
     inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):

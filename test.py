@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     check_readable(paths, config)
     holes, largest_hole = hole_source(config, len(paths) * config.val_windows)
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
-    pick_device(config.device, all_cpu_cores=True)
+    pick_device(config.device)
     report = evaluate(config, checkpoint, paths, holes, baselines, args.save_dir)
     report.update({"baselines_skipped": unavailable, "checkpoint": checkpoint.path,
                    "model_spec": checkpoint.spec.to_dict(),

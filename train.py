@@ -65,7 +65,7 @@ def main() -> None:
                         help="override settings (repeatable; the keys are listed below)")
     args = parser.parse_args()
     config = load_config(args.config, args.set, DEMO_CONFIG)
-    pick_device(config.device)
+    pick_device(config.device, config.cpu_threads)
     DataParallel.start()
     trainer, code = train_and_report(config, args.resume)
     if code:

@@ -41,7 +41,7 @@ PICTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def measure(args) -> None:
     """Time one mode in this process and print ``strategy=S ... median_s=X peak_rss_mb=Y`` last."""
-    pick_device(args.device, all_cpu_cores=True)
+    pick_device(args.device)
     if args.checkpoint:
         generator = load_checkpoint(args.checkpoint).build_generator()
     else:

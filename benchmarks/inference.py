@@ -71,7 +71,7 @@ def open_backend(checkpoint: str | None, backend: str | None, scratch: str):
 
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
-    device = pick_device(args.device, all_cpu_cores=True)
+    device = pick_device(args.device)
     with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
         inpainter = open_backend(args.checkpoint, args.backend, scratch)
     size = args.size

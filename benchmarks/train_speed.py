@@ -129,7 +129,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         overrides = [*args.set, "data=demo"]
         config = load_config(args.config, [*overrides, f"run_dir={folder}/a"])
-        device = pick_device(config.device)
+        device = pick_device(config.device, config.cpu_threads)
         clock = PhaseClock()
         if args.phases:
             instrument_algorithm(clock)

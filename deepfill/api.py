@@ -55,7 +55,7 @@ class Inpainter:
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
-        self.device = pick_device(device, all_cpu_cores=True)
+        self.device = pick_device(device)
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
         self._filler = _Filler.from_checkpoint(checkpoint)

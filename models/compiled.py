@@ -21,6 +21,7 @@ import paddle
 import paddle.nn as nn
 
 from models.generator import InpaintGenerator
+from utils.device import restore_cpu_threads
 
 
 
@@ -62,11 +63,13 @@ class Program:
             paddle.jit.save(self.static, self.prefix)
         program = self.prefix + (".json" if os.path.exists(self.prefix + ".json") else ".pdmodel")
         self.predictor = create_predictor(program, self.prefix + ".pdiparams", self.threads)
+        restore_cpu_threads()
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         for name, array in zip(self.predictor.get_input_names(), arrays):
             self.predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(array, np.float32))
         self.predictor.run()
+        restore_cpu_threads()
         return [self.predictor.get_output_handle(name).copy_to_cpu()
                 for name in self.predictor.get_output_names()]
 

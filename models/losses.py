@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
+from models.convolution import grad_inputs
+
 
 def spatial_discount(height: int, width: int, gamma: float) -> np.ndarray:
     """Weight ``max(γ^min(i, H-i), γ^min(j, W-j))``: pixels near the known border count more, because
@@ -58,6 +60,6 @@ def gradient_penalty(critic: paddle.nn.Layer, real: paddle.Tensor, fake: paddle.
     """mean((‖∇D(x̂) ⊙ mask‖ − 1)²) at x̂ = real + α (fake − real), one α per sample, norm over the hole."""
     interpolates = (real + alpha * (fake - real)).detach()
     interpolates.stop_gradient = False
-    gradient = paddle.grad(critic(interpolates), interpolates, create_graph=True)[0]
+    gradient = paddle.grad(critic(interpolates), grad_inputs([interpolates], critic.parameters()), create_graph=True)[0]
     slopes = paddle.sqrt(paddle.sum(gradient * gradient * mask, axis=[1, 2, 3]))
     return paddle.mean((slopes - 1.0) ** 2)

@@ -17,6 +17,7 @@ import pytest
 
 from data.masks import Box
 from models.checkpoint import load_checkpoint
+from models.convolution import onednn_active, use_onednn
 from models.official import critic_tf_name, generator_tf_name, to_tf_layout
 from tests.conftest import nchw
 from tests.golden_data import gradient_projection
@@ -32,19 +33,22 @@ LOSS_NAMES = {"l1_loss": "l1_loss", "ae_loss": "ae_loss", "g_loss_local": "g_los
               "g_loss": "total_g_loss", "d_loss": "total_d_loss"}
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["compiled-critic-pass", "eager"])
+@pytest.fixture(scope="module", params=[(True, True), (False, True), (False, False)],
+                ids=["compiled-critic-pass", "eager", "paddle-kernels"])
 def step(request, golden_checkpoint, train_step_golden):
     """One step of the library's objective on the official inputs: losses and gradients in the official
-    names and layout; the critic step's generator pass compiled on oneDNN (the CPU's default) or eager."""
+    names and layout; the critic step's generator pass compiled (the CPU's default) or eager, the
+    convolutions and their gradients on oneDNN (the CPU's default) or on Paddle's own kernels."""
     golden = train_step_golden
     images = nchw(golden["x"])
     count, size = images.shape[0], images.shape[2]
     top, left, height, width = (int(v) for v in golden["local_box"])
     config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32",
-                                f"compiled_critic_pass={request.param}"])
+                                f"compiled_critic_pass={request.param[0]}", f"onednn={request.param[1]}"])
     paddle.seed(0)
     nets = Networks(config)
-    assert (nets.fast_pass is not None) == request.param
+    assert (nets.fast_pass is not None) == request.param[0]
+    assert onednn_active() == request.param[1]
     checkpoint = load_checkpoint(golden_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
     nets.local_critic.set_state_dict(checkpoint.critics["critic_local"])
@@ -68,6 +72,7 @@ def step(request, golden_checkpoint, train_step_golden):
         gradients[generator_tf_name(name)] = to_tf_layout(name, parameter.grad.numpy(), 0)
     losses = {**{k: float(v) for k, v in d_losses.items() if v.size == 1},
               **{k: float(v) for k, v in g_losses.items()}}
+    use_onednn(True)
     return {"losses": losses, "gradients": gradients, "discount": nets.discount.numpy()[0, 0]}
 
 

@@ -19,6 +19,7 @@ test can run exactly this code on the official graph's inputs.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,8 +27,10 @@ import numpy as np
 import paddle
 
 from data.masks import Box
+from models.convolution import use_onednn
 from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
+from models.hole_reach import hole_reach
 from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
                            wgan_critic_loss, wgan_generator_loss)
 from training.fast_pass import CompiledCriticPass
@@ -62,7 +65,9 @@ class Networks:
         self.discount = paddle.to_tensor(
             spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
         on_cpu = paddle.device.get_device() == "cpu"
-        self.fast_pass = CompiledCriticPass(self.generator) if config.compiled_critic_pass and on_cpu else None
+        use_onednn(config.onednn)
+        threads = config.cpu_threads or len(os.sched_getaffinity(0))
+        self.fast_pass = CompiledCriticPass(self.generator, threads) if config.compiled_critic_pass and on_cpu else None
 
     def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
         """The critic steps' stage 2 of the holed ``images``: exact inside the holes (compiled on the CPU,
@@ -71,7 +76,7 @@ class Networks:
         if self.fast_pass is not None:
             return self.fast_pass(x, mask)
         with paddle.no_grad():
-            return self.generator(x, mask)[1]
+            return self.generator(x, mask, hole_reach(self.generator.refine, mask.numpy()))[1]
 
     def generator_changed(self) -> None:
         """The generator's weights were updated (or replaced): the compiled pass must take them."""

@@ -73,6 +73,9 @@ class Config:
     baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
     compiled_critic_pass: bool = setting(True, "on the CPU, run the critic steps' generator pass (no gradient) "
                                          "compiled on oneDNN, 2-3x faster; false: Paddle's eager kernels")
+    onednn: bool = setting(True, "on the CPU, run the convolutions and their gradients on oneDNN, 2-4x faster "
+                           "than Paddle's own CPU kernels; false: Paddle's own")
+    cpu_threads: int = setting(0, "math threads on the CPU (0 = one per core)")
     device: str = setting("auto", 'auto (GPU if there is one), cpu, gpu or gpu:N')
     seed: int = setting(2018, "seed of the data order, crops, holes and weights")
 

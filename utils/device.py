@@ -8,7 +8,7 @@ import paddle
 from utils.errors import UserError
 
 
-def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
+def pick_device(requested: str = "auto", cpu_threads: int = 0) -> str:
     """``auto`` → the first GPU when Paddle was built with CUDA and sees one, else the CPU.
 
     Paddle's CPU math library runs on one thread by default. ``all_cpu_cores`` lets inference use every
@@ -26,9 +26,23 @@ def pick_device(requested: str = "auto", all_cpu_cores: bool = False) -> str:
         place = paddle.set_device(requested)
     except (ValueError, RuntimeError) as error:
         raise UserError(f"cannot use device {requested!r}: {error}".splitlines()[0]) from None
-    if all_cpu_cores and requested == "cpu" and hasattr(paddle, "base"):
-        paddle.base.core.set_num_threads(len(os.sched_getaffinity(0)))
+    if requested == "cpu":
+        global _threads
+        _threads = cpu_threads or len(os.sched_getaffinity(0))
+        restore_cpu_threads()
     return place
+
+
+_threads = 1
+
+
+def restore_cpu_threads() -> None:
+    """Set the math threads back to ``pick_device``'s choice. A Paddle Inference predictor leaves the
+    calling thread's OpenMP count at 1 after it is built or run, and oneDNN fixes a primitive's thread
+    count when the primitive is created — so without this, every convolution first run after a compiled
+    pass (the critic steps' backward, say) would stay on one thread."""
+    if hasattr(paddle, "base"):
+        paddle.base.core.set_num_threads(_threads)
 
 
 def available_bytes() -> int | None:

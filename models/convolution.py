@@ -1,0 +1,120 @@
+"""The 2-D convolution every layer of the model runs (``conv2d``): on the CPU in eager mode on oneDNN
+(``utils.onednn``, 2–4× Paddle's own CPU kernels), elsewhere Paddle's ``F.conv2d``.
+
+Training needs gradients of the first order (every step) and of the second (the critics' gradient
+penalty differentiates a gradient). Both follow from one fact: the gradients of a convolution are again
+convolutions of the same geometry. With y = conv(x, w) + b,
+
+* dx = backward_data(dy, w) and (dw, db) = backward_weights(x, dy) (``_Convolution``);
+* backward_data is linear in dy and in w: its gradients are conv(g, w) and backward_weights(g, dy)
+  (``_BackwardData``);
+* backward_weights is linear in x and in dy: its gradients are backward_data(dy, g_w) and
+  conv(x, g_w) + g_b (``_BackwardWeights``).
+
+Each is a ``PyLayer`` whose backward calls the others, so derivatives of any order are exact and run on
+oneDNN. GPU tensors, static graphs (``paddle.jit`` exports and the compiled inference programs) and other
+dtypes take Paddle's kernels, as does everything when ``use_onednn(False)`` or when oneDNN cannot be used.
+
+One caveat of Paddle's ``PyLayer``: its backward must return None for an input whose gradient is not
+wanted, and ``paddle.grad(out, inputs=[x])`` marks the weights as not wanted without telling the layer.
+Code that calls ``paddle.grad`` through these convolutions therefore asks for the parameters' gradients
+too (``grad_inputs``) and ignores them; only the gradient penalty does.
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn.functional as F
+from paddle.autograd import PyLayer
+
+from utils import onednn
+from utils.onednn import Geometry
+
+_enabled = True
+
+
+def use_onednn(enabled: bool) -> None:
+    """Whether CPU convolutions in eager mode run on oneDNN (the default) or on Paddle's own kernels."""
+    global _enabled
+    _enabled = enabled
+
+
+def onednn_active() -> bool:
+    """Whether eager CPU convolutions currently run on oneDNN."""
+    return _enabled and onednn.instance() is not None
+
+
+def grad_inputs(inputs: list[paddle.Tensor], parameters: list[paddle.Tensor]) -> list[paddle.Tensor]:
+    """The inputs to pass to ``paddle.grad`` for the gradients of ``inputs`` through layers with these
+    ``parameters``: with oneDNN, the trainable parameters are appended (see the module's docstring)."""
+    if not onednn_active():
+        return inputs
+    return [*inputs, *[p for p in parameters if not p.stop_gradient]]
+
+
+def _dense(x: paddle.Tensor) -> paddle.Tensor:
+    return x.contiguous() if hasattr(x, "is_contiguous") and not x.is_contiguous() else x
+
+
+def _wants(*tensors: paddle.Tensor) -> tuple[bool, ...]:
+    return tuple(not t.stop_gradient for t in tensors)
+
+
+class _Convolution(PyLayer):
+    @staticmethod
+    def forward(ctx, x, w, b, geometry: Geometry):
+        ctx.geometry, ctx.wants = geometry, _wants(x, w, b)
+        ctx.save_for_backward(x, w)
+        return onednn.instance().forward(x, w, b, geometry)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensor()
+        dy = _dense(dy)
+        dx = _BackwardData.apply(dy, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
+        dw = db = None
+        if ctx.wants[1] or ctx.wants[2]:
+            dw, db = _BackwardWeights.apply(x, dy, tuple(w.shape[2:]), ctx.geometry)
+        return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+
+
+class _BackwardData(PyLayer):
+    @staticmethod
+    def forward(ctx, dy, w, x_shape: tuple[int, ...], geometry: Geometry):
+        ctx.geometry, ctx.wants = geometry, _wants(dy, w)
+        ctx.save_for_backward(dy, w)
+        return onednn.instance().backward_data(dy, w, x_shape, geometry)
+
+    @staticmethod
+    def backward(ctx, g):
+        dy, w = ctx.saved_tensor()
+        g = _dense(g)
+        d_dy = _Convolution.apply(g, w, paddle.zeros([w.shape[0]], w.dtype), ctx.geometry) if ctx.wants[0] else None
+        d_w = _BackwardWeights.apply(g, dy, tuple(w.shape[2:]), ctx.geometry)[0] if ctx.wants[1] else None
+        return d_dy, d_w
+
+
+class _BackwardWeights(PyLayer):
+    @staticmethod
+    def forward(ctx, x, dy, kernel: tuple[int, int], geometry: Geometry):
+        ctx.geometry, ctx.wants = geometry, _wants(x, dy)
+        ctx.save_for_backward(x, dy)
+        return onednn.instance().backward_weights(x, dy, kernel, geometry)
+
+    @staticmethod
+    def backward(ctx, g_w, g_b):
+        x, dy = ctx.saved_tensor()
+        g_w = _dense(g_w)
+        d_x = _BackwardData.apply(dy, g_w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
+        d_dy = _Convolution.apply(x, g_w, _dense(g_b), ctx.geometry) if ctx.wants[1] else None
+        return d_x, d_dy
+
+
+def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int, dilation: int,
+           padding: tuple[int, int, int, int]) -> paddle.Tensor:
+    """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), on oneDNN where it applies."""
+    if (_enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
+            and len(x.shape) == 4 and onednn.instance() is not None):
+        if bias is None:
+            bias = paddle.zeros([weight.shape[0]], weight.dtype)
+        return _Convolution.apply(_dense(x), _dense(weight), bias, Geometry(stride, dilation, tuple(padding)))
+    return F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))

@@ -1,0 +1,99 @@
+"""The CPU's convolutions on oneDNN (``models.convolution``, ``utils.onednn``): the same values and the same
+first and second derivatives as Paddle's own kernels, for every geometry the model uses; and the CPU's
+thread count survives a compiled pass (oneDNN fixes a primitive's threads when it is built)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from models import convolution
+from models.layers import resize_nearest, upsample_twice
+from utils import onednn
+
+GEOMETRIES = [  # input shape, kernel, stride, dilation, TF-'SAME' padding (top, bottom, left, right)
+    ((2, 5, 16, 16), 5, 1, 1, (2, 2, 2, 2)),     # conv1: the 5-channel input
+    ((2, 8, 16, 16), 3, 2, 1, (0, 1, 0, 1)),     # stride 2 on an even side pads after only
+    ((2, 8, 16, 12), 3, 1, 4, (4, 4, 4, 4)),     # dilated, not square
+    ((1, 3, 17, 17), 5, 2, 1, (2, 2, 2, 2)),     # a critic's first layer, odd side
+]
+
+
+@pytest.fixture(autouse=True)
+def onednn_back_on():
+    yield
+    convolution.use_onednn(True)
+
+
+def test_onednn_is_used_on_this_machine():
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("Paddle ships oneDNN on x86-64 only")
+    assert onednn.instance() is not None, onednn.unavailable_reason()
+    assert convolution.onednn_active()
+
+
+def _run(use_onednn: bool, x0, w0, b0, geometry) -> list[np.ndarray]:
+    """y, the input gradient of a score (kept in the graph), and the gradients of score + a penalty on that
+    input gradient — the critic's gradient-penalty pattern, which needs second derivatives."""
+    convolution.use_onednn(use_onednn)
+    x = paddle.to_tensor(x0, stop_gradient=False)
+    w, b = paddle.to_tensor(w0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
+    y = convolution.conv2d(x, w, b, *geometry)
+    score = (F.leaky_relu(y, 0.2) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
+    gradient = paddle.grad(score, convolution.grad_inputs([x], [w, b]), create_graph=True)[0]
+    total = score + ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean()
+    total.backward()
+    return [t.numpy() for t in (y, gradient, x.grad, w.grad, b.grad)]
+
+
+@pytest.mark.parametrize("shape,kernel,stride,dilation,padding", GEOMETRIES)
+def test_onednn_matches_paddle_to_the_second_derivative(shape, kernel, stride, dilation, padding):
+    generator = np.random.default_rng(len(shape) + kernel + stride + dilation)
+    x0 = generator.standard_normal(shape).astype(np.float32)
+    w0 = (0.2 * generator.standard_normal((6, shape[1], kernel, kernel))).astype(np.float32)
+    b0 = generator.standard_normal(6).astype(np.float32)
+    ours = _run(True, x0, w0, b0, (stride, dilation, padding))
+    theirs = _run(False, x0, w0, b0, (stride, dilation, padding))
+    for name, a, b in zip(("output", "input gradient", "x grad", "w grad", "b grad"), ours, theirs):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+
+
+def test_frozen_inputs_get_no_gradient():
+    x = paddle.randn([1, 4, 8, 8])                  # stop_gradient: an image, not a parameter
+    w = paddle.to_tensor(np.ones((2, 4, 3, 3), np.float32), stop_gradient=False)
+    b = paddle.zeros([2])
+    convolution.conv2d(x, w, b, 1, 1, (1, 1, 1, 1)).sum().backward()
+    assert x.grad is None and b.grad is None
+    assert w.grad is not None and float(w.grad.abs().sum()) > 0
+
+
+def test_thread_count_survives_a_compiled_pass():
+    """A Paddle Inference predictor leaves OpenMP at one thread; ``restore_cpu_threads`` sets it back."""
+    from models.compiled import Program
+    from utils.device import pick_device
+    iomp = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
+    pick_device("cpu", 2)
+    try:
+        program = Program(paddle.nn.Conv2D(3, 4, 3), [[1, 3, 8, 8]], 1)
+        program(np.zeros((1, 3, 8, 8), np.float32))
+        assert iomp.omp_get_max_threads() == 2
+    finally:
+        pick_device("cpu", 1)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (8, 8), (31, 64), (128, 96)])
+def test_upsample_twice_is_the_official_nearest_resize(height, width):
+    x = paddle.to_tensor(np.random.default_rng(height).random((2, 3, height, width), np.float32),
+                         stop_gradient=False)
+    weights = paddle.to_tensor(np.random.default_rng(width).random((2, 3, 2 * height, 2 * width), np.float32))
+    fast, slow = upsample_twice(x), resize_nearest(x, 2 * height, 2 * width)
+    assert np.array_equal(fast.numpy(), slow.numpy())
+    (fast_grad,) = paddle.grad((fast * weights).sum(), x)
+    (slow_grad,) = paddle.grad((slow * weights).sum(), x)
+    np.testing.assert_allclose(fast_grad.numpy(), slow_grad.numpy(), atol=1e-6)
