@@ -109,12 +109,54 @@ class _BackwardWeights(PyLayer):
         return d_x, d_dy
 
 
+class _ConvolutionELU(PyLayer):
+    """ELU(conv(x, w) + b) in one oneDNN pass; first derivatives only (the generator's layers, which
+    nothing differentiates twice)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geometry: Geometry):
+        ctx.geometry, ctx.wants = geometry, _wants(x, w, b)
+        y = onednn.instance().forward(x, w, b, geometry, elu=True)
+        ctx.save_for_backward(x, w, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        if paddle.is_grad_enabled():
+            raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
+        x, w, y = ctx.saved_tensor()
+        dz = onednn.instance().elu_backward(_dense(dy), y)
+        dx = onednn.instance().backward_data(dz, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
+        dw = db = None
+        if ctx.wants[1] or ctx.wants[2]:
+            dw, db = onednn.instance().backward_weights(x, dz, tuple(w.shape[2:]), ctx.geometry)
+        return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+
+
+@paddle.jit.not_to_static
+def _runs_on_onednn(x: paddle.Tensor) -> bool:
+    return (_enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
+            and len(x.shape) == 4 and onednn.instance() is not None)
+
+
+@paddle.jit.not_to_static
+def _onednn_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, geometry: Geometry,
+                   elu: bool) -> paddle.Tensor:
+    if bias is None:
+        bias = paddle.zeros([weight.shape[0]], weight.dtype)
+    x, weight = _dense(x), _dense(weight)
+    if not elu:
+        return _Convolution.apply(x, weight, bias, geometry)
+    if not paddle.is_grad_enabled() or (x.stop_gradient and weight.stop_gradient and bias.stop_gradient):
+        return onednn.instance().forward(x, weight, bias, geometry, elu=True)
+    return _ConvolutionELU.apply(x, weight, bias, geometry)
+
+
 def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int, dilation: int,
-           padding: tuple[int, int, int, int]) -> paddle.Tensor:
-    """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), on oneDNN where it applies."""
-    if (_enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
-            and len(x.shape) == 4 and onednn.instance() is not None):
-        if bias is None:
-            bias = paddle.zeros([weight.shape[0]], weight.dtype)
-        return _Convolution.apply(_dense(x), _dense(weight), bias, Geometry(stride, dilation, tuple(padding)))
-    return F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))
+           padding: tuple[int, int, int, int], elu: bool = False) -> paddle.Tensor:
+    """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), followed by ``F.elu`` if
+    ``elu``; on oneDNN where it applies (with the ELU fused into the convolution there)."""
+    if _runs_on_onednn(x):
+        return _onednn_conv2d(x, weight, bias, Geometry(stride, dilation, tuple(padding)), elu)
+    y = F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))
+    return F.elu(y) if elu else y

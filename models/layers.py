@@ -64,10 +64,11 @@ class SameConv2D(nn.Conv2D):
                          dilation=dilation, weight_attr=tf_kernel(), bias_attr=tf_bias())
         self.k, self.s, self.d = kernel_size, stride, dilation
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, x: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
+        """The convolution, followed by ELU if ``elu`` (fused on the CPU)."""
         top, bottom = same_padding(x.shape[2], self.k, self.s, self.d)
         left, right = same_padding(x.shape[3], self.k, self.s, self.d)
-        return conv2d(x, self.weight, self.bias, self.s, self.d, (top, bottom, left, right))
+        return conv2d(x, self.weight, self.bias, self.s, self.d, (top, bottom, left, right), elu)
 
 
 @lru_cache(maxsize=256)
@@ -121,6 +122,8 @@ class GenConv(nn.Layer):
         self.activation = {"elu": F.elu, "relu": F.relu, None: None}[activation]
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if self.activation is F.elu:
+            return self.conv(x, elu=True)
         x = self.conv(x)
         return self.activation(x) if self.activation is not None else x
 

@@ -97,3 +97,31 @@ def test_upsample_twice_is_the_official_nearest_resize(height, width):
     (fast_grad,) = paddle.grad((fast * weights).sum(), x)
     (slow_grad,) = paddle.grad((slow * weights).sum(), x)
     np.testing.assert_allclose(fast_grad.numpy(), slow_grad.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,dilation,padding", GEOMETRIES[:3])
+def test_fused_elu_matches_paddle_to_the_first_derivative(shape, kernel, stride, dilation, padding):
+    generator = np.random.default_rng(7)
+    arrays = (generator.standard_normal(shape), 0.3 * generator.standard_normal((6, shape[1], kernel, kernel)),
+              generator.standard_normal(6))
+    results = []
+    for use in (True, False):
+        convolution.use_onednn(use)
+        x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
+        y = convolution.conv2d(x, w, b, stride, dilation, padding, elu=True)
+        (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
+        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+        with paddle.no_grad():
+            np.testing.assert_allclose(convolution.conv2d(x, w, b, stride, dilation, padding, elu=True).numpy(),
+                                       results[-1][0], atol=1e-6)
+    for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+
+
+def test_fused_elu_refuses_second_derivatives():
+    x = paddle.randn([1, 2, 6, 6])
+    x.stop_gradient = False
+    w = paddle.to_tensor(np.ones((2, 2, 3, 3), np.float32), stop_gradient=False)
+    y = convolution.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), elu=True)
+    with pytest.raises(Exception, match="second derivatives"):
+        paddle.grad(y.sum(), [x, w], create_graph=True)

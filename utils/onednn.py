@@ -30,7 +30,8 @@ import paddle
 
 CACHE_SIZE = 256
 _F32, _FORMAT_ANY, _CPU, _IN_ORDER = 3, 1, 1, 1
-_FORWARD_TRAINING, _CONVOLUTION_DIRECT, _CONVOLUTION_AUTO = 64, 1, 3
+_FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
+_ELU, _ELU_FROM_OUTPUT = 0x22, 0x102
 _QUERY_IMPL, _QUERY_SRC, _QUERY_DIFF_SRC, _QUERY_WEIGHTS, _QUERY_DIFF_WEIGHTS = 8, 129, 130, 131, 132
 _QUERY_DST, _QUERY_DIFF_DST = 133, 134
 SRC, DST, WEIGHTS, BIAS, DIFF_SRC, DIFF_DST, DIFF_WEIGHTS, DIFF_BIAS = 1, 17, 33, 41, 129, 145, 161, 169
@@ -161,10 +162,12 @@ class _Operand:
 class _Plan:
     """A built primitive with its operands, for one kind, shape and geometry."""
 
-    def __init__(self, library: _Library, descriptor: _Pointer, inputs: list[tuple[int, tuple]],
-                 outputs: list[tuple[int, tuple]]) -> None:
-        self.implementation = library.implementation(descriptor)
-        self.primitive = library.primitive(descriptor)
+    def __init__(self, library: _Library, descriptor: _Pointer | None, inputs: list[tuple[int, tuple]],
+                 outputs: list[tuple[int, tuple]], plain_descriptor: _Pointer | None = None) -> None:
+        """``descriptor``: a primitive whose operands take the layouts it chose; or ``plain_descriptor``: one
+        whose operands are all in Paddle's layout."""
+        self.implementation = library.implementation(descriptor or plain_descriptor)
+        self.primitive = library.primitive(descriptor or plain_descriptor)
         operands, slot = [], 0
         for arg, shape in [*inputs, *outputs]:
             operands.append(_Operand(library, arg, shape, descriptor, slot, arg in dict(outputs)))
@@ -219,13 +222,20 @@ class OneDNN:
             if operand.reorder is not None:
                 self.library.execute(operand.reorder, [(SRC, operand.blocked), (DST, operand.user)])
 
-    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry) -> _Pointer:
+    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, elu: bool = False) -> _Pointer:
         library = self.library
+        attributes = None
+        if elu:
+            post_ops, attributes = _Pointer(), _Pointer()
+            library.call("dnnl_post_ops_create", ctypes.byref(post_ops))
+            library.call("dnnl_post_ops_append_eltwise", post_ops, _ELU, ctypes.c_float(1.0), ctypes.c_float(0.0))
+            library.call("dnnl_primitive_attr_create", ctypes.byref(attributes))
+            library.call("dnnl_primitive_attr_set_post_ops", attributes, post_ops)
         descriptor = _Pointer()
         library.call("dnnl_convolution_forward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
                      _FORWARD_TRAINING, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
                      library.any_layout(w_shape), library.plain((w_shape[0],)), library.any_layout(y_shape),
-                     *self._geometry(geometry), None)
+                     *self._geometry(geometry), attributes)
         return descriptor
 
     @staticmethod
@@ -234,20 +244,41 @@ class OneDNN:
         return (_dims((geometry.stride, geometry.stride)), _dims((geometry.dilation - 1, geometry.dilation - 1)),
                 _dims((top, left)), _dims((bottom, right)))
 
-    def forward(self, x: paddle.Tensor, w: paddle.Tensor, b: paddle.Tensor, geometry: Geometry) -> paddle.Tensor:
-        """conv(x, w) + b."""
+    def forward(self, x: paddle.Tensor, w: paddle.Tensor, b: paddle.Tensor, geometry: Geometry, elu: bool = False
+                ) -> paddle.Tensor:
+        """conv(x, w) + b, then ELU (α = 1) if ``elu``, in the same pass over the output."""
         x_shape, w_shape = tuple(x.shape), tuple(w.shape)
         y_shape = geometry.output_shape(x_shape, w_shape)
 
         def build() -> _Plan:
-            descriptor = self._forward_descriptor(x_shape, w_shape, y_shape, geometry)
+            descriptor = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, elu)
             return _Plan(self.library, descriptor, [(SRC, x_shape), (WEIGHTS, w_shape), (BIAS, (w_shape[0],))],
                          [(DST, y_shape)])
 
         y = paddle.empty(y_shape, dtype="float32")
         with self.lock:
-            self._run(self._plan(("forward", x_shape, w_shape, geometry), build), [x, w, b], [y])
+            self._run(self._plan(("forward", x_shape, w_shape, geometry, elu), build), [x, w, b], [y])
         return y
+
+    def elu_backward(self, dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
+        """The gradient through y = ELU(z) (α = 1) with respect to z, from y: dy where y > 0, else dy (y + 1)."""
+        shape = tuple(y.shape)
+
+        def build() -> _Plan:
+            library, plain = self.library, self.library.plain(shape)
+            hint, descriptor = _Pointer(), _Pointer()
+            library.call("dnnl_eltwise_forward_primitive_desc_create", ctypes.byref(hint), library.engine,
+                         _FORWARD_TRAINING, _ELU_FROM_OUTPUT, plain, plain, ctypes.c_float(1.0),
+                         ctypes.c_float(0.0), None)
+            library.call("dnnl_eltwise_backward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
+                         _ELU_FROM_OUTPUT, plain, plain, plain, ctypes.c_float(1.0), ctypes.c_float(0.0), hint,
+                         None)
+            return _Plan(library, None, [(DIFF_DST, shape), (DST, shape)], [(DIFF_SRC, shape)], descriptor)
+
+        dz = paddle.empty(shape, dtype="float32")
+        with self.lock:
+            self._run(self._plan(("elu_backward", shape), build), [dy, y], [dz])
+        return dz
 
     def backward_data(self, dy: paddle.Tensor, w: paddle.Tensor, x_shape: tuple[int, ...], geometry: Geometry
                       ) -> paddle.Tensor:
