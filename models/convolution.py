@@ -22,6 +22,7 @@ too (``grad_inputs``) and ignores them; only the gradient penalty does.
 """
 from __future__ import annotations
 
+import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
@@ -133,8 +134,62 @@ class _ConvolutionELU(PyLayer):
         return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
 
 
+class _BiasELU(PyLayer):
+    """ELU(z + b) per channel, on oneDNN in one pass; first derivatives only, as ``_ConvolutionELU``."""
+
+    @staticmethod
+    def forward(ctx, z, b):
+        ctx.wants = _wants(z, b)
+        y = onednn.instance().add_bias(z, b, elu=True)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        if paddle.is_grad_enabled():
+            raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
+        (y,) = ctx.saved_tensor()
+        dz = onednn.instance().elu_backward(_dense(dy), y)
+        return dz if ctx.wants[0] else None, dz.sum(axis=[0, 2, 3]) if ctx.wants[1] else None
+
+
+UPSAMPLED_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)
+"""Row r of the 4-tap kernel on the small image that equals taps 0..2 of a 3-tap kernel on the
+image upsampled ×2 by repeating rows (``upsample_conv2d``)."""
+
+
 @paddle.jit.not_to_static
-def _runs_on_onednn(x: paddle.Tensor) -> bool:
+def _onednn_upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, elu: bool
+                            ) -> paddle.Tensor:
+    n, _, h, w = x.shape
+    taps = paddle.to_tensor(UPSAMPLED_TAPS)
+    kernel = paddle.matmul(paddle.matmul(taps, weight.transpose([1, 0, 2, 3])), taps, transpose_y=True)
+    y = _BackwardData.apply(_dense(x), kernel, (n, weight.shape[0], 2 * h, 2 * w), Geometry(2, 1, (1, 1, 1, 1)))
+    if not elu:
+        return y + bias.reshape([1, -1, 1, 1])
+    if not paddle.is_grad_enabled() or (y.stop_gradient and bias.stop_gradient):
+        return onednn.instance().add_bias(y, bias, elu=True)
+    return _BiasELU.apply(y, bias)
+
+
+def upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, elu: bool = False
+                    ) -> paddle.Tensor:
+    """On oneDNN (``runs_on_onednn(x)``): a 3×3 TF-'SAME' convolution (then ELU if ``elu``) of ``x``
+    upsampled ×2 by repeating each row and column (``layers.upsample_twice``, which is the official
+    nearest resize).
+
+    This never builds the upsampled image: output row 2i reads input rows i-1 (tap 0) and i
+    (taps 1 and 2), row 2i+1 reads rows i (taps 0 and 1) and i+1 (tap 2), so the whole layer is one
+    transposed convolution of stride 2 with a 4×4 kernel made of sums of the 3×3 taps
+    (``UPSAMPLED_TAPS``), i.e. the backward-data pass of a stride-2 convolution: 16 instead of 36
+    multiply-adds per output pixel and channel pair. The kernel is built from ``weight`` with
+    differentiable products, so its gradient reaches ``weight``."""
+    return _onednn_upsample_conv2d(x, weight, bias, elu)
+
+
+@paddle.jit.not_to_static
+def runs_on_onednn(x: paddle.Tensor) -> bool:
+    """Whether a convolution of ``x`` runs on oneDNN here (CPU, eager, float32, NCHW)."""
     return (_enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
             and len(x.shape) == 4 and onednn.instance() is not None)
 
@@ -156,7 +211,7 @@ def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, 
            padding: tuple[int, int, int, int], elu: bool = False) -> paddle.Tensor:
     """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), followed by ``F.elu`` if
     ``elu``; on oneDNN where it applies (with the ELU fused into the convolution there)."""
-    if _runs_on_onednn(x):
+    if runs_on_onednn(x):
         return _onednn_conv2d(x, weight, bias, Geometry(stride, dilation, tuple(padding)), elu)
     y = F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))
     return F.elu(y) if elu else y

@@ -21,7 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from models.convolution import conv2d
+from models.convolution import conv2d, runs_on_onednn, upsample_conv2d
 
 
 def known_side(size: object) -> bool:
@@ -137,6 +137,9 @@ class GenDeconv(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if known_side(x.shape[2]) and known_side(x.shape[3]):
+            if runs_on_onednn(x):
+                conv = self.conv.conv
+                return upsample_conv2d(x, conv.weight, conv.bias, elu=self.conv.activation is F.elu)
             return self.conv(upsample_twice(x))
         return self.conv(resize_nearest(x, x.shape[2] * 2, x.shape[3] * 2))
 

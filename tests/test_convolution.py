@@ -125,3 +125,26 @@ def test_fused_elu_refuses_second_derivatives():
     y = convolution.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), elu=True)
     with pytest.raises(Exception, match="second derivatives"):
         paddle.grad(y.sum(), [x, w], create_graph=True)
+
+
+@pytest.mark.parametrize("elu", [True, False])
+def test_upsample_convolution_is_upsampling_then_convolving(elu):
+    """``upsample_conv2d`` (one transposed convolution) against the upsampled image convolved, on Paddle's
+    kernels: the values and the gradients of input, weights and bias."""
+    generator = np.random.default_rng(3)
+    arrays = (generator.standard_normal((2, 6, 5, 7)), 0.3 * generator.standard_normal((4, 6, 3, 3)),
+              generator.standard_normal(4))
+    results = []
+    for fused in (True, False):
+        convolution.use_onednn(fused)
+        x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
+        if fused:
+            assert convolution.runs_on_onednn(x)
+            y = convolution.upsample_conv2d(x, w, b, elu)
+        else:
+            y = convolution.conv2d(upsample_twice(x), w, b, 1, 1, (1, 1, 1, 1), elu)
+        (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
+        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+    for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)

@@ -31,10 +31,10 @@ import paddle
 CACHE_SIZE = 256
 _F32, _FORMAT_ANY, _CPU, _IN_ORDER = 3, 1, 1, 1
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
-_ELU, _ELU_FROM_OUTPUT = 0x22, 0x102
+_ELU, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x22, 0x102, 0x1fff0
 _QUERY_IMPL, _QUERY_SRC, _QUERY_DIFF_SRC, _QUERY_WEIGHTS, _QUERY_DIFF_WEIGHTS = 8, 129, 130, 131, 132
 _QUERY_DST, _QUERY_DIFF_DST = 133, 134
-SRC, DST, WEIGHTS, BIAS, DIFF_SRC, DIFF_DST, DIFF_WEIGHTS, DIFF_BIAS = 1, 17, 33, 41, 129, 145, 161, 169
+SRC, SRC_1, DST, WEIGHTS, BIAS, DIFF_SRC, DIFF_DST, DIFF_WEIGHTS, DIFF_BIAS = 1, 2, 17, 33, 41, 129, 145, 161, 169
 _QUERY_OF = {SRC: _QUERY_SRC, DST: _QUERY_DST, WEIGHTS: _QUERY_WEIGHTS, DIFF_SRC: _QUERY_DIFF_SRC,
              DIFF_DST: _QUERY_DIFF_DST, DIFF_WEIGHTS: _QUERY_DIFF_WEIGHTS}
 
@@ -128,6 +128,15 @@ class _Library:
         self.call("dnnl_reorder_primitive_desc_create", ctypes.byref(descriptor), source, self.engine,
                   destination, self.engine, None)
         return self.primitive(descriptor)
+
+    def elu_after(self) -> _Pointer:
+        """Primitive attributes that apply ELU (α = 1) to a primitive's output as it is written."""
+        post_ops, attributes = _Pointer(), _Pointer()
+        self.call("dnnl_post_ops_create", ctypes.byref(post_ops))
+        self.call("dnnl_post_ops_append_eltwise", post_ops, _ELU, ctypes.c_float(1.0), ctypes.c_float(0.0))
+        self.call("dnnl_primitive_attr_create", ctypes.byref(attributes))
+        self.call("dnnl_primitive_attr_set_post_ops", attributes, post_ops)
+        return attributes
 
     def implementation(self, descriptor: _Pointer) -> str:
         name = ctypes.c_char_p()
@@ -224,13 +233,7 @@ class OneDNN:
 
     def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, elu: bool = False) -> _Pointer:
         library = self.library
-        attributes = None
-        if elu:
-            post_ops, attributes = _Pointer(), _Pointer()
-            library.call("dnnl_post_ops_create", ctypes.byref(post_ops))
-            library.call("dnnl_post_ops_append_eltwise", post_ops, _ELU, ctypes.c_float(1.0), ctypes.c_float(0.0))
-            library.call("dnnl_primitive_attr_create", ctypes.byref(attributes))
-            library.call("dnnl_primitive_attr_set_post_ops", attributes, post_ops)
+        attributes = library.elu_after() if elu else None
         descriptor = _Pointer()
         library.call("dnnl_convolution_forward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
                      _FORWARD_TRAINING, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
@@ -258,6 +261,24 @@ class OneDNN:
         y = paddle.empty(y_shape, dtype="float32")
         with self.lock:
             self._run(self._plan(("forward", x_shape, w_shape, geometry, elu), build), [x, w, b], [y])
+        return y
+
+    def add_bias(self, z: paddle.Tensor, b: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
+        """z + b per channel of NCHW ``z``, then ELU (α = 1) if ``elu``: one pass (Paddle's broadcast add
+        takes 5 ns per element here)."""
+        shape = tuple(z.shape)
+
+        def build() -> _Plan:
+            library, plain = self.library, self.library.plain(shape)
+            descriptor = _Pointer()
+            library.call("dnnl_binary_primitive_desc_create", ctypes.byref(descriptor), library.engine,
+                         _BINARY_ADD, plain, library.plain((1, shape[1], 1, 1)), plain,
+                         library.elu_after() if elu else None)
+            return _Plan(library, None, [(SRC, shape), (SRC_1, (1, shape[1], 1, 1))], [(DST, shape)], descriptor)
+
+        y = paddle.empty(shape, dtype="float32")
+        with self.lock:
+            self._run(self._plan(("add_bias", shape, elu), build), [z, b], [y])
         return y
 
     def elu_backward(self, dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
