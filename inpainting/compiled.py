@@ -11,8 +11,7 @@ usable, which positions reach the hole), so the network is cut around it:
 * ``back``: the attention decoder and the merge.
 
 The stages are exported and run by Paddle Inference (``models.compiled.Program``), built per input size
-(about 2 s each) and kept for the last few sizes. Training's critic steps use the same cut on whole
-batches (``training.fast_pass``).
+(about 2 s each) and kept for the last few sizes.
 """
 from __future__ import annotations
 

@@ -33,22 +33,20 @@ LOSS_NAMES = {"l1_loss": "l1_loss", "ae_loss": "ae_loss", "g_loss_local": "g_los
               "g_loss": "total_g_loss", "d_loss": "total_d_loss"}
 
 
-@pytest.fixture(scope="module", params=[(True, True), (False, True), (False, False)],
-                ids=["compiled-critic-pass", "eager", "paddle-kernels"])
+@pytest.fixture(scope="module", params=[True, False], ids=["onednn", "paddle-kernels"])
 def step(request, golden_checkpoint, train_step_golden):
     """One step of the library's objective on the official inputs: losses and gradients in the official
-    names and layout; the critic step's generator pass compiled (the CPU's default) or eager, the
-    convolutions and their gradients on oneDNN (the CPU's default) or on Paddle's own kernels."""
+    names and layout; the convolutions and their gradients on oneDNN (the CPU's default) or on Paddle's
+    own kernels."""
     golden = train_step_golden
     images = nchw(golden["x"])
     count, size = images.shape[0], images.shape[2]
     top, left, height, width = (int(v) for v in golden["local_box"])
     config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32",
-                                f"compiled_critic_pass={request.param[0]}", f"onednn={request.param[1]}"])
+                                f"onednn={request.param}"])
     paddle.seed(0)
     nets = Networks(config)
-    assert (nets.fast_pass is not None) == request.param[0]
-    assert onednn_active() == request.param[1]
+    assert onednn_active() == request.param
     checkpoint = load_checkpoint(golden_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
     nets.local_critic.set_state_dict(checkpoint.critics["critic_local"])

@@ -19,7 +19,6 @@ test can run exactly this code on the official graph's inputs.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,7 +32,6 @@ from models.generator import InpaintGenerator
 from models.hole_reach import hole_reach
 from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
                            wgan_critic_loss, wgan_generator_loss)
-from training.fast_pass import CompiledCriticPass
 from utils.config import Config
 
 Update = Callable[[paddle.optimizer.Optimizer, list], None]
@@ -49,10 +47,10 @@ class Batch:
 
 
 class Networks:
-    """The generator, the two critics and one Adam optimiser for each side, built from the settings, and,
-    on the CPU with ``compiled_critic_pass``, the critic steps' compiled generator pass."""
+    """The generator, the two critics and one Adam optimiser for each side, built from the settings."""
 
     def __init__(self, config: Config) -> None:
+        use_onednn(config.onednn)
         with paddle.utils.unique_name.guard():
             self.generator = InpaintGenerator(config.cnum, config.per_image_masks)
             self.local_critic: Critic = local_critic(config.hole_size)
@@ -64,24 +62,13 @@ class Networks:
                                                parameters=self.critic_parameters)
         self.discount = paddle.to_tensor(
             spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
-        on_cpu = paddle.device.get_device() == "cpu"
-        use_onednn(config.onednn)
-        threads = config.cpu_threads or len(os.sched_getaffinity(0))
-        self.fast_pass = CompiledCriticPass(self.generator, threads) if config.compiled_critic_pass and on_cpu else None
 
     def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-        """The critic steps' stage 2 of the holed ``images``: exact inside the holes (compiled on the CPU,
-        where outside them it is not computed faithfully), no gradient."""
-        x = images * (1.0 - mask)
-        if self.fast_pass is not None:
-            return self.fast_pass(x, mask)
+        """The critic steps' stage 2 of the holed ``images``, without gradient: exact inside the holes,
+        which is all the critics see of it (``complete``); the attention is computed only where it
+        reaches a hole (``models.hole_reach``), so outside them it is not the official result."""
         with paddle.no_grad():
-            return self.generator(x, mask, hole_reach(self.generator.refine, mask.numpy()))[1]
-
-    def generator_changed(self) -> None:
-        """The generator's weights were updated (or replaced): the compiled pass must take them."""
-        if self.fast_pass is not None:
-            self.fast_pass.generator_changed()
+            return self.generator(images * (1.0 - mask), mask, hole_reach(self.generator.refine, mask.numpy()))[1]
 
 
 def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor) -> paddle.Tensor:
@@ -159,7 +146,6 @@ def generator_step(nets: Networks, batch: Batch, config: Config, update: Update,
     losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config, adversarial)
     losses["total_g_loss"].backward()
     update(nets.opt_g, nets.generator.parameters())
-    nets.generator_changed()
     nets.opt_d.clear_grad()
     scalars = {k: float(losses[k]) for k in LOGGED_GENERATOR if k in losses}
     return scalars, [batch.images, batch.mask, x_stage1.detach(), x_stage2.detach(), offsets]

@@ -102,7 +102,6 @@ def initialise_from(trainer: "Trainer", checkpoint: Checkpoint) -> None:
     they were built for this run's image and hole sizes."""
     nets, config, path = trainer.nets, trainer.config, checkpoint.path
     nets.generator.set_state_dict(checkpoint.generator)
-    nets.generator_changed()
     sizes = (checkpoint.spec.critic_local_size, checkpoint.spec.critic_global_size)
     wanted = (config.hole_size, config.image_size)
     if checkpoint.critics and sizes == wanted:
@@ -136,7 +135,6 @@ def restore(trainer: "Trainer", checkpoint: Checkpoint) -> None:
     for key, model in (("critic_local", nets.local_critic), ("critic_global", nets.global_critic),
                        ("generator", nets.generator)):
         model.set_state_dict(check_state(weights[key], model, key, path))
-    nets.generator_changed()
     nets.opt_g.set_state_dict(state["opt_g"])
     nets.opt_d.set_state_dict(state["opt_d"])
     trainer.rng.bit_generator.state = state["rng"]

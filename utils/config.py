@@ -71,8 +71,6 @@ class Config:
     val_windows: int = setting(1, 'test.py: views per picture: 1 = the centre of the training view, N = N windows at positions drawn from the seed')
     val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square) or a mask folder')
     baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
-    compiled_critic_pass: bool = setting(True, "on the CPU, run the critic steps' generator pass (no gradient) "
-                                         "compiled on oneDNN, 2-3x faster; false: Paddle's eager kernels")
     onednn: bool = setting(True, "on the CPU, run the convolutions and their gradients on oneDNN, 2-4x faster "
                            "than Paddle's own CPU kernels; false: Paddle's own")
     cpu_threads: int = setting(0, "math threads on the CPU (0 = one per core)")
