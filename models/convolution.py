@@ -16,9 +16,10 @@ oneDNN. GPU tensors, static graphs (``paddle.jit`` exports and the compiled infe
 dtypes take Paddle's kernels, as does everything when ``use_onednn(False)`` or when oneDNN cannot be used.
 
 One caveat of Paddle's ``PyLayer``: its backward must return None for an input whose gradient is not
-wanted, and ``paddle.grad(out, inputs=[x])`` marks the weights as not wanted without telling the layer.
-Code that calls ``paddle.grad`` through these convolutions therefore asks for the parameters' gradients
-too (``grad_inputs``) and ignores them; only the gradient penalty does.
+wanted, and ``paddle.grad(out, inputs=[x])`` marks the weights as not wanted without telling the layer,
+which then fails. Code that calls ``paddle.grad`` through these convolutions must ask for the weights'
+gradients too; the critics' gradient penalty instead writes its input gradient out
+(``Critic.input_gradient``, with ``conv2d_input_gradient`` and ``leaky_relu_gradient``).
 """
 from __future__ import annotations
 
@@ -42,14 +43,6 @@ def use_onednn(enabled: bool) -> None:
 def onednn_active() -> bool:
     """Whether eager CPU convolutions currently run on oneDNN."""
     return _enabled and onednn.instance() is not None
-
-
-def grad_inputs(inputs: list[paddle.Tensor], parameters: list[paddle.Tensor]) -> list[paddle.Tensor]:
-    """The inputs to pass to ``paddle.grad`` for the gradients of ``inputs`` through layers with these
-    ``parameters``: with oneDNN, the trainable parameters are appended (see the module's docstring)."""
-    if not onednn_active():
-        return inputs
-    return [*inputs, *[p for p in parameters if not p.stop_gradient]]
 
 
 def _dense(x: paddle.Tensor) -> paddle.Tensor:
@@ -117,7 +110,7 @@ class _ConvolutionELU(PyLayer):
     @staticmethod
     def forward(ctx, x, w, b, geometry: Geometry):
         ctx.geometry, ctx.wants = geometry, _wants(x, w, b)
-        y = onednn.instance().forward(x, w, b, geometry, elu=True)
+        y = onednn.instance().forward(x, w, b, geometry, "elu")
         ctx.save_for_backward(x, w, y)
         return y
 
@@ -126,11 +119,47 @@ class _ConvolutionELU(PyLayer):
         if paddle.is_grad_enabled():
             raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
         x, w, y = ctx.saved_tensor()
-        dz = onednn.instance().elu_backward(_dense(dy), y)
+        dz = onednn.instance().activation_backward(_dense(dy), y, "elu")
         dx = onednn.instance().backward_data(dz, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
         dw = db = None
         if ctx.wants[1] or ctx.wants[2]:
             dw, db = onednn.instance().backward_weights(x, dz, tuple(w.shape[2:]), ctx.geometry)
+        return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+
+
+class _LeakyBackward(PyLayer):
+    """dz = dy where y > 0, else 0.2 dy: linear in dy, with a mask that is constant almost everywhere, so
+    its own gradient is the same masking of the incoming gradient (and nothing for y)."""
+
+    @staticmethod
+    def forward(ctx, dy, y):
+        ctx.save_for_backward(y)
+        return onednn.instance().activation_backward(dy, y, "leaky_relu")
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensor()
+        return _LeakyBackward.apply(_dense(g), y), None
+
+
+class _ConvolutionLeaky(PyLayer):
+    """LeakyReLU_0.2(conv(x, w) + b) in one oneDNN pass, with derivatives of any order (the critics')."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geometry: Geometry):
+        ctx.geometry, ctx.wants = geometry, _wants(x, w, b)
+        y = onednn.instance().forward(x, w, b, geometry, "leaky_relu")
+        ctx.save_for_backward(x, w, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, y = ctx.saved_tensor()
+        dz = _LeakyBackward.apply(_dense(dy), y.detach())
+        dx = _BackwardData.apply(dz, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
+        dw = db = None
+        if ctx.wants[1] or ctx.wants[2]:
+            dw, db = _BackwardWeights.apply(x, dz, tuple(w.shape[2:]), ctx.geometry)
         return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
 
 
@@ -149,7 +178,7 @@ class _BiasELU(PyLayer):
         if paddle.is_grad_enabled():
             raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
         (y,) = ctx.saved_tensor()
-        dz = onednn.instance().elu_backward(_dense(dy), y)
+        dz = onednn.instance().activation_backward(_dense(dy), y, "elu")
         return dz if ctx.wants[0] else None, dz.sum(axis=[0, 2, 3]) if ctx.wants[1] else None
 
 
@@ -196,22 +225,41 @@ def runs_on_onednn(x: paddle.Tensor) -> bool:
 
 @paddle.jit.not_to_static
 def _onednn_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, geometry: Geometry,
-                   elu: bool) -> paddle.Tensor:
+                   activation: str | None) -> paddle.Tensor:
     if bias is None:
         bias = paddle.zeros([weight.shape[0]], weight.dtype)
     x, weight = _dense(x), _dense(weight)
-    if not elu:
+    if activation is None:
         return _Convolution.apply(x, weight, bias, geometry)
     if not paddle.is_grad_enabled() or (x.stop_gradient and weight.stop_gradient and bias.stop_gradient):
-        return onednn.instance().forward(x, weight, bias, geometry, elu=True)
-    return _ConvolutionELU.apply(x, weight, bias, geometry)
+        return onednn.instance().forward(x, weight, bias, geometry, activation)
+    fused = {"elu": _ConvolutionELU, "leaky_relu": _ConvolutionLeaky}[activation]
+    return fused.apply(x, weight, bias, geometry)
+
+
+@paddle.jit.not_to_static
+def conv2d_input_gradient(dy: paddle.Tensor, weight: paddle.Tensor, x_shape: tuple[int, ...], stride: int,
+                          dilation: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
+    """On oneDNN: the gradient of ``conv2d`` with respect to its input (of ``x_shape``) given ``dy``, itself
+    differentiable to any order (with respect to ``dy`` and ``weight``)."""
+    return _BackwardData.apply(_dense(dy), _dense(weight), tuple(x_shape), Geometry(stride, dilation, tuple(padding)))
+
+
+@paddle.jit.not_to_static
+def leaky_relu_gradient(dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
+    """On oneDNN: the gradient through y = leaky_relu(z) (slope 0.2) with respect to z, given ``dy``;
+    differentiable to any order with respect to ``dy``."""
+    return _LeakyBackward.apply(_dense(dy), y.detach())
 
 
 def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int, dilation: int,
-           padding: tuple[int, int, int, int], elu: bool = False) -> paddle.Tensor:
-    """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), followed by ``F.elu`` if
-    ``elu``; on oneDNN where it applies (with the ELU fused into the convolution there)."""
+           padding: tuple[int, int, int, int], activation: str | None = None) -> paddle.Tensor:
+    """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), followed by ``activation``:
+    None, "elu" (the generator's; first derivatives only on oneDNN) or "leaky_relu" (slope 0.2, the
+    critics'; derivatives of any order). On oneDNN where it applies, with the activation fused."""
     if runs_on_onednn(x):
-        return _onednn_conv2d(x, weight, bias, Geometry(stride, dilation, tuple(padding)), elu)
+        return _onednn_conv2d(x, weight, bias, Geometry(stride, dilation, tuple(padding)), activation)
     y = F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))
-    return F.elu(y) if elu else y
+    if activation == "elu":
+        return F.elu(y)
+    return F.leaky_relu(y, onednn.LEAKY_SLOPE) if activation == "leaky_relu" else y

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
+from models.convolution import leaky_relu_gradient, runs_on_onednn
 from models.layers import SameConv2D, tf_bias, tf_kernel
 
 
@@ -32,8 +32,28 @@ class Critic(nn.Layer):
             raise ValueError(f"this critic was built for {self.input_size}×{self.input_size} inputs, "
                              f"got {x.shape[2]}×{x.shape[3]}")
         for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.2)
+            x = conv(x, "leaky_relu")
         return self.fc(x.reshape([x.shape[0], -1]))  # reshape, not flatten: the gradient penalty needs its double grad
+
+    def input_gradient(self, x: paddle.Tensor) -> paddle.Tensor:
+        """d(score)/dx for each image of ``x``, kept in the graph so that the gradient penalty built on it
+        can be minimised (second derivatives).
+
+        On oneDNN this is the backward pass written out — through the linear layer, each leaky ReLU and
+        each convolution's input gradient — because ``paddle.grad`` would also compute every weight's
+        gradient there (``models.convolution``'s caveat), a quarter of the penalty's work, thrown away.
+        Elsewhere it is ``paddle.grad`` with ``create_graph``."""
+        if not runs_on_onednn(x):
+            return paddle.grad(self(x), x, create_graph=True)[0]
+        inputs, outputs = [], []
+        for conv in self.convs:
+            inputs.append(x.shape)
+            x = conv(x, "leaky_relu")
+            outputs.append(x)
+        gradient = self.fc.weight[:, 0].reshape([1, *x.shape[1:]]).expand(x.shape)
+        for conv, shape, y in zip(reversed(self.convs), reversed(inputs), reversed(outputs)):
+            gradient = conv.input_gradient(leaky_relu_gradient(gradient, y), shape)
+        return gradient
 
 
 def local_critic(input_size: int = 128) -> Critic:

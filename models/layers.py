@@ -21,7 +21,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from models.convolution import conv2d, runs_on_onednn, upsample_conv2d
+from models.convolution import conv2d, conv2d_input_gradient, runs_on_onednn, upsample_conv2d
 
 
 def known_side(size: object) -> bool:
@@ -64,11 +64,20 @@ class SameConv2D(nn.Conv2D):
                          dilation=dilation, weight_attr=tf_kernel(), bias_attr=tf_bias())
         self.k, self.s, self.d = kernel_size, stride, dilation
 
-    def forward(self, x: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
-        """The convolution, followed by ELU if ``elu`` (fused on the CPU)."""
-        top, bottom = same_padding(x.shape[2], self.k, self.s, self.d)
-        left, right = same_padding(x.shape[3], self.k, self.s, self.d)
-        return conv2d(x, self.weight, self.bias, self.s, self.d, (top, bottom, left, right), elu)
+    def forward(self, x: paddle.Tensor, activation: str | None = None) -> paddle.Tensor:
+        """The convolution, followed by ``activation`` (``models.convolution.conv2d``; fused on the CPU)."""
+        return conv2d(x, self.weight, self.bias, self.s, self.d, self.padding_for(x.shape), activation)
+
+    def padding_for(self, shape) -> tuple[int, int, int, int]:
+        """TF-'SAME' padding (top, bottom, left, right) of an NCHW input of ``shape``."""
+        top, bottom = same_padding(shape[2], self.k, self.s, self.d)
+        left, right = same_padding(shape[3], self.k, self.s, self.d)
+        return top, bottom, left, right
+
+    def input_gradient(self, dy: paddle.Tensor, x_shape: list[int]) -> paddle.Tensor:
+        """On oneDNN: the gradient of this convolution with respect to an input of ``x_shape``, given
+        ``dy``, differentiable again (``models.convolution.conv2d_input_gradient``)."""
+        return conv2d_input_gradient(dy, self.weight, tuple(x_shape), self.s, self.d, self.padding_for(x_shape))
 
 
 @lru_cache(maxsize=256)
@@ -123,7 +132,7 @@ class GenConv(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if self.activation is F.elu:
-            return self.conv(x, elu=True)
+            return self.conv(x, "elu")
         x = self.conv(x)
         return self.activation(x) if self.activation is not None else x
 

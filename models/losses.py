@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from models.convolution import grad_inputs
+from models.critics import Critic
 
 
 def spatial_discount(height: int, width: int, gamma: float) -> np.ndarray:
@@ -55,11 +55,11 @@ def wgan_generator_loss(fake_local: paddle.Tensor, fake_global: paddle.Tensor,
     return -paddle.mean(fake_local) - global_alpha * paddle.mean(fake_global)
 
 
-def gradient_penalty(critic: paddle.nn.Layer, real: paddle.Tensor, fake: paddle.Tensor,
+def gradient_penalty(critic: Critic, real: paddle.Tensor, fake: paddle.Tensor,
                      alpha: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
     """mean((‖∇D(x̂) ⊙ mask‖ − 1)²) at x̂ = real + α (fake − real), one α per sample, norm over the hole."""
     interpolates = (real + alpha * (fake - real)).detach()
     interpolates.stop_gradient = False
-    gradient = paddle.grad(critic(interpolates), grad_inputs([interpolates], critic.parameters()), create_graph=True)[0]
+    gradient = critic.input_gradient(interpolates)
     slopes = paddle.sqrt(paddle.sum(gradient * gradient * mask, axis=[1, 2, 3]))
     return paddle.mean((slopes - 1.0) ** 2)

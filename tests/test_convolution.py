@@ -37,28 +37,29 @@ def test_onednn_is_used_on_this_machine():
     assert convolution.onednn_active()
 
 
-def _run(use_onednn: bool, x0, w0, b0, geometry) -> list[np.ndarray]:
+def _run(use_onednn: bool, x0, w0, b0, geometry, activation) -> list[np.ndarray]:
     """y, the input gradient of a score (kept in the graph), and the gradients of score + a penalty on that
     input gradient — the critic's gradient-penalty pattern, which needs second derivatives."""
     convolution.use_onednn(use_onednn)
     x = paddle.to_tensor(x0, stop_gradient=False)
     w, b = paddle.to_tensor(w0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
-    y = convolution.conv2d(x, w, b, *geometry)
-    score = (F.leaky_relu(y, 0.2) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
-    gradient = paddle.grad(score, convolution.grad_inputs([x], [w, b]), create_graph=True)[0]
+    y = convolution.conv2d(x, w, b, *geometry, activation)
+    score = (paddle.tanh(y) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
+    gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: the module's caveat
     total = score + ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean()
     total.backward()
     return [t.numpy() for t in (y, gradient, x.grad, w.grad, b.grad)]
 
 
+@pytest.mark.parametrize("activation", [None, "leaky_relu"])
 @pytest.mark.parametrize("shape,kernel,stride,dilation,padding", GEOMETRIES)
-def test_onednn_matches_paddle_to_the_second_derivative(shape, kernel, stride, dilation, padding):
+def test_onednn_matches_paddle_to_the_second_derivative(shape, kernel, stride, dilation, padding, activation):
     generator = np.random.default_rng(len(shape) + kernel + stride + dilation)
     x0 = generator.standard_normal(shape).astype(np.float32)
     w0 = (0.2 * generator.standard_normal((6, shape[1], kernel, kernel))).astype(np.float32)
     b0 = generator.standard_normal(6).astype(np.float32)
-    ours = _run(True, x0, w0, b0, (stride, dilation, padding))
-    theirs = _run(False, x0, w0, b0, (stride, dilation, padding))
+    ours = _run(True, x0, w0, b0, (stride, dilation, padding), activation)
+    theirs = _run(False, x0, w0, b0, (stride, dilation, padding), activation)
     for name, a, b in zip(("output", "input gradient", "x grad", "w grad", "b grad"), ours, theirs):
         assert a.shape == b.shape, name
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
@@ -108,11 +109,11 @@ def test_fused_elu_matches_paddle_to_the_first_derivative(shape, kernel, stride,
     for use in (True, False):
         convolution.use_onednn(use)
         x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
-        y = convolution.conv2d(x, w, b, stride, dilation, padding, elu=True)
+        y = convolution.conv2d(x, w, b, stride, dilation, padding, "elu")
         (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
         results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
         with paddle.no_grad():
-            np.testing.assert_allclose(convolution.conv2d(x, w, b, stride, dilation, padding, elu=True).numpy(),
+            np.testing.assert_allclose(convolution.conv2d(x, w, b, stride, dilation, padding, "elu").numpy(),
                                        results[-1][0], atol=1e-6)
     for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
@@ -122,7 +123,7 @@ def test_fused_elu_refuses_second_derivatives():
     x = paddle.randn([1, 2, 6, 6])
     x.stop_gradient = False
     w = paddle.to_tensor(np.ones((2, 2, 3, 3), np.float32), stop_gradient=False)
-    y = convolution.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), elu=True)
+    y = convolution.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), "elu")
     with pytest.raises(Exception, match="second derivatives"):
         paddle.grad(y.sum(), [x, w], create_graph=True)
 
@@ -142,9 +143,28 @@ def test_upsample_convolution_is_upsampling_then_convolving(elu):
             assert convolution.runs_on_onednn(x)
             y = convolution.upsample_conv2d(x, w, b, elu)
         else:
-            y = convolution.conv2d(upsample_twice(x), w, b, 1, 1, (1, 1, 1, 1), elu)
+            y = convolution.conv2d(upsample_twice(x), w, b, 1, 1, (1, 1, 1, 1), "elu" if elu else None)
         (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
         results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
     for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
         assert a.shape == b.shape, name
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+
+
+def test_critic_input_gradient_is_autograds():
+    """``Critic.input_gradient`` (written out on oneDNN) against ``paddle.grad`` on Paddle's kernels: the
+    gradient and the weights' gradients of a penalty on it."""
+    from models.critics import local_critic
+    x0 = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    results = []
+    for use in (True, False):
+        convolution.use_onednn(use)
+        paddle.seed(1)
+        critic = local_critic(32)
+        x = paddle.to_tensor(x0, stop_gradient=False)
+        gradient = critic.input_gradient(x)
+        ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean().backward()
+        results.append([gradient.numpy()] + [np.zeros(p.shape) if p.grad is None else p.grad.numpy()
+                                             for p in critic.parameters()])   # biases: zero almost everywhere
+    for i, (a, b) in enumerate(zip(*results)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, np.abs(b).max()), err_msg=str(i))

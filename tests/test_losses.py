@@ -71,7 +71,14 @@ def test_wgan_losses():
     assert float(wgan_generator_loss(fake_local, fake_global, 0.5)) == pytest.approx(-3 - 0.5 * 2)
 
 
-class Linear(paddle.nn.Layer):
+class StandIn(paddle.nn.Layer):
+    """A critic with a known gradient; ``input_gradient`` as ``Critic``'s off oneDNN."""
+
+    def input_gradient(self, x: paddle.Tensor) -> paddle.Tensor:
+        return paddle.grad(self(x), x, create_graph=True)[0]
+
+
+class Linear(StandIn):
     """D(x) = c·Σx: its gradient is c at every pixel."""
 
     def __init__(self, c: float) -> None:
@@ -82,7 +89,7 @@ class Linear(paddle.nn.Layer):
         return self.c * x.sum(axis=[1, 2, 3])
 
 
-class Quadratic(paddle.nn.Layer):
+class Quadratic(StandIn):
     """D(x) = w·Σx²/2: its gradient is w·x, so the penalty depends on where x̂ lies and on w."""
 
     def __init__(self) -> None:

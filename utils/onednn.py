@@ -31,7 +31,10 @@ import paddle
 CACHE_SIZE = 256
 _F32, _FORMAT_ANY, _CPU, _IN_ORDER = 3, 1, 1, 1
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
-_ELU, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x22, 0x102, 0x1fff0
+_RELU, _ELU, _RELU_FROM_OUTPUT, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x20, 0x22, 0x100, 0x102, 0x1fff0
+LEAKY_SLOPE = 0.2
+"""The critics' leaky ReLU slope (``activation='leaky_relu'``); ELU is always α = 1."""
+_ACTIVATIONS = {"elu": (_ELU, 1.0), "leaky_relu": (_RELU, LEAKY_SLOPE)}
 _QUERY_IMPL, _QUERY_SRC, _QUERY_DIFF_SRC, _QUERY_WEIGHTS, _QUERY_DIFF_WEIGHTS = 8, 129, 130, 131, 132
 _QUERY_DST, _QUERY_DIFF_DST = 133, 134
 SRC, SRC_1, DST, WEIGHTS, BIAS, DIFF_SRC, DIFF_DST, DIFF_WEIGHTS, DIFF_BIAS = 1, 2, 17, 33, 41, 129, 145, 161, 169
@@ -129,11 +132,13 @@ class _Library:
                   destination, self.engine, None)
         return self.primitive(descriptor)
 
-    def elu_after(self) -> _Pointer:
-        """Primitive attributes that apply ELU (α = 1) to a primitive's output as it is written."""
+    def activation_after(self, activation: str) -> _Pointer:
+        """Primitive attributes that apply ``activation`` (``_ACTIVATIONS``) to a primitive's output as it
+        is written."""
+        kind, alpha = _ACTIVATIONS[activation]
         post_ops, attributes = _Pointer(), _Pointer()
         self.call("dnnl_post_ops_create", ctypes.byref(post_ops))
-        self.call("dnnl_post_ops_append_eltwise", post_ops, _ELU, ctypes.c_float(1.0), ctypes.c_float(0.0))
+        self.call("dnnl_post_ops_append_eltwise", post_ops, kind, ctypes.c_float(alpha), ctypes.c_float(0.0))
         self.call("dnnl_primitive_attr_create", ctypes.byref(attributes))
         self.call("dnnl_primitive_attr_set_post_ops", attributes, post_ops)
         return attributes
@@ -231,9 +236,10 @@ class OneDNN:
             if operand.reorder is not None:
                 self.library.execute(operand.reorder, [(SRC, operand.blocked), (DST, operand.user)])
 
-    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, elu: bool = False) -> _Pointer:
+    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None
+                            ) -> _Pointer:
         library = self.library
-        attributes = library.elu_after() if elu else None
+        attributes = library.activation_after(activation) if activation else None
         descriptor = _Pointer()
         library.call("dnnl_convolution_forward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
                      _FORWARD_TRAINING, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
@@ -247,20 +253,21 @@ class OneDNN:
         return (_dims((geometry.stride, geometry.stride)), _dims((geometry.dilation - 1, geometry.dilation - 1)),
                 _dims((top, left)), _dims((bottom, right)))
 
-    def forward(self, x: paddle.Tensor, w: paddle.Tensor, b: paddle.Tensor, geometry: Geometry, elu: bool = False
-                ) -> paddle.Tensor:
-        """conv(x, w) + b, then ELU (α = 1) if ``elu``, in the same pass over the output."""
+    def forward(self, x: paddle.Tensor, w: paddle.Tensor, b: paddle.Tensor, geometry: Geometry,
+                activation: str | None = None) -> paddle.Tensor:
+        """conv(x, w) + b, then ``activation`` ("elu", α = 1, or "leaky_relu", slope ``LEAKY_SLOPE``) in the
+        same pass over the output."""
         x_shape, w_shape = tuple(x.shape), tuple(w.shape)
         y_shape = geometry.output_shape(x_shape, w_shape)
 
         def build() -> _Plan:
-            descriptor = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, elu)
+            descriptor = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, activation)
             return _Plan(self.library, descriptor, [(SRC, x_shape), (WEIGHTS, w_shape), (BIAS, (w_shape[0],))],
                          [(DST, y_shape)])
 
         y = paddle.empty(y_shape, dtype="float32")
         with self.lock:
-            self._run(self._plan(("forward", x_shape, w_shape, geometry, elu), build), [x, w, b], [y])
+            self._run(self._plan(("forward", x_shape, w_shape, geometry, activation), build), [x, w, b], [y])
         return y
 
     def add_bias(self, z: paddle.Tensor, b: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
@@ -273,7 +280,7 @@ class OneDNN:
             descriptor = _Pointer()
             library.call("dnnl_binary_primitive_desc_create", ctypes.byref(descriptor), library.engine,
                          _BINARY_ADD, plain, library.plain((1, shape[1], 1, 1)), plain,
-                         library.elu_after() if elu else None)
+                         library.activation_after("elu") if elu else None)
             return _Plan(library, None, [(SRC, shape), (SRC_1, (1, shape[1], 1, 1))], [(DST, shape)], descriptor)
 
         y = paddle.empty(shape, dtype="float32")
@@ -281,24 +288,25 @@ class OneDNN:
             self._run(self._plan(("add_bias", shape, elu), build), [z, b], [y])
         return y
 
-    def elu_backward(self, dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
-        """The gradient through y = ELU(z) (α = 1) with respect to z, from y: dy where y > 0, else dy (y + 1)."""
+    def activation_backward(self, dy: paddle.Tensor, y: paddle.Tensor, activation: str) -> paddle.Tensor:
+        """The gradient through y = activation(z) with respect to z, computed from y: for ELU, dy where
+        y > 0, else dy (y + 1); for the leaky ReLU, dy where y > 0, else ``LEAKY_SLOPE`` dy."""
         shape = tuple(y.shape)
+        kind = {"elu": _ELU_FROM_OUTPUT, "leaky_relu": _RELU_FROM_OUTPUT}[activation]
+        alpha = ctypes.c_float(_ACTIVATIONS[activation][1])
 
         def build() -> _Plan:
             library, plain = self.library, self.library.plain(shape)
             hint, descriptor = _Pointer(), _Pointer()
             library.call("dnnl_eltwise_forward_primitive_desc_create", ctypes.byref(hint), library.engine,
-                         _FORWARD_TRAINING, _ELU_FROM_OUTPUT, plain, plain, ctypes.c_float(1.0),
-                         ctypes.c_float(0.0), None)
+                         _FORWARD_TRAINING, kind, plain, plain, alpha, ctypes.c_float(0.0), None)
             library.call("dnnl_eltwise_backward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
-                         _ELU_FROM_OUTPUT, plain, plain, plain, ctypes.c_float(1.0), ctypes.c_float(0.0), hint,
-                         None)
+                         kind, plain, plain, plain, alpha, ctypes.c_float(0.0), hint, None)
             return _Plan(library, None, [(DIFF_DST, shape), (DST, shape)], [(DIFF_SRC, shape)], descriptor)
 
         dz = paddle.empty(shape, dtype="float32")
         with self.lock:
-            self._run(self._plan(("elu_backward", shape), build), [dy, y], [dz])
+            self._run(self._plan(("activation_backward", shape, activation), build), [dy, y], [dz])
         return dz
 
     def backward_data(self, dy: paddle.Tensor, w: paddle.Tensor, x_shape: tuple[int, ...], geometry: Geometry
