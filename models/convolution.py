@@ -223,12 +223,35 @@ def runs_on_onednn(x: paddle.Tensor) -> bool:
             and len(x.shape) == 4 and onednn.instance() is not None)
 
 
+def _transposable(geometry: Geometry) -> bool:
+    top, bottom, left, right = geometry.padding
+    return geometry.stride == 1 and top == bottom and left == right
+
+
+def _as_transposed(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, geometry: Geometry,
+                   activation: str | None) -> paddle.Tensor:
+    """A stride-1, evenly padded convolution computed as the backward-data pass of the convolution with
+    the kernel flipped and its channels swapped — the same sums, run by oneDNN's backward-data kernel
+    where its forward kernel is the generic one (``forward_is_generic``). Then bias and activation."""
+    n, _, h, w = x.shape
+    flipped = weight.transpose([1, 0, 2, 3]).flip([2, 3])
+    z = _BackwardData.apply(x, flipped, (n, weight.shape[0], h, w), geometry)
+    if activation is None:
+        return z + bias.reshape([1, -1, 1, 1])
+    if not paddle.is_grad_enabled() or (z.stop_gradient and bias.stop_gradient):
+        return onednn.instance().add_bias(z, bias, elu=True)
+    return _BiasELU.apply(z, bias)
+
+
 @paddle.jit.not_to_static
 def _onednn_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, geometry: Geometry,
                    activation: str | None) -> paddle.Tensor:
     if bias is None:
         bias = paddle.zeros([weight.shape[0]], weight.dtype)
     x, weight = _dense(x), _dense(weight)
+    if activation != "leaky_relu" and _transposable(geometry) and onednn.instance().forward_is_generic(
+            x.shape, weight.shape, geometry, activation):
+        return _as_transposed(x, weight, bias, geometry, activation)
     if activation is None:
         return _Convolution.apply(x, weight, bias, geometry)
     if not paddle.is_grad_enabled() or (x.stop_gradient and weight.stop_gradient and bias.stop_gradient):

@@ -168,3 +168,26 @@ def test_critic_input_gradient_is_autograds():
                                              for p in critic.parameters()])   # biases: zero almost everywhere
     for i, (a, b) in enumerate(zip(*results)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, np.abs(b).max()), err_msg=str(i))
+
+
+@pytest.mark.parametrize("activation", [None, "elu"])
+def test_convolution_as_transposed_matches_paddle(activation):
+    """A stride-1 convolution computed as the backward-data pass of the flipped kernel (what runs where
+    oneDNN's forward kernel is the generic one, e.g. dilation 16 on 64² features): values and first
+    derivatives as Paddle's convolution."""
+    generator = np.random.default_rng(11)
+    arrays = (generator.standard_normal((2, 16, 20, 20)), 0.2 * generator.standard_normal((8, 16, 3, 3)),
+              generator.standard_normal(8))
+    geometry = onednn.Geometry(1, 4, (4, 4, 4, 4))
+    results = []
+    for transposed in (True, False):
+        convolution.use_onednn(transposed)
+        x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
+        if transposed:
+            y = convolution._as_transposed(x, w, b, geometry, activation)
+        else:
+            y = convolution.conv2d(x, w, b, 1, 4, geometry.padding, activation)
+        (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
+        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+    for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)

@@ -29,15 +29,16 @@ import numpy as np
 import paddle
 
 CACHE_SIZE = 256
-_F32, _FORMAT_ANY, _CPU, _IN_ORDER = 3, 1, 1, 1
+KEPT_BUFFER_BYTES = 64 << 20
+_F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 3, 1, 1, 1, 1
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
 _RELU, _ELU, _RELU_FROM_OUTPUT, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x20, 0x22, 0x100, 0x102, 0x1fff0
 LEAKY_SLOPE = 0.2
 """The critics' leaky ReLU slope (``activation='leaky_relu'``); ELU is always α = 1."""
 _ACTIVATIONS = {"elu": (_ELU, 1.0), "leaky_relu": (_RELU, LEAKY_SLOPE)}
 _QUERY_IMPL, _QUERY_SRC, _QUERY_DIFF_SRC, _QUERY_WEIGHTS, _QUERY_DIFF_WEIGHTS = 8, 129, 130, 131, 132
-_QUERY_DST, _QUERY_DIFF_DST = 133, 134
-SRC, SRC_1, DST, WEIGHTS, BIAS, DIFF_SRC, DIFF_DST, DIFF_WEIGHTS, DIFF_BIAS = 1, 2, 17, 33, 41, 129, 145, 161, 169
+_QUERY_DST, _QUERY_DIFF_DST, _QUERY_SCRATCHPAD = 133, 134, 136
+SRC, SRC_1, DST, WEIGHTS, BIAS, SCRATCHPAD, DIFF_SRC, DIFF_DST, DIFF_WEIGHTS, DIFF_BIAS = 1, 2, 17, 33, 41, 80, 129, 145, 161, 169
 _QUERY_OF = {SRC: _QUERY_SRC, DST: _QUERY_DST, WEIGHTS: _QUERY_WEIGHTS, DIFF_SRC: _QUERY_DIFF_SRC,
              DIFF_DST: _QUERY_DIFF_DST, DIFF_WEIGHTS: _QUERY_DIFF_WEIGHTS}
 
@@ -132,15 +133,19 @@ class _Library:
                   destination, self.engine, None)
         return self.primitive(descriptor)
 
-    def activation_after(self, activation: str) -> _Pointer:
-        """Primitive attributes that apply ``activation`` (``_ACTIVATIONS``) to a primitive's output as it
-        is written."""
-        kind, alpha = _ACTIVATIONS[activation]
-        post_ops, attributes = _Pointer(), _Pointer()
-        self.call("dnnl_post_ops_create", ctypes.byref(post_ops))
-        self.call("dnnl_post_ops_append_eltwise", post_ops, kind, ctypes.c_float(alpha), ctypes.c_float(0.0))
+    def attributes(self, activation: str | None = None) -> _Pointer:
+        """Primitive attributes: the scratchpad is ours (``OneDNN``'s shared work buffer, rather than one
+        kept by every primitive for good), and ``activation`` (``_ACTIVATIONS``), if any, is applied to
+        the output as it is written."""
+        attributes = _Pointer()
         self.call("dnnl_primitive_attr_create", ctypes.byref(attributes))
-        self.call("dnnl_primitive_attr_set_post_ops", attributes, post_ops)
+        self.call("dnnl_primitive_attr_set_scratchpad_mode", attributes, _SCRATCHPAD_USER)
+        if activation:
+            kind, alpha = _ACTIVATIONS[activation]
+            post_ops = _Pointer()
+            self.call("dnnl_post_ops_create", ctypes.byref(post_ops))
+            self.call("dnnl_post_ops_append_eltwise", post_ops, kind, ctypes.c_float(alpha), ctypes.c_float(0.0))
+            self.call("dnnl_primitive_attr_set_post_ops", attributes, post_ops)
         return attributes
 
     def implementation(self, descriptor: _Pointer) -> str:
@@ -187,6 +192,11 @@ class _Plan:
             operands.append(_Operand(library, arg, shape, descriptor, slot, arg in dict(outputs)))
             slot += 1
         self.inputs, self.outputs = operands[:len(inputs)], operands[len(inputs):]
+        scratchpad = _Pointer(library.lib.dnnl_primitive_desc_query_md(descriptor or plain_descriptor,
+                                                                      _QUERY_SCRATCHPAD, 0))
+        self.scratchpad_size = library.lib.dnnl_memory_desc_get_size(scratchpad)
+        self.scratchpad = library.memory(scratchpad) if self.scratchpad_size else None
+        self.scratchpad_slot = slot
 
 
 class OneDNN:
@@ -204,6 +214,14 @@ class OneDNN:
         if self.buffers[slot].nbytes < size:
             self.buffers[slot] = np.empty(size, np.uint8)
         return self.buffers[slot].ctypes.data
+
+    def _release_large_buffers(self) -> None:
+        """Work buffers over ``KEPT_BUFFER_BYTES`` are given back after each call: they only occur for
+        big pictures, whose convolutions take far longer than allocating them again, and keeping them
+        would hold a copy of the largest activation for good (1 GB at 2048²)."""
+        for slot, buffer in enumerate(self.buffers):
+            if buffer.nbytes > KEPT_BUFFER_BYTES:
+                self.buffers[slot] = np.empty(0, np.uint8)
 
     def _plan(self, key: tuple, build) -> _Plan:
         plan = self.plans.get(key)
@@ -231,15 +249,20 @@ class OneDNN:
                 call("dnnl_memory_set_data_handle", operand.blocked,
                      _Pointer(self._buffer(operand.slot, operand.size)))
             args.append((operand.arg, operand.user if operand.reorder is None else operand.blocked))
+        if plan.scratchpad is not None:
+            call("dnnl_memory_set_data_handle", plan.scratchpad,
+                 _Pointer(self._buffer(plan.scratchpad_slot, plan.scratchpad_size)))
+            args.append((SCRATCHPAD, plan.scratchpad))
         self.library.execute(plan.primitive, args)
         for operand in plan.outputs:
             if operand.reorder is not None:
                 self.library.execute(operand.reorder, [(SRC, operand.blocked), (DST, operand.user)])
+        self._release_large_buffers()
 
     def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None
                             ) -> _Pointer:
         library = self.library
-        attributes = library.activation_after(activation) if activation else None
+        attributes = library.attributes(activation)
         descriptor = _Pointer()
         library.call("dnnl_convolution_forward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
                      _FORWARD_TRAINING, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
@@ -258,6 +281,12 @@ class OneDNN:
         """conv(x, w) + b, then ``activation`` ("elu", α = 1, or "leaky_relu", slope ``LEAKY_SLOPE``) in the
         same pass over the output."""
         x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+        y = paddle.empty(geometry.output_shape(x_shape, w_shape), dtype="float32")
+        with self.lock:
+            self._run(self._forward_plan(x_shape, w_shape, geometry, activation), [x, w, b], [y])
+        return y
+
+    def _forward_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None) -> _Plan:
         y_shape = geometry.output_shape(x_shape, w_shape)
 
         def build() -> _Plan:
@@ -265,10 +294,15 @@ class OneDNN:
             return _Plan(self.library, descriptor, [(SRC, x_shape), (WEIGHTS, w_shape), (BIAS, (w_shape[0],))],
                          [(DST, y_shape)])
 
-        y = paddle.empty(y_shape, dtype="float32")
+        return self._plan(("forward", x_shape, w_shape, geometry, activation), build)
+
+    def forward_is_generic(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None
+                           ) -> bool:
+        """Whether oneDNN runs this forward convolution on its generic GEMM kernel rather than a direct
+        JIT one: on AVX-512 it does for dilations of 8 and 16 on the generator's 64² features, where it
+        is 2.5× slower than its own backward-data kernel for the same shapes."""
         with self.lock:
-            self._run(self._plan(("forward", x_shape, w_shape, geometry, activation), build), [x, w, b], [y])
-        return y
+            return "gemm" in self._forward_plan(tuple(x_shape), tuple(w_shape), geometry, activation).implementation
 
     def add_bias(self, z: paddle.Tensor, b: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
         """z + b per channel of NCHW ``z``, then ELU (α = 1) if ``elu``: one pass (Paddle's broadcast add
@@ -280,7 +314,7 @@ class OneDNN:
             descriptor = _Pointer()
             library.call("dnnl_binary_primitive_desc_create", ctypes.byref(descriptor), library.engine,
                          _BINARY_ADD, plain, library.plain((1, shape[1], 1, 1)), plain,
-                         library.activation_after("elu") if elu else None)
+                         library.attributes("elu" if elu else None))
             return _Plan(library, None, [(SRC, shape), (SRC_1, (1, shape[1], 1, 1))], [(DST, shape)], descriptor)
 
         y = paddle.empty(shape, dtype="float32")
@@ -299,9 +333,9 @@ class OneDNN:
             library, plain = self.library, self.library.plain(shape)
             hint, descriptor = _Pointer(), _Pointer()
             library.call("dnnl_eltwise_forward_primitive_desc_create", ctypes.byref(hint), library.engine,
-                         _FORWARD_TRAINING, kind, plain, plain, alpha, ctypes.c_float(0.0), None)
+                         _FORWARD_TRAINING, kind, plain, plain, alpha, ctypes.c_float(0.0), library.attributes())
             library.call("dnnl_eltwise_backward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
-                         kind, plain, plain, plain, alpha, ctypes.c_float(0.0), hint, None)
+                         kind, plain, plain, plain, alpha, ctypes.c_float(0.0), hint, library.attributes())
             return _Plan(library, None, [(DIFF_DST, shape), (DST, shape)], [(DIFF_SRC, shape)], descriptor)
 
         dz = paddle.empty(shape, dtype="float32")
@@ -321,7 +355,7 @@ class OneDNN:
             library.call("dnnl_convolution_backward_data_primitive_desc_create", ctypes.byref(descriptor),
                          library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
                          library.any_layout(w_shape), library.any_layout(y_shape), *self._geometry(geometry),
-                         hint, None)
+                         hint, library.attributes())
             return _Plan(library, descriptor, [(DIFF_DST, y_shape), (WEIGHTS, w_shape)], [(DIFF_SRC, x_shape)])
 
         dx = paddle.empty(x_shape, dtype="float32")
@@ -342,7 +376,7 @@ class OneDNN:
             library.call("dnnl_convolution_backward_weights_primitive_desc_create", ctypes.byref(descriptor),
                          library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
                          library.any_layout(w_shape), library.plain((w_shape[0],)), library.any_layout(y_shape),
-                         *self._geometry(geometry), hint, None)
+                         *self._geometry(geometry), hint, library.attributes())
             return _Plan(library, descriptor, [(SRC, x_shape), (DIFF_DST, y_shape)],
                          [(DIFF_WEIGHTS, w_shape), (DIFF_BIAS, (w_shape[0],))])
 
