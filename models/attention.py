@@ -4,7 +4,8 @@ in bounded memory.
 Foreground features ``f`` are matched against 3×3 background patches of ``b`` by cosine similarity, the
 score matrix is "fused" to favour coherent patches, masked so that only known background is attended,
 soft-maxed with scale 10, and the attended 4×4 full-resolution background patches are pasted back (a
-transposed convolution, here ``F.fold``) and divided by 4, as in the official graph. Matching runs at
+transposed convolution: on oneDNN exactly that, ``_paste``; elsewhere a matrix product and ``F.fold``) and
+divided by 4, as in the official graph. Matching runs at
 1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
 
 The official graph builds the whole (foreground × background) score matrix, which grows with the fourth
@@ -25,6 +26,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from models.convolution import conv2d_input_gradient, runs_on_onednn
 from models.layers import resize_nearest, same_padding
 
 CHUNK_ELEMENTS = 2 ** 24  # raw scores held per chunk (64 MB in float32); a few such buffers are alive at once
@@ -171,6 +173,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     b_index = paddle.to_tensor(np.where(score_cols < 0, bg[0] * bg[1], score_cols))   # -1: the zero patch
     b_used = _take(_with_zero_patch(b_patches), b_index, 2)
     per_chunk = max(1, chunk_elements // (batch * len(score_cols)))
+    on_onednn = runs_on_onednn(f)
     pasted, best = [], []
     for chunk in _chunks(rows, fg[1], per_chunk):
         if fuse:
@@ -180,7 +183,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
             scores = _match(f_patches, b_used, chunk)
         attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
         best.append(paddle.argmax(attention, axis=-1))
-        pasted.append(paddle.matmul(attention, raw_used, transpose_y=True))
+        pasted.append(attention if on_onednn else paddle.matmul(attention, raw_used, transpose_y=True))
 
     columns = paddle.concat(pasted, axis=1)
     best_cols = paddle.gather(paddle.to_tensor(cols), paddle.concat(best, axis=1).reshape([-1]))
@@ -191,9 +194,26 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
 
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
+    if on_onednn:
+        return _paste(columns, raw_used, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
     y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[height, width], kernel_sizes=2 * rate,
                strides=rate, paddings=[top, left, bottom, right])
     return y / 4.0, offsets
+
+
+def _paste(attention: paddle.Tensor, raw_used: paddle.Tensor, fg: tuple[int, int], size: tuple[int, int],
+           rate: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
+    """On oneDNN: the official paste — a transposed convolution of the attention map [N, positions, L]
+    with the L raw 2·rate × 2·rate background patches as its kernel — as the backward-data pass of the
+    stride-``rate`` convolution with that kernel (``conv2d_input_gradient``), one image at a time since
+    each has its own patches. The same sums as the matrix product and ``F.fold`` of the other path, in
+    one JIT kernel, without the [N, positions, C·(2·rate)²] columns."""
+    batch, channels = raw_used.shape[0], raw_used.shape[1] // (2 * rate) ** 2
+    used = raw_used.shape[2]
+    kernels = raw_used.transpose([0, 2, 1]).reshape([batch, used, channels, 2 * rate, 2 * rate])
+    maps = attention.transpose([0, 2, 1]).reshape([batch, used, fg[0], fg[1]])
+    return paddle.concat([conv2d_input_gradient(maps[i:i + 1], kernels[i], (1, channels, *size), rate, 1, padding)
+                          for i in range(batch)])
 
 
 def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
