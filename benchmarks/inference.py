@@ -6,8 +6,8 @@
 The input is a random image with a centred square hole of a quarter of its area. One warm-up pass (which
 also builds the compiled programs for the size), then the median of ``--repeats`` timed passes. Peak
 memory is the process's peak resident set (and the GPU's peak allocation on a GPU), so a table runs every
-size in its own process. ``--backend`` picks how the generator runs (``inpainting.runners``): ``compiled``
-(the default on the CPU) and ``eager`` compute only what reaches the hole; ``paddle-inference`` and
+size in its own process. ``--backend`` picks how the generator runs (``inpainting.runners``): ``eager``
+(the default) and ``compiled`` compute only what reaches the hole; ``paddle-inference`` and
 ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
 weights exported to a temporary folder first.
 """
@@ -136,7 +136,7 @@ def main() -> None:
                                              "initialisation)")
     parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
     parser.add_argument("--backend", choices=BACKENDS,
-                        help="eager, compiled (the default on the CPU), paddle-inference or onnxruntime "
+                        help="eager (the default), compiled, paddle-inference or onnxruntime "
                              "(an exported full graph)")
     args = parser.parse_args()
     args.sizes = parse_sizes(args.sizes) if args.sizes else None

@@ -9,7 +9,6 @@ as in the official script. The generator itself runs in one of the backends of `
 from __future__ import annotations
 
 import numpy as np
-import paddle
 
 from inpainting.runners import CompiledRunner, EagerRunner, Runner
 from models.checkpoint import Checkpoint
@@ -39,22 +38,22 @@ class Inpainter:
     """Fills holes in pictures with a generator or an exported model; call it with an 8-bit RGB image and
     a boolean hole mask.
 
-    ``model`` is an ``InpaintGenerator`` — on the CPU its convolutions run compiled (``CompiledRunner``,
-    ~5× faster) unless ``compiled=False`` — or a runner from ``inpainting.runners`` (an exported model).
+    ``model`` is an ``InpaintGenerator`` — run eagerly (``EagerRunner``; on the CPU its convolutions run
+    on oneDNN, ``models.convolution``), or with ``compiled`` as Paddle Inference programs around the
+    attention (``CompiledRunner``; 1.3× slower and 1.4× the memory since eager mode got oneDNN) — or a
+    runner from ``inpainting.runners`` (an exported model).
     """
 
     def __init__(self, model: InpaintGenerator | Runner, channel_order: str = "RGB",
-                 compiled: bool | None = None, training_size: int = 256) -> None:
+                 compiled: bool = False, training_size: int = 256) -> None:
         if isinstance(model, InpaintGenerator):
-            if compiled is None:
-                compiled = paddle.device.get_device() == "cpu"
             model = CompiledRunner(model) if compiled else EagerRunner(model)
         self.runner = model
         self.channel_order = channel_order
         self.training_size = training_size   # the side of the model's training pictures: the hd-strategy's windows
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, compiled: bool | None = None) -> "Inpainter":
+    def from_checkpoint(cls, checkpoint: Checkpoint, compiled: bool = False) -> "Inpainter":
         """The checkpoint's generator, fed in its channel order, with the hd-strategy's windows sized from
         its training pictures."""
         return cls(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled,

@@ -17,8 +17,8 @@ EXPORTED_BACKENDS = {"paddle-inference": "paddle", "onnxruntime": "onnx"}
 
 def open_model(path: str, backend: str | None = None) -> Inpainter:
     """An ``Inpainter`` for ``path``. ``backend`` (one of ``runners.BACKENDS``) picks how it runs; by
-    default a checkpoint runs compiled on the CPU (eagerly on a GPU), an exported folder in Paddle
-    Inference if it holds the paddle format, else in ONNX Runtime."""
+    default a checkpoint runs eagerly, an exported folder in Paddle Inference if it holds the paddle
+    format, else in ONNX Runtime."""
     if backend is not None and backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if os.path.isdir(path) and is_export(path):
@@ -27,8 +27,7 @@ def open_model(path: str, backend: str | None = None) -> Inpainter:
         raise UserError(f"{path} is a checkpoint; the {backend} backend runs an exported model "
                         f"(python tools/export_model.py --checkpoint {path} --output DIR)")
     checkpoint = load_checkpoint(path)
-    compiled = None if backend is None else backend == "compiled"
-    return Inpainter.from_checkpoint(checkpoint, compiled)
+    return Inpainter.from_checkpoint(checkpoint, compiled=backend == "compiled")
 
 
 def _open_export(folder: str, backend: str | None) -> Inpainter:

@@ -9,7 +9,6 @@ import platform
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 import pytest
 
 from models import convolution
