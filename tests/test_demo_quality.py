@@ -1,9 +1,10 @@
-"""The demo recipe learns to inpaint: its first 800 updates (the reconstruction phase at the demo's own
-geometry, pictures, learning rate and batch; about 3.5 minutes on one core) already fill the holes of the
-48 held-out windows that ``python test.py`` evaluates clearly better than mean fill.
+"""The demo recipe learns to inpaint: its reconstruction phase (1500 updates at the demo's own geometry,
+pictures, learning rate and batch; under 3 minutes on two cores) fills the holes of the 48 held-out
+windows that ``python test.py`` evaluates clearly better than mean fill.
 
-Measured here: hole L1 8.0 % after 750 updates, 7.56 % for the whole demo (1550 updates), mean fill 9.20 %
-(Telea 5.59 %). With Paddle's default initialisation instead of TF's, or at lr 3e-4, 1000 updates were at
+Measured here: hole L1 8.0 % after 750 updates, 7.5 % after 1500, 7.56 % for the whole demo (1550 updates),
+mean fill 9.20 % (Telea 5.59 %); 800 updates gave 8.0 % and 8.7 % in two runs, which is why the test
+trains the whole phase. With Paddle's default initialisation instead of TF's, or at lr 3e-4, 1000 updates were at
 or behind mean fill (9.3–10 %), so this test catches a recipe that stops learning."""
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from training.loop import train
 from utils.config import load_config
 
 DEMO = os.path.join(ROOT, "configs", "demo.yaml")
-UPDATES = 800
+UPDATES = 1500
 
 
 def evaluation_module():
@@ -36,4 +37,4 @@ def test_the_demo_recipe_beats_mean_fill_on_held_out_windows(tmp_path):
     report = cli.evaluate(config, load_checkpoint(str(tmp_path)), paths, holes, ["mean_fill"])
     model, mean_fill = report["model"]["l1_hole"], report["baselines"]["mean_fill"]["l1_hole"]
     assert report["count"] == 48
-    assert model < 0.93 * mean_fill, f"hole L1 {model:.2f}% after {UPDATES} updates, mean fill {mean_fill:.2f}%"
+    assert model < 0.9 * mean_fill, f"hole L1 {model:.2f}% after {UPDATES} updates, mean fill {mean_fill:.2f}%"
