@@ -111,7 +111,7 @@ class _ConvolutionELU(PyLayer):
     def forward(ctx, x, w, b, geometry: Geometry):
         ctx.geometry, ctx.wants = geometry, _wants(x, w, b)
         y = onednn.instance().forward(x, w, b, geometry, "elu")
-        ctx.save_for_backward(x, w, y)
+        ctx.save_for_backward(x, w, y.detach())   # not y itself: y → its node → ctx → y would never be freed
         return y
 
     @staticmethod
@@ -149,7 +149,7 @@ class _ConvolutionLeaky(PyLayer):
     def forward(ctx, x, w, b, geometry: Geometry):
         ctx.geometry, ctx.wants = geometry, _wants(x, w, b)
         y = onednn.instance().forward(x, w, b, geometry, "leaky_relu")
-        ctx.save_for_backward(x, w, y)
+        ctx.save_for_backward(x, w, y.detach())   # not y itself: y → its node → ctx → y would never be freed
         return y
 
     @staticmethod
@@ -170,7 +170,7 @@ class _BiasELU(PyLayer):
     def forward(ctx, z, b):
         ctx.wants = _wants(z, b)
         y = onednn.instance().add_bias(z, b, elu=True)
-        ctx.save_for_backward(y)
+        ctx.save_for_backward(y.detach())
         return y
 
     @staticmethod
