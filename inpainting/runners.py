@@ -22,6 +22,7 @@ from inpainting.compiled import CompiledGenerator
 from models.compiled import create_predictor
 from models.hole_reach import hole_reach
 from models.generator import InpaintGenerator
+from utils.device import restore_cpu_threads
 from utils.errors import UserError
 from utils.streams import captured_output
 
@@ -119,6 +120,7 @@ class PaddleInferenceRunner(_ExportedRunner):
         device = paddle.device.get_device()
         gpu = int(device.partition(":")[2] or 0) if device.startswith("gpu") else None
         self.predictor = create_predictor(program, params, _threads(), gpu)
+        restore_cpu_threads()
         self.first_run = True
 
     def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +132,7 @@ class PaddleInferenceRunner(_ExportedRunner):
             self.first_run = False
         else:
             self.predictor.run()
+        restore_cpu_threads()       # the predictor leaves OpenMP at one thread for later eager work
         x_stage2, offsets = (self.predictor.get_output_handle(name).copy_to_cpu()
                              for name in self.predictor.get_output_names())
         return x_stage2, offsets

@@ -53,6 +53,16 @@ def _wants(*tensors: paddle.Tensor) -> tuple[bool, ...]:
     return tuple(not t.stop_gradient for t in tensors)
 
 
+def _input_and_weight_gradients(ctx, x: paddle.Tensor, w: paddle.Tensor, dz: paddle.Tensor) -> tuple:
+    """(dx, dw, db) of z = conv(x, w) + b given dz, each only if wanted (``ctx.wants``), each differentiable
+    again (``_BackwardData``, ``_BackwardWeights``)."""
+    dx = _BackwardData.apply(dz, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
+    dw = db = None
+    if ctx.wants[1] or ctx.wants[2]:
+        dw, db = _BackwardWeights.apply(x, dz, tuple(w.shape[2:]), ctx.geometry)
+    return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+
+
 class _Convolution(PyLayer):
     @staticmethod
     def forward(ctx, x, w, b, geometry: Geometry):
@@ -63,12 +73,7 @@ class _Convolution(PyLayer):
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensor()
-        dy = _dense(dy)
-        dx = _BackwardData.apply(dy, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
-        dw = db = None
-        if ctx.wants[1] or ctx.wants[2]:
-            dw, db = _BackwardWeights.apply(x, dy, tuple(w.shape[2:]), ctx.geometry)
-        return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+        return _input_and_weight_gradients(ctx, x, w, _dense(dy))
 
 
 class _BackwardData(PyLayer):
@@ -119,12 +124,7 @@ class _ConvolutionELU(PyLayer):
         if paddle.is_grad_enabled():
             raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
         x, w, y = ctx.saved_tensor()
-        dz = onednn.instance().activation_backward(_dense(dy), y, "elu")
-        dx = onednn.instance().backward_data(dz, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
-        dw = db = None
-        if ctx.wants[1] or ctx.wants[2]:
-            dw, db = onednn.instance().backward_weights(x, dz, tuple(w.shape[2:]), ctx.geometry)
-        return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+        return _input_and_weight_gradients(ctx, x, w, onednn.instance().activation_backward(_dense(dy), y, "elu"))
 
 
 class _LeakyBackward(PyLayer):
@@ -155,12 +155,7 @@ class _ConvolutionLeaky(PyLayer):
     @staticmethod
     def backward(ctx, dy):
         x, w, y = ctx.saved_tensor()
-        dz = _LeakyBackward.apply(_dense(dy), y.detach())
-        dx = _BackwardData.apply(dz, w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
-        dw = db = None
-        if ctx.wants[1] or ctx.wants[2]:
-            dw, db = _BackwardWeights.apply(x, dz, tuple(w.shape[2:]), ctx.geometry)
-        return dx, dw if ctx.wants[1] else None, db if ctx.wants[2] else None
+        return _input_and_weight_gradients(ctx, x, w, _LeakyBackward.apply(_dense(dy), y))
 
 
 class _BiasELU(PyLayer):

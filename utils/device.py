@@ -9,15 +9,14 @@ from utils.errors import UserError
 
 
 def pick_device(requested: str = "auto", cpu_threads: int = 0) -> str:
-    """``auto`` → the first GPU when Paddle was built with CUDA and sees one, else the CPU.
+    """``auto`` → the first GPU when Paddle was built with CUDA and sees one, else the CPU, where the math
+    runs on ``cpu_threads`` threads (0 = one per core; Paddle's own default is one).
 
-    Paddle's CPU math library runs on one thread by default. ``all_cpu_cores`` lets inference use every
-    core (the attention's matrix products run ~2× faster on two when the cores are free); training leaves
-    it off. All of Paddle's OpenMP work (its own kernels such as Adam, MKL, oneDNN) runs on one pool, Intel's
-    libiomp5, so it is not two pools fighting; but every parallel region waits for its slowest thread, and
-    on a machine whose cores are busy with other work a second thread is often descheduled: an MKL product
-    of two 2048² matrices measured 51 GMAC/s on one thread and 13 on two with a load of 3–5 on 2 cores.
-    Paddle's eager convolutions gain nothing from a second thread even then (im2col is serial).
+    All of Paddle's OpenMP work (its kernels such as Adam, MKL, oneDNN) runs on one pool, Intel's libiomp5,
+    so it is not two pools fighting. On a free machine two threads make oneDNN's convolutions and MKL's
+    products about twice as fast. On a machine whose cores are busy with other work every parallel region
+    waits for its descheduled second thread (an MKL product of two 2048² matrices measured 51 GMAC/s on one
+    thread and 13 on two with a load of 3–5 on 2 cores): there, one thread is the better choice.
     """
     if requested == "auto":
         has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0

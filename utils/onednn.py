@@ -259,6 +259,15 @@ class OneDNN:
                 self.library.execute(operand.reorder, [(SRC, operand.blocked), (DST, operand.user)])
         self._release_large_buffers()
 
+    def _compute(self, key: tuple, build, inputs: list[paddle.Tensor], output_shapes: list[tuple]
+                 ) -> list[paddle.Tensor]:
+        """Run the plan cached under ``key`` (built by ``build`` the first time) on ``inputs``, into new
+        float32 tensors of ``output_shapes``."""
+        outputs = [paddle.empty(shape, dtype="float32") for shape in output_shapes]
+        with self.lock:
+            self._run(self._plan(key, build), inputs, outputs)
+        return outputs
+
     def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None
                             ) -> _Pointer:
         library = self.library
@@ -281,12 +290,11 @@ class OneDNN:
         """conv(x, w) + b, then ``activation`` ("elu", α = 1, or "leaky_relu", slope ``LEAKY_SLOPE``) in the
         same pass over the output."""
         x_shape, w_shape = tuple(x.shape), tuple(w.shape)
-        y = paddle.empty(geometry.output_shape(x_shape, w_shape), dtype="float32")
-        with self.lock:
-            self._run(self._forward_plan(x_shape, w_shape, geometry, activation), [x, w, b], [y])
-        return y
+        key, build = self._forward_plan(x_shape, w_shape, geometry, activation)
+        return self._compute(key, build, [x, w, b], [geometry.output_shape(x_shape, w_shape)])[0]
 
-    def _forward_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None) -> _Plan:
+    def _forward_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None):
+        """The cache key and builder of a forward convolution's plan."""
         y_shape = geometry.output_shape(x_shape, w_shape)
 
         def build() -> _Plan:
@@ -294,7 +302,7 @@ class OneDNN:
             return _Plan(self.library, descriptor, [(SRC, x_shape), (WEIGHTS, w_shape), (BIAS, (w_shape[0],))],
                          [(DST, y_shape)])
 
-        return self._plan(("forward", x_shape, w_shape, geometry, activation), build)
+        return ("forward", x_shape, w_shape, geometry, activation), build
 
     def forward_is_generic(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None
                            ) -> bool:
@@ -302,7 +310,8 @@ class OneDNN:
         JIT one: on AVX-512 it does for dilations of 8 and 16 on the generator's 64² features, where it
         is 2.5× slower than its own backward-data kernel for the same shapes."""
         with self.lock:
-            return "gemm" in self._forward_plan(tuple(x_shape), tuple(w_shape), geometry, activation).implementation
+            return "gemm" in self._plan(*self._forward_plan(tuple(x_shape), tuple(w_shape), geometry,
+                                                            activation)).implementation
 
     def add_bias(self, z: paddle.Tensor, b: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
         """z + b per channel of NCHW ``z``, then ELU (α = 1) if ``elu``: one pass (Paddle's broadcast add
@@ -317,10 +326,7 @@ class OneDNN:
                          library.attributes("elu" if elu else None))
             return _Plan(library, None, [(SRC, shape), (SRC_1, (1, shape[1], 1, 1))], [(DST, shape)], descriptor)
 
-        y = paddle.empty(shape, dtype="float32")
-        with self.lock:
-            self._run(self._plan(("add_bias", shape, elu), build), [z, b], [y])
-        return y
+        return self._compute(("add_bias", shape, elu), build, [z, b], [shape])[0]
 
     def activation_backward(self, dy: paddle.Tensor, y: paddle.Tensor, activation: str) -> paddle.Tensor:
         """The gradient through y = activation(z) with respect to z, computed from y: for ELU, dy where
@@ -338,10 +344,7 @@ class OneDNN:
                          kind, plain, plain, plain, alpha, ctypes.c_float(0.0), hint, library.attributes())
             return _Plan(library, None, [(DIFF_DST, shape), (DST, shape)], [(DIFF_SRC, shape)], descriptor)
 
-        dz = paddle.empty(shape, dtype="float32")
-        with self.lock:
-            self._run(self._plan(("activation_backward", shape, activation), build), [dy, y], [dz])
-        return dz
+        return self._compute(("activation_backward", shape, activation), build, [dy, y], [shape])[0]
 
     def backward_data(self, dy: paddle.Tensor, w: paddle.Tensor, x_shape: tuple[int, ...], geometry: Geometry
                       ) -> paddle.Tensor:
@@ -358,10 +361,7 @@ class OneDNN:
                          hint, library.attributes())
             return _Plan(library, descriptor, [(DIFF_DST, y_shape), (WEIGHTS, w_shape)], [(DIFF_SRC, x_shape)])
 
-        dx = paddle.empty(x_shape, dtype="float32")
-        with self.lock:
-            self._run(self._plan(("backward_data", x_shape, w_shape, geometry), build), [dy, w], [dx])
-        return dx
+        return self._compute(("backward_data", x_shape, w_shape, geometry), build, [dy, w], [x_shape])[0]
 
     def backward_weights(self, x: paddle.Tensor, dy: paddle.Tensor, kernel: tuple[int, int], geometry: Geometry
                          ) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -380,10 +380,8 @@ class OneDNN:
             return _Plan(library, descriptor, [(SRC, x_shape), (DIFF_DST, y_shape)],
                          [(DIFF_WEIGHTS, w_shape), (DIFF_BIAS, (w_shape[0],))])
 
-        dw = paddle.empty(w_shape, dtype="float32")
-        db = paddle.empty((w_shape[0],), dtype="float32")
-        with self.lock:
-            self._run(self._plan(("backward_weights", x_shape, w_shape, geometry), build), [x, dy], [dw, db])
+        dw, db = self._compute(("backward_weights", x_shape, w_shape, geometry), build, [x, dy],
+                               [w_shape, (w_shape[0],)])
         return dw, db
 
     def implementations(self) -> dict[tuple, str]:
