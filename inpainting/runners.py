@@ -5,7 +5,7 @@ the hole zeroed, ``mask`` N×1×H×W (or 1×1×H×W), 1 = hole, sides multiples 
 ``(x_stage2, offsets)`` as numpy arrays. The picture handling around it (padding, channel order, the
 composite, the flow picture) is ``Inpainter``'s alone, so every backend fills a picture the same way.
 
-* ``eager``: Paddle's eager kernels, only the attention positions that reach the hole (``hole_reach``);
+* ``eager``: Paddle's eager kernels (oneDNN on the CPU), only what reaches the hole (``fill_holes``);
 * ``compiled``: the same with the convolutions as Paddle Inference programs on oneDNN (CPU);
 * ``paddle-inference`` / ``onnxruntime``: an exported folder (``inpainting/export.py``), the official full
   graph, run by Paddle Inference or ONNX Runtime without the training code.
@@ -20,7 +20,7 @@ import paddle
 
 from inpainting.compiled import CompiledGenerator
 from models.compiled import create_predictor
-from models.hole_reach import hole_reach
+from models.hole_reach import fill_holes
 from models.generator import InpaintGenerator
 from utils.device import restore_cpu_threads
 from utils.errors import UserError
@@ -51,7 +51,7 @@ def _threads() -> int:
 
 
 class EagerRunner:
-    """The generator on Paddle's eager kernels, computing only what reaches the hole (batch 1)."""
+    """The generator on Paddle's eager kernels, computing only what reaches the hole (``fill_holes``)."""
 
     name = "eager"
 
@@ -61,8 +61,7 @@ class EagerRunner:
 
     def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with paddle.no_grad():
-            _, x_stage2, offsets = self.generator(paddle.to_tensor(x), paddle.to_tensor(mask),
-                                                  hole_reach(self.generator.refine, mask))
+            x_stage2, offsets = fill_holes(self.generator, paddle.to_tensor(x), paddle.to_tensor(mask))
         return x_stage2.numpy(), offsets.numpy()
 
     def needed_bytes(self, height: int, width: int) -> int:

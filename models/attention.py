@@ -28,6 +28,7 @@ import paddle.nn.functional as F
 
 from models.convolution import conv2d_input_gradient, runs_on_onednn
 from models.layers import resize_nearest, same_padding
+from models.matmul import matmul
 
 CHUNK_ELEMENTS = 2 ** 24  # raw scores held per chunk (64 MB in float32); a few such buffers are alive at once
 
@@ -184,7 +185,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
             scores = _match(f_patches, b_used, chunk)
         attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
         best.append(paddle.argmax(attention, axis=-1))
-        pasted.append(attention if on_onednn else paddle.matmul(attention, raw_used, transpose_y=True))
+        pasted.append(attention if on_onednn else matmul(attention, raw_used, transpose_b=True))
 
     columns = paddle.concat(pasted, axis=1)
     best_cols = paddle.gather(paddle.to_tensor(cols), paddle.concat(best, axis=1).reshape([-1]))
@@ -231,7 +232,7 @@ def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
 def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, rows: np.ndarray) -> paddle.Tensor:
     """Cosine scores [N, len(rows), L] of foreground positions ``rows`` against the L patches ``b_used``."""
     f_rows = _take(f_patches, paddle.to_tensor(rows), 2)
-    return paddle.matmul(f_rows, b_used, transpose_x=True)
+    return matmul(f_rows, b_used, transpose_a=True)
 
 
 def _with_zero_patch(patches: paddle.Tensor) -> paddle.Tensor:

@@ -15,7 +15,7 @@ from models.attention import contextual_attention
 from models.layers import GenConv, GenDeconv, resize_nearest
 
 
-def _with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+def with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
     """The 5-channel input both stages see: image, a plane of ones, and the mask."""
     ones = paddle.ones_like(x[:, :1])
     return paddle.concat([x, ones, ones * mask], axis=1)
@@ -53,7 +53,14 @@ class CoarseNetwork(nn.Layer):
         )
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-        return paddle.clip(self.body(_with_mask_channels(x, mask)), -1.0, 1.0)
+        return paddle.clip(self.body(with_mask_channels(x, mask)), -1.0, 1.0)
+
+    def split(self) -> tuple[nn.Sequential, list[nn.Layer]]:
+        """``body`` as the layers up to the last dilated conv and the stride-1 decoder after them, which
+        ``models.hole_reach.fill_holes`` runs on the hole's window alone."""
+        layers = list(self.body.children())
+        start = len(layers) - 7                     # conv11 … conv17
+        return nn.Sequential(*layers[:start]), layers[start:]
 
 
 class RefineNetwork(nn.Layer):
@@ -102,7 +109,7 @@ class RefineNetwork(nn.Layer):
 
     def encode(self, x: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The two branches up to the attention: hallucinated features and the features to match."""
-        xnow = _with_mask_channels(x, mask)
+        xnow = with_mask_channels(x, mask)
         return self.hallucination(xnow), self.attention_encoder(xnow)
 
     def attend(self, features: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None

@@ -213,3 +213,24 @@ def test_fused_outputs_are_freed_after_a_second_order_step(activation):
     del y
     gc.collect()
     assert alive() is None
+
+
+@pytest.mark.parametrize("transpose_a,transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_attention_matmul_on_onednn_matches_paddle(transpose_a, transpose_b):
+    """The attention's products (``models.matmul``): the same values and first derivatives as
+    ``paddle.matmul``, for every way the operands can be stored."""
+    from models.matmul import matmul
+    generator = np.random.default_rng(int(transpose_a) * 2 + int(transpose_b))
+    a0 = generator.standard_normal((3, 7, 5) if transpose_a else (3, 5, 7)).astype(np.float32)
+    b0 = generator.standard_normal((3, 6, 7) if transpose_b else (3, 7, 6)).astype(np.float32)
+    weights = paddle.to_tensor(generator.standard_normal((3, 5, 6)).astype(np.float32))
+    results = []
+    for use_onednn in (True, False):
+        convolution.use_onednn(use_onednn)
+        a, b = paddle.to_tensor(a0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
+        y = matmul(a, b, transpose_a, transpose_b)
+        (paddle.tanh(y) * weights).sum().backward()
+        results.append([t.numpy() for t in (y, a.grad, b.grad)])
+    for ours, theirs in zip(*results):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=1e-5)

@@ -29,7 +29,7 @@ from data.masks import Box
 from models.convolution import use_onednn
 from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
-from models.hole_reach import hole_reach
+from models.hole_reach import fill_holes
 from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
                            wgan_critic_loss, wgan_generator_loss)
 from utils.config import Config
@@ -65,10 +65,11 @@ class Networks:
 
     def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
         """The critic steps' stage 2 of the holed ``images``, without gradient: exact inside the holes,
-        which is all the critics see of it (``complete``); the attention is computed only where it
-        reaches a hole (``models.hole_reach``), so outside them it is not the official result."""
+        which is all the critics see of it (``complete``). The attention and the decoders are computed
+        only where they reach a hole (``models.hole_reach.fill_holes``), so outside the holes it is not
+        the official result."""
         with paddle.no_grad():
-            return self.generator(images * (1.0 - mask), mask, hole_reach(self.generator.refine, mask.numpy()))[1]
+            return fill_holes(self.generator, images * (1.0 - mask), mask)[0]
 
 
 def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor) -> paddle.Tensor:

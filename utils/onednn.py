@@ -9,7 +9,7 @@ processor) run the same layers at 60–200 GMAC/s, forward and both backward pas
 
 Three primitives, each on NCHW float32 Paddle tensors, with outputs as new Paddle tensors:
 ``forward`` (y = conv(x, w) + b), ``backward_data`` (dx from dy and w), ``backward_weights`` (dw and db
-from x and dy). Each call reorders its operands into the blocked layouts oneDNN chose and the results back
+from x and dy); and, for the contextual attention, a batched ``matmul``. Each call reorders its operands into the blocked layouts oneDNN chose and the results back
 (a few percent of the time); the primitives and reorders are built once per shape and geometry and kept
 (``CACHE_SIZE``), the blocked copies live in a few reused work buffers, so memory does not grow per
 layer. ``models.convolution`` builds differentiable convolutions from these.
@@ -74,6 +74,11 @@ class Geometry:
                 self.output_side(x_shape[3], w_shape[3], 1))
 
 
+def dense_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The element strides of a dense row-major array of ``shape``."""
+    return tuple(int(v) for v in np.cumprod((1, *shape[::-1]))[:-1][::-1])
+
+
 def _dims(values) -> _Dims:
     dims = _Dims()
     dims[:len(values)] = [int(v) for v in values]
@@ -103,9 +108,11 @@ class _Library:
         if status != 0:
             raise OneDNNError(f"{name} failed with oneDNN status {status}")
 
-    def plain(self, shape: tuple[int, ...]) -> _Pointer:
-        """A memory descriptor of a dense row-major float32 array (Paddle's layout)."""
-        strides = np.cumprod((1, *shape[::-1]))[:-1][::-1]
+    def plain(self, shape: tuple[int, ...], strides: tuple[int, ...] | None = None) -> _Pointer:
+        """A memory descriptor of a dense row-major float32 array (Paddle's layout), or of one read with
+        ``strides`` (a transposed view of such an array)."""
+        if strides is None:
+            strides = dense_strides(shape)
         desc = _Pointer()
         self.call("dnnl_memory_desc_create_with_strides", ctypes.byref(desc), len(shape), _dims(shape), _F32,
                   _dims(strides))
@@ -164,9 +171,9 @@ class _Operand:
     blocked memory (backed by work buffer ``slot``) and the reorder between the two."""
 
     def __init__(self, library: _Library, arg: int, shape: tuple[int, ...], descriptor: _Pointer | None,
-                 slot: int, is_output: bool) -> None:
+                 slot: int, is_output: bool, strides: tuple[int, ...] | None = None) -> None:
         self.arg, self.slot = arg, slot
-        user = library.plain(shape)
+        user = library.plain(shape, strides)
         self.user = library.memory(user)
         chosen = _Pointer(library.lib.dnnl_primitive_desc_query_md(descriptor, _QUERY_OF[arg], 0)) \
             if descriptor is not None and arg in _QUERY_OF else user
@@ -181,16 +188,15 @@ class _Operand:
 class _Plan:
     """A built primitive with its operands, for one kind, shape and geometry."""
 
-    def __init__(self, library: _Library, descriptor: _Pointer | None, inputs: list[tuple[int, tuple]],
-                 outputs: list[tuple[int, tuple]], plain_descriptor: _Pointer | None = None) -> None:
+    def __init__(self, library: _Library, descriptor: _Pointer | None, inputs: list[tuple],
+                 outputs: list[tuple], plain_descriptor: _Pointer | None = None) -> None:
         """``descriptor``: a primitive whose operands take the layouts it chose; or ``plain_descriptor``: one
-        whose operands are all in Paddle's layout."""
+        whose operands are all in Paddle's layout. Operands are (arg, shape) or (arg, shape, strides)."""
         self.implementation = library.implementation(descriptor or plain_descriptor)
         self.primitive = library.primitive(descriptor or plain_descriptor)
-        operands, slot = [], 0
-        for arg, shape in [*inputs, *outputs]:
-            operands.append(_Operand(library, arg, shape, descriptor, slot, arg in dict(outputs)))
-            slot += 1
+        operands = [_Operand(library, operand[0], operand[1], descriptor, slot, slot >= len(inputs), *operand[2:])
+                    for slot, operand in enumerate([*inputs, *outputs])]
+        slot = len(operands)
         self.inputs, self.outputs = operands[:len(inputs)], operands[len(inputs):]
         scratchpad = _Pointer(library.lib.dnnl_primitive_desc_query_md(descriptor or plain_descriptor,
                                                                       _QUERY_SCRATCHPAD, 0))
@@ -383,6 +389,34 @@ class OneDNN:
         dw, db = self._compute(("backward_weights", x_shape, w_shape, geometry), build, [x, dy],
                                [w_shape, (w_shape[0],)])
         return dw, db
+
+    def matmul(self, a: paddle.Tensor, b: paddle.Tensor, transpose_a: bool = False, transpose_b: bool = False
+               ) -> paddle.Tensor:
+        """The batched product op(a) · op(b) of dense 3-D ``a`` and ``b`` (op transposes the last two axes
+        when asked), read in place through strides: 2–4× Paddle's CPU ``matmul`` here, which the
+        contextual attention's matching and pasting spend most of their time in."""
+        a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+        operands = []
+        for shape, transposed in ((a_shape, transpose_a), (b_shape, transpose_b)):
+            strides = dense_strides(shape)
+            if transposed:
+                shape, strides = (shape[0], shape[2], shape[1]), (strides[0], strides[2], strides[1])
+            operands.append((shape, strides))
+        (a_view, a_strides), (b_view, b_strides) = operands
+        if a_view[0] != b_view[0] or a_view[2] != b_view[1]:
+            raise ValueError(f"cannot multiply {a_view} by {b_view}")
+        y_shape = (a_view[0], a_view[1], b_view[2])
+
+        def build() -> _Plan:
+            library = self.library
+            descriptor = _Pointer()
+            library.call("dnnl_matmul_primitive_desc_create", ctypes.byref(descriptor), library.engine,
+                         library.plain(a_view, a_strides), library.plain(b_view, b_strides), None,
+                         library.plain(y_shape), library.attributes())
+            return _Plan(library, None, [(SRC, a_view, a_strides), (WEIGHTS, b_view, b_strides)], [(DST, y_shape)],
+                         descriptor)
+
+        return self._compute(("matmul", a_shape, b_shape, transpose_a, transpose_b), build, [a, b], [y_shape])[0]
 
     def implementations(self) -> dict[tuple, str]:
         """Which oneDNN kernel each cached plan runs (``jit:avx512_core``, ``brgconv:avx2``, …)."""
