@@ -44,6 +44,9 @@ class Critic(nn.Layer):
         gradient there (``models.convolution``'s caveat), a quarter of the penalty's work, thrown away.
         Elsewhere it is ``paddle.grad`` with ``create_graph``."""
         if not runs_on_onednn(x):
+            if x.stop_gradient:
+                x = x.detach()
+                x.stop_gradient = False
             return paddle.grad(self(x), x, create_graph=True)[0]
         inputs, outputs = [], []
         for conv in self.convs:

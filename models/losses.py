@@ -59,7 +59,6 @@ def gradient_penalty(critic: Critic, real: paddle.Tensor, fake: paddle.Tensor,
                      alpha: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
     """mean((‖∇D(x̂) ⊙ mask‖ − 1)²) at x̂ = real + α (fake − real), one α per sample, norm over the hole."""
     interpolates = (real + alpha * (fake - real)).detach()
-    interpolates.stop_gradient = False
     gradient = critic.input_gradient(interpolates)
     slopes = paddle.sqrt(paddle.sum(gradient * gradient * mask, axis=[1, 2, 3]))
     return paddle.mean((slopes - 1.0) ** 2)

@@ -75,6 +75,8 @@ class StandIn(paddle.nn.Layer):
     """A critic with a known gradient; ``input_gradient`` as ``Critic``'s off oneDNN."""
 
     def input_gradient(self, x: paddle.Tensor) -> paddle.Tensor:
+        x = x.detach()
+        x.stop_gradient = False
         return paddle.grad(self(x), x, create_graph=True)[0]
 
 

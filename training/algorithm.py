@@ -77,14 +77,20 @@ def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor
     return x_stage2 * mask + images * (1.0 - mask)
 
 
+def _scored_together(critic: Critic, real: paddle.Tensor, fake: paddle.Tensor) -> list[paddle.Tensor]:
+    """The critic's scores of ``real`` and of ``fake`` from one pass over both, as the official graph
+    scores them (one batch is faster than two half batches)."""
+    return paddle.split(critic(paddle.concat([real, fake])), 2)
+
+
 def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Config) -> dict[str, paddle.Tensor]:
     """The critic objective on ``batch``; ``alphas`` [2, B, 1, 1, 1] are the gradient penalty's
     interpolation factors (local, global). ``total_d_loss`` is what the critic step minimises."""
     images, mask, boxes = batch.images, batch.mask, batch.boxes
     completed = complete(images, mask, nets.completion_without_gradient(images, mask))
     local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
-    scores = dict(zip(CRITIC_SCORES, (nets.local_critic(local_real), nets.local_critic(local_fake),
-                                      nets.global_critic(images), nets.global_critic(completed))))
+    scores = dict(zip(CRITIC_SCORES, (*_scored_together(nets.local_critic, local_real, local_fake),
+                                      *_scored_together(nets.global_critic, images, completed))))
     d_loss_local = wgan_critic_loss(scores["real_local"], scores["fake_local"])
     d_loss_global = wgan_critic_loss(scores["real_global"], scores["fake_global"])
     penalty_local = gradient_penalty(nets.local_critic, local_real, local_fake, alphas[0],
