@@ -155,9 +155,10 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     fg, bg = (height // rate, width // rate), (b.shape[2] // rate, b.shape[3] // rate)
     if needed is not None and needed.shape != fg:
         raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
-    f_patches = _with_zero_patch(_same_unfold(resize_nearest(f, *fg), ksize, 1))
-    b_patches = _same_unfold(resize_nearest(b, *bg), ksize, stride)
-    b_patches = b_patches / patch_norm(b_patches)
+    f_small = resize_nearest(f, *fg)
+    f_patches = _same_unfold(f_small, ksize, 1)
+    b_small = f_small if b is f and bg == fg else resize_nearest(b, *bg)
+    b_patches = f_patches if b_small is f_small and stride == 1 else _same_unfold(b_small, ksize, stride)
 
     usable = _usable_background(mask if per_sample_mask or mask is None else mask[:1], bg, ksize, stride)
     cols = np.flatnonzero(usable.any(axis=0))
@@ -171,8 +172,10 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     raw_used = _take(_same_unfold(b, 2 * rate, rate * stride), paddle.to_tensor(cols), 2)
     col_plan = _FuseAxis(cols, bg, fuse_k) if fuse else None
     score_cols = np.append(col_plan.raw, -1) if fuse else cols
-    b_index = paddle.to_tensor(np.where(score_cols < 0, bg[0] * bg[1], score_cols))   # -1: the zero patch
-    b_used = _take(_with_zero_patch(b_patches), b_index, 2)
+    used_index = paddle.to_tensor(np.maximum(score_cols, 0))
+    b_used = _take(b_patches, used_index, 2)
+    col_scale = _take(1.0 / patch_norms(b_small, ksize, stride), used_index, 2) \
+        * paddle.to_tensor((score_cols >= 0).astype(np.float32))     # -1: the zero patch, scored 0
     per_chunk = max(1, chunk_elements // (batch * len(score_cols)))
     on_onednn = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
                  and batch * len(rows) * len(cols) <= chunk_elements)   # see _paste
@@ -180,9 +183,9 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     for chunk in _chunks(rows, fg[1], per_chunk):
         if fuse:
             row_plan = _FuseAxis(chunk, fg, fuse_k)
-            scores = _fuse(_match(f_patches, b_used, np.append(row_plan.raw, fg_size)), row_plan, col_plan)
+            scores = _fuse(_match(f_patches, b_used, col_scale, row_plan.raw, zero_row=True), row_plan, col_plan)
         else:
-            scores = _match(f_patches, b_used, chunk)
+            scores = _match(f_patches, b_used, col_scale, chunk)
         attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
         best.append(paddle.argmax(attention, axis=-1))
         pasted.append(attention if on_onednn else matmul(attention, raw_used, transpose_b=True))
@@ -211,14 +214,16 @@ def _paste(attention: paddle.Tensor, raw_used: paddle.Tensor, fg: tuple[int, int
     the area, which the chunks exist to avoid): the official paste — a transposed convolution of the attention map [N, positions, L]
     with the L raw 2·rate × 2·rate background patches as its kernel — as the backward-data pass of the
     stride-``rate`` convolution with that kernel (``conv2d_input_gradient``), one image at a time since
-    each has its own patches. The same sums as the matrix product and ``F.fold`` of the other path, in
-    one JIT kernel, without the [N, positions, C·(2·rate)²] columns."""
+    each has its own patches (split, not sliced: a slice's gradient is a zero tensor of the whole). The
+    same sums as the matrix product and ``F.fold`` of the other path, in one JIT kernel, without the
+    [N, positions, C·(2·rate)²] columns."""
     batch, channels = raw_used.shape[0], raw_used.shape[1] // (2 * rate) ** 2
     used = raw_used.shape[2]
     kernels = raw_used.transpose([0, 2, 1]).reshape([batch, used, channels, 2 * rate, 2 * rate])
     maps = attention.transpose([0, 2, 1]).reshape([batch, used, fg[0], fg[1]])
-    return paddle.concat([conv2d_input_gradient(maps[i:i + 1], kernels[i], (1, channels, *size), rate, 1, padding)
-                          for i in range(batch)])
+    return paddle.concat([conv2d_input_gradient(image_map, image_kernels.reshape(image_kernels.shape[1:]),
+                                                (1, channels, *size), rate, 1, padding)
+                          for image_map, image_kernels in zip(paddle.split(maps, batch), paddle.split(kernels, batch))])
 
 
 def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
@@ -229,16 +234,23 @@ def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
     return paddle.sqrt(paddle.clip(paddle.sum(patches * patches, axis=1, keepdim=True), min=1e-8))
 
 
-def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, rows: np.ndarray) -> paddle.Tensor:
-    """Cosine scores [N, len(rows), L] of foreground positions ``rows`` against the L patches ``b_used``."""
+def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, col_scale: paddle.Tensor, rows: np.ndarray,
+           zero_row: bool = False) -> paddle.Tensor:
+    """Cosine scores [N, len(rows), L] of foreground positions ``rows`` against the L patches ``b_used``:
+    their dot products times ``col_scale`` (each patch's inverse norm; fewer numbers to scale than the
+    patches themselves); with ``zero_row``, a last row of zeros (the zero patch, the fuse's padding)."""
     f_rows = _take(f_patches, paddle.to_tensor(rows), 2)
-    return matmul(f_rows, b_used, transpose_a=True)
+    scores = matmul(f_rows, b_used, transpose_a=True) * col_scale
+    if zero_row:
+        scores = paddle.concat([scores, paddle.zeros([scores.shape[0], 1, scores.shape[2]], scores.dtype)], axis=1)
+    return scores
 
 
-def _with_zero_patch(patches: paddle.Tensor) -> paddle.Tensor:
-    """[N, D, L] patches and an all-zero patch at index L, whose scores are the fuse's zero padding."""
-    zero = paddle.zeros([patches.shape[0], patches.shape[1], 1], patches.dtype)
-    return paddle.concat([patches, zero], axis=2)
+def patch_norms(features: paddle.Tensor, ksize: int, stride: int) -> paddle.Tensor:
+    """``patch_norm`` of the ksize × ksize patches of ``features`` ([N, 1, L]), from the per-pixel sums of
+    squares over the channels: the same sums as over the unfolded patches, on a C-times smaller map."""
+    squares = paddle.sum(features * features, axis=1, keepdim=True)
+    return paddle.sqrt(paddle.clip(paddle.sum(_same_unfold(squares, ksize, stride), axis=1, keepdim=True), min=1e-8))
 
 
 def _masked_softmax(logits: paddle.Tensor, zeros: int) -> paddle.Tensor:

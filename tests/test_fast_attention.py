@@ -18,6 +18,7 @@ from models.generator import InpaintGenerator
 from tests.reference_attention import contextual_attention as reference_attention
 
 TOLERANCE = 1e-5
+ATTENTION_TOLERANCE = 5e-5   # the layer divides scores, not patches, by the norms: float32 rounding, ×10 by the softmax scale
 
 
 def _case(seed: int, batch: int, height: int, width: int, holes: bool = True
@@ -41,7 +42,7 @@ def test_chunked_attention_equals_the_straightforward_one(fuse, per_sample_mask,
     expected, expected_offsets = reference_attention(f, b, mask, fuse=fuse, per_sample_mask=per_sample_mask)
     got, offsets = contextual_attention(f, b, mask, fuse=fuse, per_sample_mask=per_sample_mask,
                                         chunk_elements=chunk_elements)
-    assert np.abs(got.numpy() - expected.numpy()).max() < TOLERANCE
+    assert np.abs(got.numpy() - expected.numpy()).max() < ATTENTION_TOLERANCE
     assert (offsets.numpy() == expected_offsets.numpy()).all()
 
 
@@ -50,7 +51,7 @@ def test_chunked_attention_at_other_shapes(shape, holes):
     f, b, mask = _case(1, *shape, holes=holes)
     expected, expected_offsets = reference_attention(f, b, mask, per_sample_mask=True)
     got, offsets = contextual_attention(f, b, mask, per_sample_mask=True, chunk_elements=100)
-    assert np.abs(got.numpy() - expected.numpy()).max() < TOLERANCE
+    assert np.abs(got.numpy() - expected.numpy()).max() < ATTENTION_TOLERANCE
     assert (offsets.numpy() == expected_offsets.numpy()).all()
 
 
