@@ -18,9 +18,10 @@ import os
 import shlex
 import sys
 
-from utils.environment import prepare_paddle
+from utils.environment import keep_freed_memory, prepare_paddle
 
 prepare_paddle()
+keep_freed_memory()
 
 from training.loop import train_and_report  # noqa: E402
 from training.parallel import DataParallel  # noqa: E402

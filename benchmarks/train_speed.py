@@ -19,9 +19,10 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from utils.environment import prepare_paddle  # noqa: E402
+from utils.environment import keep_freed_memory, prepare_paddle  # noqa: E402
 
 prepare_paddle()
+keep_freed_memory()
 
 import paddle  # noqa: E402
 from models.convolution import use_onednn  # noqa: E402

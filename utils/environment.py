@@ -29,3 +29,28 @@ def prepare_paddle() -> None:
     warnings.filterwarnings("ignore", message="No ccache found")
     if _amd_processor():
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+
+
+MMAP_THRESHOLD = 32 << 20    # glibc's largest allowed
+KEPT_FREE_BYTES = (1 << 31) - 1
+TOP_PAD = 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed blocks of up to 32 MB for reuse instead of giving them back to the system.
+
+    A training step allocates and frees the same activations every time. By default glibc serves blocks
+    over 128 KB–32 MB (its threshold adapts) with fresh ``mmap`` calls and unmaps them on free, so every
+    step faults its memory in again, page by page: about 280,000 faults per iteration at 256², batch 4,
+    which cost 11 % of the iteration in this project's 2-core VM (11.2 → 9.9 s, alternating runs). Blocks
+    under the threshold now come from the heap, which is not trimmed, so the process keeps its peak
+    memory (training reaches it every step anyway). Returns whether the C library took the settings
+    (false off glibc, where nothing changes)."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    trim_threshold, top_pad, mmap_threshold = -1, -2, -3
+    return all(mallopt(parameter, value) == 1 for parameter, value in
+               ((mmap_threshold, MMAP_THRESHOLD), (trim_threshold, KEPT_FREE_BYTES), (top_pad, TOP_PAD)))
