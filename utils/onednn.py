@@ -212,7 +212,14 @@ class OneDNN:
         self.library = _Library()
         self.plans: OrderedDict[tuple, _Plan] = OrderedDict()
         self.buffers: list[np.ndarray] = []
+        self.kept_buffer_bytes = KEPT_BUFFER_BYTES
         self.lock = threading.Lock()
+
+    def keep_buffers_up_to(self, size: int) -> None:
+        """Give work buffers larger than ``size`` bytes back after each call (``KEPT_BUFFER_BYTES`` by
+        default). Inference on one picture sets a small size: its largest blocked copies (tens of MB at
+        512²) otherwise stay allocated while the attention, which needs none, reaches the peak."""
+        self.kept_buffer_bytes = size
 
     def _buffer(self, slot: int, size: int) -> int:
         while len(self.buffers) <= slot:
@@ -222,11 +229,11 @@ class OneDNN:
         return self.buffers[slot].ctypes.data
 
     def _release_large_buffers(self) -> None:
-        """Work buffers over ``KEPT_BUFFER_BYTES`` are given back after each call: they only occur for
+        """Work buffers over ``kept_buffer_bytes`` are given back after each call: they only occur for
         big pictures, whose convolutions take far longer than allocating them again, and keeping them
         would hold a copy of the largest activation for good (1 GB at 2048²)."""
         for slot, buffer in enumerate(self.buffers):
-            if buffer.nbytes > KEPT_BUFFER_BYTES:
+            if buffer.nbytes > self.kept_buffer_bytes:
                 self.buffers[slot] = np.empty(0, np.uint8)
 
     def _plan(self, key: tuple, build) -> _Plan:
