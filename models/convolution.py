@@ -45,7 +45,8 @@ def onednn_active() -> bool:
     return _enabled and onednn.instance() is not None
 
 
-def _dense(x: paddle.Tensor) -> paddle.Tensor:
+def dense(x: paddle.Tensor) -> paddle.Tensor:
+    """``x`` in dense row-major memory (a copy only if it is a strided view): what oneDNN is handed."""
     return x.contiguous() if hasattr(x, "is_contiguous") and not x.is_contiguous() else x
 
 
@@ -73,7 +74,7 @@ class _Convolution(PyLayer):
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensor()
-        return _input_and_weight_gradients(ctx, x, w, _dense(dy))
+        return _input_and_weight_gradients(ctx, x, w, dense(dy))
 
 
 class _BackwardData(PyLayer):
@@ -86,7 +87,7 @@ class _BackwardData(PyLayer):
     @staticmethod
     def backward(ctx, g):
         dy, w = ctx.saved_tensor()
-        g = _dense(g)
+        g = dense(g)
         d_dy = _Convolution.apply(g, w, paddle.zeros([w.shape[0]], w.dtype), ctx.geometry) if ctx.wants[0] else None
         d_w = _BackwardWeights.apply(g, dy, tuple(w.shape[2:]), ctx.geometry)[0] if ctx.wants[1] else None
         return d_dy, d_w
@@ -102,9 +103,9 @@ class _BackwardWeights(PyLayer):
     @staticmethod
     def backward(ctx, g_w, g_b):
         x, dy = ctx.saved_tensor()
-        g_w = _dense(g_w)
+        g_w = dense(g_w)
         d_x = _BackwardData.apply(dy, g_w, tuple(x.shape), ctx.geometry) if ctx.wants[0] else None
-        d_dy = _Convolution.apply(x, g_w, _dense(g_b), ctx.geometry) if ctx.wants[1] else None
+        d_dy = _Convolution.apply(x, g_w, dense(g_b), ctx.geometry) if ctx.wants[1] else None
         return d_x, d_dy
 
 
@@ -124,7 +125,7 @@ class _ConvolutionELU(PyLayer):
         if paddle.is_grad_enabled():
             raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
         x, w, y = ctx.saved_tensor()
-        return _input_and_weight_gradients(ctx, x, w, onednn.instance().activation_backward(_dense(dy), y, "elu"))
+        return _input_and_weight_gradients(ctx, x, w, onednn.instance().activation_backward(dense(dy), y, "elu"))
 
 
 class _LeakyBackward(PyLayer):
@@ -139,7 +140,7 @@ class _LeakyBackward(PyLayer):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensor()
-        return _LeakyBackward.apply(_dense(g), y), None
+        return _LeakyBackward.apply(dense(g), y), None
 
 
 class _ConvolutionLeaky(PyLayer):
@@ -155,7 +156,7 @@ class _ConvolutionLeaky(PyLayer):
     @staticmethod
     def backward(ctx, dy):
         x, w, y = ctx.saved_tensor()
-        return _input_and_weight_gradients(ctx, x, w, _LeakyBackward.apply(_dense(dy), y))
+        return _input_and_weight_gradients(ctx, x, w, _LeakyBackward.apply(dense(dy), y))
 
 
 class _BiasELU(PyLayer):
@@ -173,7 +174,7 @@ class _BiasELU(PyLayer):
         if paddle.is_grad_enabled():
             raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
         (y,) = ctx.saved_tensor()
-        dz = onednn.instance().activation_backward(_dense(dy), y, "elu")
+        dz = onednn.instance().activation_backward(dense(dy), y, "elu")
         return dz if ctx.wants[0] else None, dz.sum(axis=[0, 2, 3]) if ctx.wants[1] else None
 
 
@@ -188,7 +189,7 @@ def _onednn_upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddl
     n, _, h, w = x.shape
     taps = paddle.to_tensor(UPSAMPLED_TAPS)
     kernel = paddle.matmul(paddle.matmul(taps, weight.transpose([1, 0, 2, 3])), taps, transpose_y=True)
-    y = _BackwardData.apply(_dense(x), kernel, (n, weight.shape[0], 2 * h, 2 * w), Geometry(2, 1, (1, 1, 1, 1)))
+    y = _BackwardData.apply(dense(x), kernel, (n, weight.shape[0], 2 * h, 2 * w), Geometry(2, 1, (1, 1, 1, 1)))
     if not elu:
         return y + bias.reshape([1, -1, 1, 1])
     if not paddle.is_grad_enabled() or (y.stop_gradient and bias.stop_gradient):
@@ -243,7 +244,7 @@ def _onednn_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor 
                    activation: str | None) -> paddle.Tensor:
     if bias is None:
         bias = paddle.zeros([weight.shape[0]], weight.dtype)
-    x, weight = _dense(x), _dense(weight)
+    x, weight = dense(x), dense(weight)
     if activation != "leaky_relu" and _transposable(geometry) and onednn.instance().forward_is_generic(
             x.shape, weight.shape, geometry, activation):
         return _as_transposed(x, weight, bias, geometry, activation)
@@ -260,14 +261,14 @@ def conv2d_input_gradient(dy: paddle.Tensor, weight: paddle.Tensor, x_shape: tup
                           dilation: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
     """On oneDNN: the gradient of ``conv2d`` with respect to its input (of ``x_shape``) given ``dy``, itself
     differentiable to any order (with respect to ``dy`` and ``weight``)."""
-    return _BackwardData.apply(_dense(dy), _dense(weight), tuple(x_shape), Geometry(stride, dilation, tuple(padding)))
+    return _BackwardData.apply(dense(dy), dense(weight), tuple(x_shape), Geometry(stride, dilation, tuple(padding)))
 
 
 @paddle.jit.not_to_static
 def leaky_relu_gradient(dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
     """On oneDNN: the gradient through y = leaky_relu(z) (slope 0.2) with respect to z, given ``dy``;
     differentiable to any order with respect to ``dy``."""
-    return _LeakyBackward.apply(_dense(dy), y.detach())
+    return _LeakyBackward.apply(dense(dy), y.detach())
 
 
 def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int, dilation: int,

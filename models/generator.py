@@ -22,6 +22,7 @@ def with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
 
 
 ATTENTION_RATE = 2  # matching at 1/8 of the image: features at 1/4, downscaled by 2
+DECODER_START = "conv11"   # the coarse network's first layer after its dilated convs
 
 
 def _dilated_stack(prefix: str, channels: int) -> list[tuple[str, GenConv]]:
@@ -58,8 +59,8 @@ class CoarseNetwork(nn.Layer):
     def split(self) -> tuple[nn.Sequential, list[nn.Layer]]:
         """``body`` as the layers up to the last dilated conv and the stride-1 decoder after them, which
         ``models.hole_reach.fill_holes`` runs on the hole's window alone."""
-        layers = list(self.body.children())
-        start = len(layers) - 7                     # conv11 … conv17
+        names = [name for name, _ in self.body.named_children()]
+        layers, start = list(self.body.children()), names.index(DECODER_START)
         return nn.Sequential(*layers[:start]), layers[start:]
 
 

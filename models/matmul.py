@@ -11,12 +11,8 @@ from __future__ import annotations
 import paddle
 from paddle.autograd import PyLayer
 
-from models.convolution import onednn_active
+from models.convolution import dense, onednn_active
 from utils import onednn
-
-
-def _dense(x: paddle.Tensor) -> paddle.Tensor:
-    return x.contiguous() if hasattr(x, "is_contiguous") and not x.is_contiguous() else x
 
 
 class _MatMul(PyLayer):
@@ -30,7 +26,7 @@ class _MatMul(PyLayer):
     @staticmethod
     def backward(ctx, dy):
         a, b = ctx.saved_tensor()
-        dy = _dense(dy)
+        dy = dense(dy)
         product = onednn.instance().matmul
         da = db = None
         # y = op(a) op(b): d op(a) = dy op(b)ᵀ and d op(b) = op(a)ᵀ dy, each written in the stored layout.
@@ -54,5 +50,5 @@ def matmul(a: paddle.Tensor, b: paddle.Tensor, transpose_a: bool = False, transp
     """``paddle.matmul`` of 3-D float32 ``a`` and ``b`` (batch first), on oneDNN where it can run."""
     if (onednn_active() and paddle.in_dynamic_mode() and a.place.is_cpu_place() and len(a.shape) == 3
             and len(b.shape) == 3 and a.dtype == paddle.float32 and b.dtype == paddle.float32):
-        return _MatMul.apply(_dense(a), _dense(b), transpose_a, transpose_b)
+        return _MatMul.apply(dense(a), dense(b), transpose_a, transpose_b)
     return paddle.matmul(a, b, transpose_x=transpose_a, transpose_y=transpose_b)

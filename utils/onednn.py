@@ -7,12 +7,12 @@ processor) run the same layers at 60–200 GMAC/s, forward and both backward pas
 ``libdnnl.so.3`` (it uses it for Paddle Inference), so this module binds oneDNN's stable C API with
 ``ctypes``: no compiler and no extra package.
 
-Three primitives, each on NCHW float32 Paddle tensors, with outputs as new Paddle tensors:
+Three convolution primitives, each on NCHW float32 Paddle tensors, with outputs as new Paddle tensors:
 ``forward`` (y = conv(x, w) + b), ``backward_data`` (dx from dy and w), ``backward_weights`` (dw and db
-from x and dy); and, for the contextual attention, a batched ``matmul``. Each call reorders its operands into the blocked layouts oneDNN chose and the results back
-(a few percent of the time); the primitives and reorders are built once per shape and geometry and kept
-(``CACHE_SIZE``), the blocked copies live in a few reused work buffers, so memory does not grow per
-layer. ``models.convolution`` builds differentiable convolutions from these.
+from x and dy); and, for the contextual attention, a batched ``matmul``. Each call reorders its operands
+into the blocked layouts oneDNN chose and the results back (about a tenth of the time in training); the
+primitives and reorders are built once per shape and geometry and kept (``CACHE_SIZE``), the blocked
+copies live in a few reused work buffers, so memory does not grow per layer. ``models.convolution`` builds differentiable convolutions from these.
 
 ``available()`` is false (and callers use Paddle's own kernels) when the library is missing, is not
 oneDNN 3, or the first convolution disagrees with Paddle's (``self_check``).
