@@ -3,6 +3,7 @@ its default and meaning."""
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -11,7 +12,7 @@ from utils.config import settings
 
 COMMANDS = ["train.py", "test.py", "inpaint.py", "app.py", "tools/convert_tf_checkpoint.py",
             "tools/download_pretrained.py", "tools/export_model.py", "benchmarks/inference.py",
-            "benchmarks/train_speed.py", "benchmarks/hd_strategy.py"]
+            "benchmarks/train_speed.py", "benchmarks/hd_strategy.py", "benchmarks/versus_pytorch.py"]
 
 
 def options_without_help(text: str) -> list[str]:
@@ -43,3 +44,18 @@ def test_help_lists_every_setting_with_default_and_meaning(command):
         assert line is not None, field.name
         assert field.metadata["help"] in " ".join(line.split()), line
     assert re.search(r"^  image_size\s+64\s", text, re.M)          # the demo's default, which runs without --config
+
+
+def test_versus_pytorch_names_what_is_missing(tmp_path):
+    """The comparison with the PyTorch port refuses, on one line, a folder that is not the port or an
+    interpreter that cannot run it (this project has no PyTorch, so its own interpreter is such a one)."""
+    not_a_port = run_command("benchmarks/versus_pytorch.py", "--port", str(tmp_path), "--python", sys.executable)
+    assert not_a_port.returncode == 2 and "no trainer.py" in not_a_port.stderr
+    assert len(not_a_port.stderr.strip().splitlines()) == 1, not_a_port.stderr
+    for name in ("trainer.py", "model/networks.py", "utils/tools.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    no_missing = run_command("benchmarks/versus_pytorch.py", "--port", str(tmp_path), "--python", sys.executable,
+                             "--set", "batch_size=1")
+    assert no_missing.returncode == 2 and "the PyTorch port stopped" in no_missing.stderr
+    assert len(no_missing.stderr.strip().splitlines()) == 1, no_missing.stderr
