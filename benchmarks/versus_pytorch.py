@@ -28,6 +28,7 @@ prepare_paddle()
 keep_freed_memory()
 
 from train_speed import PhaseClock, Variant  # noqa: E402
+from training.algorithm import adversarial  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.device import pick_device  # noqa: E402
@@ -92,10 +93,11 @@ class PortRunner:
         if missing:
             raise UserError(f"--port {folder} is not a checkout of daa233/generative-inpainting-pytorch "
                             f"(no {missing[0]})")
+        self.errors = tempfile.TemporaryFile("w+")      # a file, not a pipe: warnings cannot fill it and stall
         try:
             self.process = subprocess.Popen([python, "-c", PORT_ITERATION, str(size), str(batch), str(threads)],
                                             cwd=folder, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True)
+                                            stderr=self.errors, text=True)
         except OSError as error:
             raise UserError(f"cannot run --python {python}: {error.strerror}") from None
         self.read()
@@ -104,7 +106,8 @@ class PortRunner:
         line = self.process.stdout.readline()
         if not line:
             self.process.wait()
-            last = (self.process.stderr.read().strip().splitlines() or ["no output"])[-1]
+            self.errors.seek(0)
+            last = (self.errors.read().strip().splitlines() or ["no output"])[-1]
             raise UserError(f"the PyTorch port stopped: {last}")
         return line
 
@@ -116,6 +119,7 @@ class PortRunner:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait()
+        self.errors.close()
 
 
 def main() -> None:
@@ -134,13 +138,13 @@ def main() -> None:
         config = load_config(args.config, [*args.set, "data=demo", f"run_dir={folder}/a"])
         if config.cnum != 32:
             raise UserError(f"the port's networks have the official width (cnum 32); this config has {config.cnum}")
+        if not adversarial(config, 0):
+            raise UserError("this config starts with reconstruction-only updates (reconstruction_iters or "
+                            "pretrain_coarse); the port's iterations are Algorithm 1's")
         pick_device(config.device, config.cpu_threads)
         threads = config.cpu_threads or len(os.sched_getaffinity(0))
         port = PortRunner(os.path.abspath(args.port), args.python, config.image_size, config.batch_size, threads)
         ours = Variant("", config, PhaseClock(), phases=False)
-        if not ours.trainer.adversarial:
-            raise UserError("this config starts with reconstruction-only updates (reconstruction_iters or "
-                            "pretrain_coarse); the port's iterations are Algorithm 1's")
         ours.iteration(timed=False)
         port.iteration()
         port_seconds = []
