@@ -157,7 +157,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
     f_small = resize_nearest(f, *fg)
     f_patches = _same_unfold(f_small, ksize, 1)
-    b_small = f_small if b is f and bg == fg else resize_nearest(b, *bg)
+    b_small = f_small if b is f else resize_nearest(b, *bg)
     b_patches = f_patches if b_small is f_small and stride == 1 else _same_unfold(b_small, ksize, stride)
 
     usable = _usable_background(mask if per_sample_mask or mask is None else mask[:1], bg, ksize, stride)

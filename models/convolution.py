@@ -213,10 +213,11 @@ def upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor
 
 
 @paddle.jit.not_to_static
-def runs_on_onednn(x: paddle.Tensor) -> bool:
-    """Whether a convolution of ``x`` runs on oneDNN here (CPU, eager, float32, NCHW)."""
+def runs_on_onednn(x: paddle.Tensor, dims: int = 4) -> bool:
+    """Whether an operation on ``x`` runs on oneDNN here: CPU, eager, float32, ``dims`` axes (NCHW for a
+    convolution; ``models.matmul`` asks for 3)."""
     return (_enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
-            and len(x.shape) == 4 and onednn.instance() is not None)
+            and len(x.shape) == dims and onednn.instance() is not None)
 
 
 def _transposable(geometry: Geometry) -> bool:

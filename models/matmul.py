@@ -11,7 +11,7 @@ from __future__ import annotations
 import paddle
 from paddle.autograd import PyLayer
 
-from models.convolution import dense, onednn_active
+from models.convolution import dense, runs_on_onednn
 from utils import onednn
 
 
@@ -28,27 +28,20 @@ class _MatMul(PyLayer):
         a, b = ctx.saved_tensor()
         dy = dense(dy)
         product = onednn.instance().matmul
+        transpose_a, transpose_b = ctx.transposed
+        # y = op(a) op(b): d op(a) = dy op(b)ᵀ and d op(b) = op(a)ᵀ dy. An operand stored transposed gets
+        # the transpose of its gradient: da = op(b) dyᵀ, db = dyᵀ op(a).
         da = db = None
-        # y = op(a) op(b): d op(a) = dy op(b)ᵀ and d op(b) = op(a)ᵀ dy, each written in the stored layout.
-        if ctx.transposed == (False, False):
-            da = product(dy, b, False, True) if ctx.wants[0] else None
-            db = product(a, dy, True, False) if ctx.wants[1] else None
-        elif ctx.transposed == (True, False):
-            da = product(b, dy, False, True) if ctx.wants[0] else None
-            db = product(a, dy, False, False) if ctx.wants[1] else None
-        elif ctx.transposed == (False, True):
-            da = product(dy, b, False, False) if ctx.wants[0] else None
-            db = product(dy, a, True, False) if ctx.wants[1] else None
-        else:
-            da = product(b, dy, True, True) if ctx.wants[0] else None
-            db = product(dy, a, True, True) if ctx.wants[1] else None
+        if ctx.wants[0]:
+            da = product(b, dy, transpose_b, True) if transpose_a else product(dy, b, False, not transpose_b)
+        if ctx.wants[1]:
+            db = product(dy, a, True, transpose_a) if transpose_b else product(a, dy, not transpose_a, False)
         return da, db
 
 
 def matmul(a: paddle.Tensor, b: paddle.Tensor, transpose_a: bool = False, transpose_b: bool = False
            ) -> paddle.Tensor:
     """``paddle.matmul`` of 3-D float32 ``a`` and ``b`` (batch first), on oneDNN where it can run."""
-    if (onednn_active() and paddle.in_dynamic_mode() and a.place.is_cpu_place() and len(a.shape) == 3
-            and len(b.shape) == 3 and a.dtype == paddle.float32 and b.dtype == paddle.float32):
+    if runs_on_onednn(a, dims=3) and runs_on_onednn(b, dims=3):
         return _MatMul.apply(dense(a), dense(b), transpose_a, transpose_b)
     return paddle.matmul(a, b, transpose_x=transpose_a, transpose_y=transpose_b)
