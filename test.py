@@ -38,7 +38,8 @@ from tqdm import tqdm  # noqa: E402
 from data.dataset import evaluation_view, list_sources  # noqa: E402
 from data.masks import random_masks  # noqa: E402
 from inpainting.inpainter import Inpainter  # noqa: E402
-from models.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.checkpoint_file import Checkpoint
 from models.spec import ModelSpec  # noqa: E402
 from tester import BASELINES, average, baseline_unavailable, image_metrics, run_baseline, total_variation  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402

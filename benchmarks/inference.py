@@ -31,7 +31,8 @@ import paddle  # noqa: E402
 from inpainting.export import export_model, is_export  # noqa: E402
 from inpainting.open_model import EXPORTED_BACKENDS, open_model  # noqa: E402
 from inpainting.runners import BACKENDS  # noqa: E402
-from models.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.checkpoint_file import Checkpoint
 from models.generator import InpaintGenerator  # noqa: E402
 from models.spec import ModelSpec  # noqa: E402
 from utils.device import pick_device  # noqa: E402
@@ -44,7 +45,7 @@ def peak_rss_mb() -> float:
 
 def random_checkpoint(folder: str) -> str:
     """Randomly initialised weights (seed 0) saved as a checkpoint, for exporting without one."""
-    from models.checkpoint import save_checkpoint
+    from models.checkpoint_file import save_checkpoint
     paddle.seed(0)
     path = os.path.join(folder, "random.pdparams")
     save_checkpoint(path, ModelSpec(source="random initialisation"), {"generator": InpaintGenerator().state_dict()})

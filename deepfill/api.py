@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from inpainting.inpainter import Inpainter as _Filler
-from models.checkpoint import Checkpoint, load_checkpoint
+from models.checkpoint import load_checkpoint
+from models.checkpoint_file import Checkpoint
 from models.spec import ModelSpec
 from utils.device import pick_device
 from utils.errors import UserError

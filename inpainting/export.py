@@ -33,7 +33,7 @@ import paddle.nn as nn
 
 from inpainting.runners import OnnxRuntimeRunner, PaddleInferenceRunner
 from models.attention_graph import contextual_attention_graph
-from models.checkpoint import Checkpoint
+from models.checkpoint_file import Checkpoint
 from models.generator import ATTENTION_RATE, InpaintGenerator
 from models.layers import resize_nearest
 from utils.cli import UserError

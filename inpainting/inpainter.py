@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from inpainting.runners import CompiledRunner, EagerRunner, Runner
-from models.checkpoint import Checkpoint
+from models.checkpoint_file import Checkpoint
 from models.generator import InpaintGenerator
 from utils.errors import UserError
 from utils.device import available_bytes

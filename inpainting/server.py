@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 
 from inpainting.inpainter import Inpainter, TooLarge
 from inpainting.strategy import CHOICES, auto_crop_side, fill_picture
-from models.checkpoint import latest_checkpoint
+from models.checkpoint_file import latest_checkpoint
 from models.pretrained import cache_home, is_pretrained_name
 from models.spec import ModelSpec
 from utils.errors import UserError

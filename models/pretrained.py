@@ -34,7 +34,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint_file import save_checkpoint
 from models.tf_convert import convert
 from utils.errors import UserError
 from utils.tf_bundle import check_complete, named_prefix, read_index, resolve_prefix, state_file

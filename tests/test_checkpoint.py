@@ -7,7 +7,8 @@ import numpy as np
 import paddle
 import pytest
 
-from models import checkpoint as ckpt
+from models import checkpoint_file as ckpt
+from models.checkpoint import load_checkpoint
 from models.generator import InpaintGenerator
 from models.spec import ModelSpec
 from utils.cli import UserError
@@ -24,7 +25,7 @@ def test_save_then_load_round_trips(tmp_path, generator_state):
     path = str(tmp_path / "model.pdparams")
     spec = ModelSpec(channel_order="RGB", image_size=64, hole_size=32, source="test")
     ckpt.save_checkpoint(path, spec, {"generator": generator_state})
-    loaded = ckpt.load_checkpoint(path)
+    loaded = load_checkpoint(path)
     assert paddle.load(path)["format"] == ckpt.FORMAT and loaded.spec == spec
     restored = loaded.build_generator().state_dict()
     assert all((restored[k].numpy() == v).all() for k, v in generator_state.items())
@@ -52,16 +53,16 @@ def test_a_run_folder_loads_its_latest_step(tmp_path, generator_state):
     for step in (900, 10000, 5000):
         ckpt.save_checkpoint(str(tmp_path / ckpt.checkpoint_name(step)), ModelSpec(),
                              {"generator": generator_state}, {"step": step})
-    assert ckpt.load_checkpoint(str(tmp_path)).state["step"] == 10000
+    assert load_checkpoint(str(tmp_path)).state["step"] == 10000
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(UserError, match="no checkpoint"):
-        ckpt.load_checkpoint(str(tmp_path / "empty_run"))
+        load_checkpoint(str(tmp_path / "empty_run"))
 
 
 def test_a_bare_generator_state_dict_is_accepted(tmp_path, generator_state):
     path = str(tmp_path / "bare.pdparams")
     paddle.save(generator_state, path)
-    assert ckpt.load_checkpoint(path).spec.channel_order == "RGB"
+    assert load_checkpoint(path).spec.channel_order == "RGB"
 
 
 def test_a_wrongly_shaped_generator_is_refused(tmp_path, generator_state):
@@ -70,4 +71,4 @@ def test_a_wrongly_shaped_generator_is_refused(tmp_path, generator_state):
     path = str(tmp_path / "bad.pdparams")
     ckpt.save_checkpoint(path, ModelSpec(), {"generator": state})
     with pytest.raises(UserError, match="conv1.conv.weight has shape"):
-        ckpt.load_checkpoint(path)
+        load_checkpoint(path)

@@ -17,7 +17,7 @@ import pytest
 import tester
 from tester import METRICS, average, image_metrics, total_variation
 from tests.conftest import ROOT, assert_refused, run_command
-from models.checkpoint import save_checkpoint
+from models.checkpoint_file import save_checkpoint
 from models.spec import ModelSpec
 from utils.cli import UserError
 

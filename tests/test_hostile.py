@@ -18,7 +18,8 @@ import paddle
 import pytest
 
 from data.dataset import ImageDataset
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint
+from models.checkpoint_file import save_checkpoint
 from models.spec import ModelSpec
 from tests.conftest import assert_refused, run_command
 from tests.test_evaluation import load_test_py

@@ -16,7 +16,7 @@ from utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from models.checkpoint import save_checkpoint  # noqa: E402
+from models.checkpoint_file import save_checkpoint  # noqa: E402
 from models.tf_convert import convert  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 

@@ -13,7 +13,7 @@ from typing import Any
 import paddle
 
 from data.stream import DataLoadingFailed, StoppedWaitingForData
-from models.checkpoint import CHECKPOINT_PATTERN, latest_checkpoint
+from models.checkpoint_file import CHECKPOINT_PATTERN, latest_checkpoint
 from training.run_log import RunLog
 from training.trainer import STOP_PATIENCE_SECONDS, Trainer, TrainingDiverged
 from utils.config import Config

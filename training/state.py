@@ -13,22 +13,36 @@ import os
 import pickle
 import random
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import paddle
 
-from models.checkpoint import (CHECKPOINT_PATTERN, Checkpoint, check_state, checkpoint_name, latest_checkpoint,
-                               load_checkpoint, save_checkpoint)
+from models.checkpoint_file import (CHECKPOINT_PATTERN, Checkpoint, check_state, checkpoint_name, latest_checkpoint,
+                                    read_checkpoint, save_checkpoint)
 from models.spec import ModelSpec
+from training.algorithm import Networks
 from utils.errors import UserError
 from utils.config import Config
 from utils.files import check_writable_folder, remove_stale_temporaries
 
-if TYPE_CHECKING:
-    from training.trainer import Trainer
-
 TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
+
+
+class Run(Protocol):
+    """What this module reads and sets of a run (``training.trainer.Trainer`` is one): its settings and
+    networks, its position (step, pictures consumed, the hole generator, unreadable files) and where notes go."""
+
+    config: Config
+    nets: Networks
+    rng: np.random.Generator
+    step: int
+    consumed: int
+    unreadable: set[int]
+    rank: int
+
+    def say(self, message: str) -> None:
+        """A note for the user."""
 
 
 def random_state() -> np.ndarray:
@@ -97,7 +111,7 @@ def prepare_run_dir(config: Config) -> None:
               file=sys.stderr)
 
 
-def initialise_from(trainer: "Trainer", checkpoint: Checkpoint) -> None:
+def initialise_from(trainer: Run, checkpoint: Checkpoint) -> None:
     """Start from existing weights (e.g. converted official ones): the generator, and the critics when
     they were built for this run's image and hole sizes."""
     nets, config, path = trainer.nets, trainer.config, checkpoint.path
@@ -115,7 +129,7 @@ def initialise_from(trainer: "Trainer", checkpoint: Checkpoint) -> None:
         trainer.say(f"note: generator starts from {path}; it holds no critics, they start fresh")
 
 
-def restore(trainer: "Trainer", checkpoint: Checkpoint) -> None:
+def restore(trainer: Run, checkpoint: Checkpoint) -> None:
     """Continue a run: weights, optimiser moments, step, data position and random state."""
     state, path, config = checkpoint.state, checkpoint.path, trainer.config
     for key in TRAINING_KEYS:
@@ -144,11 +158,11 @@ def restore(trainer: "Trainer", checkpoint: Checkpoint) -> None:
     trainer.step, trainer.consumed = int(state["step"]), int(state["consumed"])
 
 
-def save(trainer: "Trainer") -> str:
+def save(trainer: Run) -> str:
     """Write the run's checkpoint (the first process only; all hold the same state) and prune old ones."""
     config, nets = trainer.config, trainer.nets
     path = os.path.join(config.run_dir, checkpoint_name(trainer.step))
-    if trainer.parallel.rank != 0:
+    if trainer.rank != 0:
         return path
     weights = {"generator": nets.generator.state_dict(), "critic_local": nets.local_critic.state_dict(),
                "critic_global": nets.global_critic.state_dict()}
@@ -166,4 +180,4 @@ def save(trainer: "Trainer") -> str:
 
 def resume_checkpoint(config: Config) -> Checkpoint:
     """The latest checkpoint of the run in ``run_dir``."""
-    return load_checkpoint(latest_checkpoint(config.run_dir))
+    return read_checkpoint(latest_checkpoint(config.run_dir))
