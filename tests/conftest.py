@@ -28,11 +28,14 @@ def nhwc(tensor) -> np.ndarray:
     return tensor.numpy().transpose(0, 2, 3, 1)
 
 
-def run_command(*args: str, cwd: str = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_command(*args: str, cwd: str = ROOT, timeout: float = 600, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess:
     """Run one of the project's scripts as a user would, from the project folder ``cwd``, whose packages
-    come first on the path (a checkout other than the pip-installed one tests its own code). A command
-    still running after ``timeout`` seconds fails the test (``subprocess.TimeoutExpired``)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (cwd, os.environ.get("PYTHONPATH"))))}
+    come first on the path (a checkout other than the pip-installed one tests its own code), with ``env``
+    added to the environment. A command still running after ``timeout`` seconds fails the test
+    (``subprocess.TimeoutExpired``)."""
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, (cwd, os.environ.get("PYTHONPATH"))))}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=env)
 

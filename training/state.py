@@ -27,6 +27,9 @@ from utils.config import Config
 from utils.files import check_writable_folder, remove_stale_temporaries
 
 TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
+RECORDED_SETTINGS = ("channel_order", "cnum")
+"""Settings a checkpoint's record fixes for a run that starts from it (``adopt_record``); the shipped configs
+leave them unset so that the record, not a config file, decides."""
 
 
 class Run(Protocol):
@@ -78,7 +81,7 @@ def adopt_record(config: Config, checkpoint: Checkpoint) -> Config:
     """Settings for starting from ``checkpoint``: its channel order and width unless the user chose
     others, which is refused because the weights would be fed the wrong pictures or not fit."""
     spec, changes = checkpoint.spec, {}
-    for name in ("channel_order", "cnum"):
+    for name in RECORDED_SETTINGS:
         ours, theirs = getattr(config, name), getattr(spec, name)
         if ours == theirs:
             continue
