@@ -67,7 +67,10 @@ class Config:
     sample_every: int = setting(1000, "write a sample picture every N steps")
     save_every: int = setting(5000, "write a checkpoint every N steps (also at the end and when stopped)")
     keep_checkpoints: int = setting(5, 'older step_*.pdparams are deleted (0 = keep all)')
-    val_count: int = setting(0, 'test.py: evaluate only the first N images (0 = all)')
+    val_every: int = setting(0, 'validation during training every N generator updates on the first val_count '
+                             'pictures of val_data (0 = off)')
+    val_count: int = setting(0, 'pictures to evaluate, the first N of val_data: test.py 0 = all; validation '
+                             'during training 0 = the official STATIC_VIEW_SIZE, 30')
     val_windows: int = setting(1, 'test.py: views per picture: 1 = the centre of the training view, N = N windows at positions drawn from the seed')
     val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square) or a mask folder')
     baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
@@ -97,8 +100,9 @@ class Config:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.val_windows < 1:
             raise UserError(f"val_windows must be at least 1, got {self.val_windows}")
-        if self.reconstruction_iters < 0:
-            raise UserError(f"reconstruction_iters must be 0 or more, got {self.reconstruction_iters}")
+        for name in ("reconstruction_iters", "val_every", "val_count"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be 0 or more, got {getattr(self, name)}")
         return self
 
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False,
