@@ -8,9 +8,11 @@ trains the whole phase. With Paddle's default initialisation instead of TF's, or
 or behind mean fill (9.3–10 %), so this test catches a recipe that stops learning."""
 from __future__ import annotations
 
-import importlib.util
 import os
 
+from data.dataset import list_sources
+from evaluation import evaluate_pictures, hole_source
+from inpainting.inpainter import Inpainter
 from models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 from training.loop import train
@@ -20,21 +22,14 @@ DEMO = os.path.join(ROOT, "configs", "demo.yaml")
 UPDATES = 1500
 
 
-def evaluation_module():
-    spec = importlib.util.spec_from_file_location("evaluation_cli", os.path.join(ROOT, "test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_demo_recipe_beats_mean_fill_on_held_out_windows(tmp_path):
     config = load_config(None, [f"reconstruction_iters={UPDATES}", f"max_iters={UPDATES}", f"run_dir={tmp_path}",
                                 f"sample_every={UPDATES}", f"save_every={UPDATES}", "keep_checkpoints=0"], DEMO)
     assert train(config).step == UPDATES
-    cli = evaluation_module()
-    paths = cli.list_sources(config.val_data)
-    holes, _ = cli.hole_source(config, len(paths) * config.val_windows)
-    report = cli.evaluate(config, load_checkpoint(str(tmp_path)), paths, holes, ["mean_fill"])
-    model, mean_fill = report["model"]["l1_hole"], report["baselines"]["mean_fill"]["l1_hole"]
-    assert report["count"] == 48
+    paths = list_sources(config.val_data)
+    holes, _ = hole_source(config, len(paths) * config.val_windows)
+    inpainter = Inpainter.from_checkpoint(load_checkpoint(str(tmp_path)))
+    report = evaluate_pictures(inpainter, paths, config, holes, ["mean_fill"])
+    model, mean_fill = report.model["l1_hole"], report.baselines["mean_fill"]["l1_hole"]
+    assert report.count == 48
     assert model < 0.9 * mean_fill, f"hole L1 {model:.2f}% after {UPDATES} updates, mean fill {mean_fill:.2f}%"

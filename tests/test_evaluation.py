@@ -1,8 +1,9 @@
-"""tester.py's metrics and baselines on hand-computed cases; test.py's report, holes, pictures and refusals;
-the demo commands of the README end to end."""
+"""tester.py's metrics and baselines on hand-computed cases; the evaluation library's report, holes, views,
+pictures and refusals, in memory and over files; test.py's command line and the demo commands of the
+README end to end."""
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import json
 import math
 import os
@@ -16,33 +17,32 @@ import pytest
 
 import tester
 from tester import METRICS, average, image_metrics, total_variation
+from data.dataset import list_sources
+from evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
+                        evaluate_pictures, evaluation_geometry, hole_source)
+from inpainting.inpainter import Inpainter
 from tests.conftest import ROOT, assert_refused, run_command
+from models.checkpoint import load_checkpoint
 from models.checkpoint_file import save_checkpoint
+from models.generator import InpaintGenerator
 from models.spec import ModelSpec
 from utils.cli import UserError
+from utils.config import Config, load_config
 
 SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8", "val_windows=1")
 NAMES = ("a_astronaut", "b_coffee", "c_camera")      # readable, in list order; d_broken.png is not
+DEMO = os.path.join(ROOT, "configs", "demo.yaml")
 
 
-def load_test_py():
-    """test.py as a module (its file name would clash with the standard library's ``test`` package)."""
-    spec = importlib.util.spec_from_file_location("evaluation_cli", os.path.join(ROOT, "test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def cli():
-    return load_test_py()
+def small_config(*settings: str) -> Config:
+    """The demo's settings at the workspace's geometry (as ``SMALL`` sets them on the command line)."""
+    return load_config(None, [*SMALL[1:], *settings], DEMO)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, str]:
     """A tiny random-init checkpoint, three pictures of different sizes and layouts plus a broken one, and
     four masks (one quadrant each, at half the evaluation size)."""
-    from models.generator import InpaintGenerator
     from skimage import data
     root = tmp_path_factory.mktemp("evaluation")
     paddle.seed(0)
@@ -62,6 +62,17 @@ def workspace(tmp_path_factory) -> dict[str, str]:
         mask[top:top + 16, left:left + 16] = 255
         cv2.imwrite(str(masks / f"mask_{index}.png"), mask)
     return {"root": str(root), "checkpoint": checkpoint, "images": str(images), "masks": str(masks)}
+
+
+def evaluate_folder(workspace: dict[str, str], config: Config, baselines: list[str],
+                    save_dir: str | None = None):
+    """The library's evaluation of the workspace's pictures, as test.py runs it (without its checks)."""
+    checkpoint = load_checkpoint(workspace["checkpoint"])
+    config = evaluation_geometry(config, checkpoint.spec)
+    paths = list_sources(workspace["images"])
+    holes, _ = hole_source(config, len(paths) * config.val_windows)
+    return evaluate_pictures(Inpainter.from_checkpoint(checkpoint), paths, config, holes, baselines, save_dir,
+                             progress=False)
 
 
 def evaluate_command(workspace: dict[str, str], *args: str, env: dict[str, str] | None = None):
@@ -204,7 +215,7 @@ def test_unavailable_baselines_say_why(monkeypatch):
 
 # --- test.py -------------------------------------------------------------------------------------------
 
-def test_two_runs_give_the_same_report_and_pictures_are_saved(cli, workspace):
+def test_two_runs_give_the_same_report_and_pictures_are_saved(workspace):
     first, second = (os.path.join(workspace["root"], name) for name in ("first.json", "second.json"))
     pictures = os.path.join(workspace["root"], "pictures")
     result = evaluate_command(workspace, "--report", first, "--save-dir", pictures)
@@ -234,7 +245,7 @@ def test_two_runs_give_the_same_report_and_pictures_are_saved(cli, workspace):
     assert np.array_equal(sheet[-3 * 64:], np.concatenate(
         [strip(os.path.join(pictures, "grid", f"{name}.png")) for name in NAMES]))
     given, truth = grid[:, :64], grid[:, -64:]
-    hole = cli.box_hole(cli.load_config(cli.DEMO_CONFIG, SMALL[1:]), 0)
+    hole = box_hole(load_config(DEMO, SMALL[1:]), 0)
     model = rgb(os.path.join(pictures, "model", "a_astronaut.png"))
     assert np.all(given[hole] == 255) and np.array_equal(given[~hole], truth[~hole])
     assert np.array_equal(model[~hole], truth[~hole]) and not np.array_equal(model, truth)
@@ -253,19 +264,16 @@ def window_positions(picture: np.ndarray, views: list[np.ndarray]) -> list[tuple
     return found
 
 
-def test_several_windows_per_picture_at_seeded_positions(cli, workspace, tmp_path, capsys):
+def test_several_windows_per_picture_at_seeded_positions(workspace, tmp_path):
     """val_windows=N evaluates N windows of each picture, cut at its own resolution at positions drawn from
     the seed (not only the centre), each with its own hole; the same settings give the same report."""
-    settings = ["--set", "image_size=64", "hole_size=32", "max_delta=8", "val_windows=3"]
-    common = ["--checkpoint", workspace["checkpoint"], "--data", workspace["images"], "--baselines", "mean_fill"]
-    reports = [str(tmp_path / "one.json"), str(tmp_path / "two.json")]
+    config = small_config("val_windows=3")
     pictures = str(tmp_path / "pictures")
-    cli.main([*common, *settings, "--report", reports[0], "--save-dir", pictures])
-    assert "9 windows of 3 pictures" in capsys.readouterr().out
-    cli.main([*common, *settings, "--report", reports[1]])
-    with open(reports[0], "rb") as one, open(reports[1], "rb") as two:
-        assert one.read() == two.read()
-    report = strict_json(reports[0])
+    first = evaluate_folder(workspace, config, ["mean_fill"], pictures)
+    assert "9 windows of 3 pictures" in first.summary()
+    second = evaluate_folder(workspace, config, ["mean_fill"])
+    assert json.dumps(first.to_dict()) == json.dumps(second.to_dict())
+    report = first.to_dict()
     assert (report["count"], report["pictures"], report["windows"]) == (9, 3, 3)
     stems = [f"{name}_window{k}" for name in NAMES for k in range(3)]
     assert sorted(os.listdir(os.path.join(pictures, "grid"))) == sorted(f"{stem}.png" for stem in stems)
@@ -275,6 +283,53 @@ def test_several_windows_per_picture_at_seeded_positions(cli, workspace, tmp_pat
     assert len(set(positions)) == 3 and (8, 16) not in positions                   # (8, 16): the centre
     holes = [np.all(s[:, :64] == 255, axis=2) & ~np.all(s[:, -64:] == 255, axis=2) for s in strips]
     assert not np.array_equal(holes[0], holes[1])
+
+
+def test_evaluate_views_in_memory_gives_the_metrics_and_the_sheet_without_writing(tmp_path, monkeypatch):
+    """What validation during training calls: an Inpainter over a generator in memory, views already
+    loaded, a hole each. The report's numbers are tester's metrics of the completions (recomputed here),
+    its dictionary has the JSON report's keys, its sheet holds [input | model | baselines | truth] per view
+    under one header, and nothing is written."""
+    from skimage import data
+    paddle.seed(1)
+    inpainter = Inpainter(InpaintGenerator(8), training_size=64)
+    pictures = [cv2.resize(data.astronaut(), (64, 64)), cv2.resize(data.coffee(), (64, 64))]
+    views = [View(f"view{index}", picture, index) for index, picture in enumerate(pictures)]
+    holes = [center_hole(64, 32), box_hole(small_config(), 1)]
+    monkeypatch.chdir(tmp_path)
+    report = evaluate(inpainter, views, holes, baselines=["mean_fill", "opencv_telea"], progress=False)
+    assert os.listdir(tmp_path) == []
+    content = report.to_dict()
+    assert list(content) == ["model", "baselines", "gt_tv", "gt_tv_hole", "count", "pictures", "windows", "skipped"]
+    assert (content["count"], content["pictures"], content["windows"]) == (2, 2, 1)
+    assert content["skipped"] == {"count": 0, "paths": []} and list(content["baselines"]) == ["mean_fill",
+                                                                                               "opencv_telea"]
+    givens = [np.where(hole[:, :, None], np.uint8(255), picture) for picture, hole in zip(pictures, holes)]
+    completions = {"model": [inpainter(given, hole)[0] for given, hole in zip(givens, holes)],
+                   "opencv_telea": [tester.run_baseline("opencv_telea", given, hole)
+                                    for given, hole in zip(givens, holes)]}
+    for method, values in [("model", report.model), ("opencv_telea", report.baselines["opencv_telea"])]:
+        expected = average([image_metrics(output / 255, picture / 255, hole)
+                            for output, picture, hole in zip(completions[method], pictures, holes)])
+        assert set(values) == set(METRICS)
+        for key in METRICS:
+            assert values[key] == pytest.approx(expected[key]), (method, key)
+    assert report.gt_tv == pytest.approx(np.mean([total_variation(picture / 255) for picture in pictures]))
+    assert report.gt_tv_hole == pytest.approx(np.mean([total_variation(picture / 255, hole)
+                                                       for picture, hole in zip(pictures, holes)]))
+    sheet = report.sheet()
+    assert sheet.dtype == np.uint8 and sheet.shape[1:] == (64 * 5, 3) and sheet.shape[0] > 2 * 64
+    header, rows = sheet[:-2 * 64], sheet[-2 * 64:]
+    assert header.max() == 255 and header.min() < 128
+    for index in range(2):
+        row = rows[64 * index:64 * (index + 1)]
+        assert np.array_equal(row[:, :64], givens[index]) and np.array_equal(row[:, -64:], pictures[index])
+        assert np.array_equal(row[:, 64:128], completions["model"][index])
+        assert np.array_equal(row[:, 192:256], completions["opencv_telea"][index])
+    one_row = evaluate(inpainter, views, holes, progress=False, sheet_rows=1).sheet()
+    assert one_row.shape[1:] == (64 * 3, 3) and one_row.shape[0] == sheet.shape[0] - 64
+    with pytest.raises(ValueError, match="2 views but 1 holes"):
+        evaluate(inpainter, views, holes[:1], progress=False)
 
 
 def test_center_holes_limit_and_a_missing_patchmatch(workspace, tmp_path):
@@ -341,45 +396,57 @@ def test_test_py_refuses_mistakes_in_one_line(workspace, tmp_path):
                    report, "none of the 1 images can be read", "x.png")
     result = run_command("test.py", "--set", f"run_dir={tmp_path / 'nothing'}", "--report", report)
     assert_refused(result, report, "checkpoint not found", "python train.py")
-
-
-def refusal(cli, *argv: str) -> str:
-    """The message test.py's main stops with (all of these happen before any evaluation)."""
-    with pytest.raises(UserError) as caught:
-        cli.main(list(argv))
-    return str(caught.value)
-
-
-def test_test_py_refuses_bad_input_before_any_work(cli, workspace, tmp_path):
-    common = ["--checkpoint", workspace["checkpoint"], "--data", workspace["images"], *SMALL]
-    (tmp_path / "empty").mkdir()
-    assert "no checkpoint" in refusal(cli, *common, "--checkpoint", str(tmp_path / "empty"))
-    other = str(tmp_path / "other.pdparams")
-    paddle.save({"weights": np.zeros(3, np.float32)}, other)
-    assert "not a DeepFill v1 checkpoint" in refusal(cli, *common, "--checkpoint", other)
-    assert "no images in" in refusal(cli, *common, "--data", str(tmp_path / "empty"))
-    listing = tmp_path / "val.flist"
-    listing.write_text("# nothing\n")
-    assert "no images in" in refusal(cli, *common, "--data", str(listing))
-    few = tmp_path / "few"
-    few.mkdir()
-    cv2.imwrite(str(few / "m.png"), np.full((8, 8), 255, np.uint8))
-    assert "holds 1 masks for 4 views" in refusal(cli, *common, "--mask", str(few))
-    assert "covers the whole picture" in refusal(cli, *common, "--mask", str(few), "--limit", "1")
-    cv2.imwrite(str(few / "m.png"), np.zeros((8, 8), np.uint8))
-    assert "has no hole" in refusal(cli, *common, "--mask", str(few), "--limit", "1")
-    assert "--mask must be box, center" in refusal(cli, *common, "--mask", "circle")
-    assert "--limit must be at least 1" in refusal(cli, *common, "--limit", "0")
-    assert "unknown baseline 'photoshop'" in refusal(cli, *common, "--baselines", "patchmatch,photoshop")
-    assert "hole_size < image_size" in refusal(cli, *common, "--mask", "center", "--set", "hole_size=64")
+    assert_refused(evaluate_command(workspace, "--limit", "0", "--report", report), report,
+                   "--limit must be at least 1")
+    assert_refused(evaluate_command(workspace, "--baselines", "patchmatch,photoshop", "--report", report), report,
+                   "unknown baseline 'photoshop'")
+    assert_refused(evaluate_command(workspace, "--report", str(tmp_path / "no" / "r.json")), report,
+                   "does not exist")
     twins = tmp_path / "twins"
     twins.mkdir()
     for name in ("x.png", "x.jpg"):
         cv2.imwrite(str(twins / name), np.zeros((8, 8, 3), np.uint8))
-    assert "both be saved as x.png" in refusal(cli, *common, "--data", str(twins), "--save-dir",
-                                                str(tmp_path / "out"))
-    assert "does not exist" in refusal(cli, *common, "--report", str(tmp_path / "no" / "r.json"))
+    assert_refused(evaluate_command(workspace, "--data", str(twins), "--save-dir", str(tmp_path / "out"),
+                                    "--report", report), report, "both be saved as x.png")
     assert not os.path.exists(tmp_path / "out")
+
+
+def refusal(call, *args) -> str:
+    """The message ``call(*args)`` stops with (test.py makes each of these checks before any evaluation)."""
+    with pytest.raises(UserError) as caught:
+        call(*args)
+    return str(caught.value)
+
+
+def test_bad_checkpoints_images_and_masks_are_refused(workspace, tmp_path):
+    config = small_config()
+    (tmp_path / "empty").mkdir()
+    assert "no checkpoint" in refusal(load_checkpoint, str(tmp_path / "empty"))
+    other = str(tmp_path / "other.pdparams")
+    paddle.save({"weights": np.zeros(3, np.float32)}, other)
+    assert "not a DeepFill v1 checkpoint" in refusal(load_checkpoint, other)
+    assert "no images in" in refusal(list_sources, str(tmp_path / "empty"))
+    listing = tmp_path / "val.flist"
+    listing.write_text("# nothing\n")
+    assert "no images in" in refusal(list_sources, str(listing))
+    few = tmp_path / "few"
+    few.mkdir()
+    cv2.imwrite(str(few / "m.png"), np.full((8, 8), 255, np.uint8))
+    with_masks = dataclasses.replace(config, val_mask=str(few))
+    assert "holds 1 masks for 4 views" in refusal(hole_source, with_masks, 4)
+    assert "covers the whole picture" in refusal(hole_source, with_masks, 1)
+    cv2.imwrite(str(few / "m.png"), np.zeros((8, 8), np.uint8))
+    assert "has no hole" in refusal(hole_source, with_masks, 1)
+    assert "--mask must be box, center" in refusal(hole_source, dataclasses.replace(config, val_mask="circle"), 4)
+    assert "hole_size < image_size" in refusal(hole_source, dataclasses.replace(config, val_mask="center",
+                                                                                 hole_size=64), 4)
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for name in ("x.png", "x.jpg"):
+        cv2.imwrite(str(twins / name), np.zeros((8, 8, 3), np.uint8))
+    assert "both be saved as x.png" in refusal(check_stems, list_sources(str(twins)))
+    assert "none of the 1 images can be read" in refusal(
+        check_readable, [os.path.join(workspace["images"], "d_broken.png")], config)
 
 
 def test_demo_train_then_demo_test(tmp_path):

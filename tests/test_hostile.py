@@ -17,12 +17,14 @@ import numpy as np
 import paddle
 import pytest
 
-from data.dataset import ImageDataset
+import evaluation
+from data.dataset import ImageDataset, list_sources
+from evaluation import views as evaluation_views
+from inpainting.inpainter import Inpainter
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import save_checkpoint
 from models.spec import ModelSpec
-from tests.conftest import assert_refused, run_command
-from tests.test_evaluation import load_test_py
+from tests.conftest import ROOT, assert_refused, run_command
 from tests.test_training import noise_pictures, tiny_config
 from training import loop, trainer as trainer_module
 from training.loop import train_and_report
@@ -417,8 +419,9 @@ def test_inpaint_folder_mode_stops_on_a_full_disk_keeping_earlier_results(inpain
 # --- test.py ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def evaluation(tmp_path_factory):
-    """test.py as a module, a tiny random checkpoint and a validation folder holding the bomb."""
+def validation(tmp_path_factory):
+    """A tiny random checkpoint and a validation folder holding the bomb, evaluated as test.py evaluates it
+    (``--baselines mean_fill --set max_delta=4 val_windows=1``): ``validation(save_dir)`` → the report."""
     from models.generator import InpaintGenerator
     root = tmp_path_factory.mktemp("hostile_evaluation")
     paddle.seed(0)
@@ -427,56 +430,68 @@ def evaluation(tmp_path_factory):
                     {"generator": {k: v.numpy() for k, v in InpaintGenerator(8).state_dict().items()}})
     images = pictures_folder(root / "images", ["a", "b"])
     (root / "images" / "c_bomb.png").write_bytes(declared_png(40000, 40000))
-    common = ["--checkpoint", checkpoint, "--data", images, "--baselines", "mean_fill", "--set", "max_delta=4", "val_windows=1"]
-    return load_test_py(), common
+
+    def evaluate(save_dir: str | None = None) -> evaluation.Report:
+        loaded = load_checkpoint(checkpoint)
+        settings = load_config(None, ["max_delta=4", "val_windows=1"], os.path.join(ROOT, "configs", "demo.yaml"))
+        config = evaluation.evaluation_geometry(settings, loaded.spec)
+        paths = list_sources(images)
+        holes, _ = evaluation.hole_source(config, len(paths))
+        return evaluation.evaluate_pictures(Inpainter.from_checkpoint(loaded), paths, config, holes, ["mean_fill"],
+                                            save_dir, progress=False)
+    return evaluate
 
 
-def test_test_py_skips_and_counts_the_bomb(evaluation, tmp_path, capsys):
-    cli, common = evaluation
-    cli.main([*common, "--report", str(tmp_path / "report.json")])
-    report = __import__("json").loads((tmp_path / "report.json").read_text())
+def test_evaluation_skips_and_counts_the_bomb(validation, capsys):
+    report = validation().to_dict()
     assert report["count"] == 2 and report["skipped"]["count"] == 1
     assert report["skipped"]["paths"][0].endswith("c_bomb.png")
     assert "declares 40000x40000" in capsys.readouterr().err
 
 
-def test_test_py_refuses_outputs_it_could_not_write_before_any_work(evaluation, tmp_path, read_only):
-    cli, common = evaluation
+def test_evaluation_refuses_outputs_it_could_not_write(tmp_path, read_only):
     (tmp_path / "folder").mkdir()
     with pytest.raises(UserError, match="cannot write --report .*folder: it is a folder"):
-        cli.main([*common, "--report", str(tmp_path / "folder")])
+        evaluation.check_outputs(str(tmp_path / "folder"), None)
     read_only(tmp_path / "folder")
     with pytest.raises(UserError, match="cannot write --report .*folder is not writable"):
-        cli.main([*common, "--report", str(tmp_path / "folder" / "r.json")])
+        evaluation.check_outputs(str(tmp_path / "folder" / "r.json"), None)
     with pytest.raises(UserError, match="cannot write --save-dir .*folder is not writable"):
-        cli.main([*common, "--save-dir", str(tmp_path / "folder" / "pictures")])
+        evaluation.check_outputs(None, str(tmp_path / "folder" / "pictures"))
     assert os.listdir(tmp_path / "folder") == []
 
 
-def test_test_py_stops_on_a_full_disk_keeping_the_pictures_written(evaluation, tmp_path, disk_fills_after,
-                                                                   capsys):
-    cli, common = evaluation
+def test_test_py_refuses_a_folder_as_report_before_any_work(tmp_path):
+    (tmp_path / "folder").mkdir()
+    result = run_command("test.py", "--checkpoint", str(tmp_path / "none.pdparams"), "--report",
+                         str(tmp_path / "folder"))
+    assert result.returncode == 2
+    assert one_error_line(result.stderr).startswith(f"error: cannot write --report {tmp_path / 'folder'}")
+    assert os.listdir(tmp_path / "folder") == []
+
+
+def test_evaluation_stops_on_a_full_disk_keeping_the_pictures_written(validation, tmp_path, disk_fills_after,
+                                                                      capsys):
     disk_fills_after(3)          # a's three pictures (model, mean_fill, grid), then b's first fails
     with pytest.raises(SystemExit) as stopped:
-        run(lambda: cli.main([*common, "--report", str(tmp_path / "r.json"), "--save-dir", str(tmp_path / "pics")]))
+        run(lambda: validation(str(tmp_path / "pics")))
     assert stopped.value.code == 2
     assert one_error_line(capsys.readouterr().err) == (f"error: cannot write {tmp_path / 'pics' / 'model' / 'b.png'}: "
                                                        "No space left on device")
     written = {folder: os.listdir(tmp_path / "pics" / folder) for folder in os.listdir(tmp_path / "pics")}
     assert written == {"model": ["a.png"], "mean_fill": ["a.png"], "grid": ["a.png"]}
-    assert not os.path.exists(tmp_path / "r.json") and not temporaries(tmp_path / "pics" / "model")
+    assert not temporaries(tmp_path / "pics" / "model")
     disk_fills_after(0)
     with pytest.raises(WriteError, match="r.json: No space left on device"):
-        cli.main([*common, "--report", str(tmp_path / "r.json")])
+        evaluation.write_report(str(tmp_path / "r.json"), validation().to_dict())
     assert sorted(os.listdir(tmp_path)) == ["pics"]
 
 
-def test_test_py_treats_a_picture_it_cannot_fit_as_unreadable(evaluation, monkeypatch):
-    cli, common = evaluation
-    path = os.path.join(common[common.index("--data") + 1], "a.png")
+def test_evaluation_treats_a_picture_it_cannot_fit_as_unreadable(monkeypatch, tmp_path):
+    path = os.path.join(pictures_folder(tmp_path / "images", ["a"]), "a.png")
 
     def too_large(*args):
         raise cv2.error("Insufficient memory")
-    monkeypatch.setattr(cli, "evaluation_view", too_large)
+    monkeypatch.setattr(evaluation_views, "evaluation_view", too_large)
     with pytest.raises(UserError, match=r"cannot use .*a.png: error while fitting its 64x48 pixels to 256"):
-        cli.load_truth(path, load_config())
+        evaluation.load_truth(path, load_config())
