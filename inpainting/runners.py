@@ -58,10 +58,12 @@ class EagerRunner:
 
     name = "eager"
 
-    def __init__(self, generator: InpaintGenerator) -> None:
+    def __init__(self, generator: InpaintGenerator, lean_buffers: bool = True) -> None:
+        """``lean_buffers``: keep only small oneDNN work buffers between layers, as one-shot inference
+        wants; a training process validating its generator keeps training's setting (False)."""
         self.generator = generator
         self.generator.eval()
-        library = onednn.instance()
+        library = onednn.instance() if lean_buffers else None
         if library is not None:
             library.keep_buffers_up_to(INFERENCE_KEPT_BUFFER_BYTES)
 

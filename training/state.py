@@ -12,6 +12,7 @@ import glob
 import os
 import pickle
 import random
+import shutil
 import sys
 from typing import Any, Protocol
 
@@ -22,11 +23,14 @@ from models.checkpoint_file import (CHECKPOINT_PATTERN, Checkpoint, check_state,
                                     read_checkpoint, save_checkpoint)
 from models.spec import ModelSpec
 from training.algorithm import Networks
+from training.validation import Validation
 from utils.errors import UserError
 from utils.config import Config
-from utils.files import check_writable_folder, remove_stale_temporaries
+from utils.files import atomic_path, check_writable_folder, remove_stale_temporaries
 
 TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
+BEST_NAME = "best.pdparams"
+"""The checkpoint with the lowest validation hole l1 of a run (``keep_best``), beside its step_*.pdparams."""
 RECORDED_SETTINGS = ("channel_order", "cnum")
 """Settings a checkpoint's record fixes for a run that starts from it (``adopt_record``); the shipped configs
 leave them unset so that the record, not a config file, decides."""
@@ -43,6 +47,7 @@ class Run(Protocol):
     consumed: int
     unreadable: set[int]
     rank: int
+    validation: Validation
 
     def say(self, message: str) -> None:
         """A note for the user."""
@@ -158,13 +163,16 @@ def restore(trainer: Run, checkpoint: Checkpoint) -> None:
     if "random_state" in state:
         set_random_state(state["random_state"])
     trainer.unreadable = {int(i) for i in np.asarray(state.get("unreadable", []), np.int64).ravel()}
+    trainer.validation.restore(state.get("validation_best"))
     trainer.step, trainer.consumed = int(state["step"]), int(state["consumed"])
 
 
-def save(trainer: Run) -> str:
-    """Write the run's checkpoint (the first process only; all hold the same state) and prune old ones."""
+def save(trainer: Run, path: str | None = None) -> str:
+    """Write the run's checkpoint (the first process only; all hold the same state) and prune old ones;
+    or, given ``path``, the same checkpoint there (e.g. ``best.pdparams``), pruning nothing."""
     config, nets = trainer.config, trainer.nets
-    path = os.path.join(config.run_dir, checkpoint_name(trainer.step))
+    scheduled = path is None
+    path = path or os.path.join(config.run_dir, checkpoint_name(trainer.step))
     if trainer.rank != 0:
         return path
     weights = {"generator": nets.generator.state_dict(), "critic_local": nets.local_critic.state_dict(),
@@ -172,13 +180,31 @@ def save(trainer: Run) -> str:
     state: dict[str, Any] = {
         "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(), "rng": trainer.rng.bit_generator.state,
         "random_state": random_state(), "unreadable": np.array(sorted(trainer.unreadable), np.int64),
-        "step": trainer.step, "consumed": trainer.consumed, "config": config.to_dict()}
+        "step": trainer.step, "consumed": trainer.consumed, "config": config.to_dict(),
+        "validation_best": trainer.validation.state()}
     save_checkpoint(path, model_spec(config), weights, state)
-    if config.keep_checkpoints > 0:
+    if scheduled and config.keep_checkpoints > 0:
         runs = sorted(glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN)))
         for old in runs[:-config.keep_checkpoints]:
             os.remove(old)
     return path
+
+
+def keep_best(trainer: Run, saved: str | None) -> str:
+    """Make ``run_dir/best.pdparams`` the checkpoint of the run as it is now (the step whose validation is
+    the best so far): a hard link to ``saved``, the checkpoint just written at this step, when there is one
+    (no second copy on disk, and it outlives the pruning of old checkpoints), else a checkpoint written
+    there. Either way atomically: a reader sees the old best or the new one, never a part."""
+    best = os.path.join(trainer.config.run_dir, BEST_NAME)
+    if not saved:
+        return trainer.save(best)
+    with atomic_path(best) as temporary:
+        os.remove(temporary)
+        try:
+            os.link(saved, temporary)
+        except OSError:                  # a file system without hard links
+            shutil.copyfile(saved, temporary)
+    return best
 
 
 def resume_checkpoint(config: Config) -> Checkpoint:

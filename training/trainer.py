@@ -17,6 +17,7 @@ from models.checkpoint import load_checkpoint
 from training import algorithm, state
 from training.algorithm import Batch, Networks
 from training.parallel import DataParallel
+from training.validation import Validation
 from utils.config import Config
 
 
@@ -58,6 +59,7 @@ class Trainer:
         self.stopping = False          # agreed by every process at the end of an iteration
         paddle.seed(config.seed)
         self.nets = Networks(config)
+        self.validation = Validation(config, self.say, enabled=self.rank == 0)
         if resume:
             state.restore(self, start)
         elif start is not None:
@@ -81,8 +83,8 @@ class Trainer:
         if self.rank == 0:
             print(message, file=sys.stderr)
 
-    def save(self) -> str:
-        return state.save(self)
+    def save(self, path: str | None = None) -> str:
+        return state.save(self, path)
 
     def update(self, optimizer: paddle.optimizer.Optimizer, parameters: list) -> None:
         """Average gradients over data-parallel processes, step and clear.
