@@ -14,7 +14,7 @@ import pytest
 
 from models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, run_command
-from tests.test_readme import readme_commands
+from tests.test_readme import documented_commands
 from training.loop import train, train_and_report
 from training.run_log import LOG_NAME, sample_picture
 from training.trainer import Trainer, TrainingDiverged
@@ -289,9 +289,9 @@ def test_places2_config_is_the_official_recipe():
     assert (defaults.mask_type, defaults.flip, defaults.pretrain_coarse) == ("box", False, False)
 
 
-def test_readme_training_commands_are_valid_settings():
-    """Every train.py command in the README names a config that exists and settings that are valid."""
-    commands = [c for c in readme_commands(ROOT, "python") if " train.py" in c]
+def test_documented_training_commands_are_valid_settings():
+    """Every train.py command in the README and docs/ names a config that exists and settings that are valid."""
+    commands = [c for c in documented_commands(ROOT, "python") if " train.py" in c]
     assert len(commands) >= 5
     for command in commands:
         words = shlex.split(command)
