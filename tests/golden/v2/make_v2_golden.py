@@ -10,6 +10,13 @@ and ``tf.contrib.layers.flatten`` is ``tf.compat.v1.layers.flatten`` (both resha
 ``cv2`` is an empty module (the official files use it only in functions never called here). neuralgym's
 own ``ops`` files are imported as they are, without its package ``__init__`` (which starts its trainers).
 
+Variables are resource variables. With TF1's reference variables the gradient of the spectral norm reads
+the power-iteration vector ``u`` through an alias of the variable that the forward pass's ``u.assign``
+may already have overwritten, depending on the order TF happens to run the ops: the critic's gradients
+then mix the old and the new ``u`` (measured: the first critic layer's kernel gradient moves by 10 % of its
+largest entry, the other layers by ~1e-5). Resource variables read ``u`` once, which is what the graph
+means and what the Paddle port computes; losses and forward values are the same either way.
+
 How::
 
     python -m venv /work/tfenv-v2 && /work/tfenv-v2/bin/pip install tensorflow-cpu==2.15.* numpy pillow
@@ -72,6 +79,7 @@ def install_shims(neuralgym: str):
     import tensorflow as real_tf
     tf = real_tf.compat.v1
     tf.disable_v2_behavior()
+    tf.enable_resource_variables()   # see the module docstring: the power-iteration vector is read once
 
     scopes: list[dict] = []
 
