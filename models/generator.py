@@ -54,7 +54,12 @@ class CoarseNetwork(nn.Layer):
         )
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-        return paddle.clip(self.body(with_mask_channels(x, mask)), -1.0, 1.0)
+        return self.output(self.body(with_mask_channels(x, mask)))
+
+    @staticmethod
+    def output(x: paddle.Tensor) -> paddle.Tensor:
+        """The stage's last step after its output conv: v1 clips to [-1, 1] (v2, ``models.gated``: tanh)."""
+        return paddle.clip(x, -1.0, 1.0)
 
     def split(self) -> tuple[nn.Sequential, list[nn.Layer]]:
         """``body`` as the layers up to the last dilated conv and the stride-1 decoder after them, which
@@ -123,7 +128,14 @@ class RefineNetwork(nn.Layer):
 
     def decode(self, hallucinated: paddle.Tensor, attended: paddle.Tensor) -> paddle.Tensor:
         merged = paddle.concat([hallucinated, self.attention_decoder(attended)], axis=1)
-        return paddle.clip(self.merge(merged), -1.0, 1.0)
+        return self.output(self.merge(merged))
+
+    @property
+    def attention_channels(self) -> int:
+        """Channels of the features the attention matches."""
+        return 4 * self.cnum
+
+    output = staticmethod(CoarseNetwork.output)
 
 
 class InpaintGenerator(nn.Layer):

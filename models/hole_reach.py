@@ -156,7 +156,7 @@ def fill_holes(generator: InpaintGenerator, x: paddle.Tensor, mask: paddle.Tenso
     body, head = coarse.split()
     features = body(with_mask_channels(x, mask))
     source = window_back(head, window)
-    x_stage1 = window.place(paddle.clip(run_window(head, source.crop(features), source, window), -1.0, 1.0))
+    x_stage1 = window.place(coarse.output(run_window(head, source.crop(features), source, window)))
     hallucinated, features = refine.encode(generator.paste(x, x_stage1, mask), mask)
     attended, offsets = refine.attend(features, mask, hole_reach(refine, holes))
     merge, decoder = list(refine.merge), list(refine.attention_decoder)
@@ -164,5 +164,5 @@ def fill_holes(generator: InpaintGenerator, x: paddle.Tensor, mask: paddle.Tenso
     at_decoder = window_back(decoder, at_merge)
     merged = paddle.concat([at_merge.crop(hallucinated),
                             run_window(decoder, at_decoder.crop(attended), at_decoder, at_merge)], axis=1)
-    x_stage2 = paddle.clip(run_window(merge, merged, at_merge, window), -1.0, 1.0)
+    x_stage2 = refine.output(run_window(merge, merged, at_merge, window))
     return window.place(x_stage2), offsets

@@ -23,6 +23,7 @@ from models.checkpoint_file import (CHECKPOINT_PATTERN, Checkpoint, check_state,
                                     read_checkpoint, save_checkpoint)
 from models.spec import ModelSpec
 from training.algorithm import Networks
+from training.algorithm_v2 import NetworksV2
 from training.validation import Validation
 from utils.errors import UserError
 from utils.config import Config
@@ -31,7 +32,7 @@ from utils.files import atomic_path, check_writable_folder, remove_stale_tempora
 TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
 BEST_NAME = "best.pdparams"
 """The checkpoint with the lowest validation hole l1 of a run (``keep_best``), beside its step_*.pdparams."""
-RECORDED_SETTINGS = ("channel_order", "cnum")
+RECORDED_SETTINGS = ("channel_order", "cnum", "version")
 """Settings a checkpoint's record fixes for a run that starts from it (``adopt_record``); the shipped configs
 leave them unset so that the record, not a config file, decides."""
 
@@ -41,7 +42,7 @@ class Run(Protocol):
     networks, its position (step, pictures consumed, the hole generator, unreadable files) and where notes go."""
 
     config: Config
-    nets: Networks
+    nets: Networks | NetworksV2
     rng: np.random.Generator
     step: int
     consumed: int
@@ -79,7 +80,15 @@ def set_random_state(stored: np.ndarray) -> None:
 def model_spec(config: Config) -> ModelSpec:
     """The record of the model a run with these settings trains."""
     return ModelSpec(cnum=config.cnum, channel_order=config.channel_order, image_size=config.image_size,
-                     hole_size=config.hole_size, source=f"trained in {config.run_dir}")
+                     hole_size=config.hole_size, source=f"trained in {config.run_dir}", version=config.version)
+
+
+def critic_layers(nets: Networks | NetworksV2) -> dict[str, paddle.nn.Layer]:
+    """The run's critics by checkpoint key: v1's local and global ones, or v2's SN-PatchGAN (whose
+    power-iteration vectors are buffers, saved with it)."""
+    if hasattr(nets, "critics"):
+        return nets.critics()
+    return {"critic_local": nets.local_critic, "critic_global": nets.global_critic}
 
 
 def adopt_record(config: Config, checkpoint: Checkpoint) -> Config:
@@ -124,6 +133,12 @@ def initialise_from(trainer: Run, checkpoint: Checkpoint) -> None:
     they were built for this run's image and hole sizes."""
     nets, config, path = trainer.nets, trainer.config, checkpoint.path
     nets.generator.set_state_dict(checkpoint.generator)
+    if checkpoint.spec.version == 2:
+        if "critic" in checkpoint.critics:
+            nets.critic.set_state_dict(checkpoint.critics["critic"])
+        trainer.say(f"note: generator {'and critic ' if checkpoint.critics else ''}start from {path}"
+                    f"{'' if checkpoint.critics else '; it holds no critic, it starts fresh'}")
+        return
     sizes = (checkpoint.spec.critic_local_size, checkpoint.spec.critic_global_size)
     wanted = (config.hole_size, config.image_size)
     if checkpoint.critics and sizes == wanted:
@@ -154,8 +169,7 @@ def restore(trainer: Run, checkpoint: Checkpoint) -> None:
                     + ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in sorted(changed.items())))
     nets = trainer.nets
     weights = {"generator": checkpoint.generator, **checkpoint.critics}
-    for key, model in (("critic_local", nets.local_critic), ("critic_global", nets.global_critic),
-                       ("generator", nets.generator)):
+    for key, model in (*critic_layers(nets).items(), ("generator", nets.generator)):
         model.set_state_dict(check_state(weights[key], model, key, path))
     nets.opt_g.set_state_dict(state["opt_g"])
     nets.opt_d.set_state_dict(state["opt_d"])
@@ -175,8 +189,8 @@ def save(trainer: Run, path: str | None = None) -> str:
     path = path or os.path.join(config.run_dir, checkpoint_name(trainer.step))
     if trainer.rank != 0:
         return path
-    weights = {"generator": nets.generator.state_dict(), "critic_local": nets.local_critic.state_dict(),
-               "critic_global": nets.global_critic.state_dict()}
+    weights = {"generator": nets.generator.state_dict(),
+               **{key: critic.state_dict() for key, critic in critic_layers(nets).items()}}
     state: dict[str, Any] = {
         "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(), "rng": trainer.rng.bit_generator.state,
         "random_state": random_state(), "unreadable": np.array(sorted(trainer.unreadable), np.int64),

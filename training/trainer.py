@@ -14,8 +14,9 @@ from data.dataset import skipped_indices, training_dataset, training_loader
 from data.masks import random_masks
 from data.stream import DataLoadingFailed
 from models.checkpoint import load_checkpoint
-from training import algorithm, state
+from training import algorithm, algorithm_v2, state
 from training.algorithm import Batch, Networks
+from training.algorithm_v2 import NetworksV2
 from training.parallel import DataParallel
 from training.validation import Validation
 from utils.config import Config
@@ -58,7 +59,7 @@ class Trainer:
         self.stop_requested_at = 0.0   # time.monotonic() of that signal
         self.stopping = False          # agreed by every process at the end of an iteration
         paddle.seed(config.seed)
-        self.nets = Networks(config)
+        self.nets = NetworksV2(config) if config.version == 2 else Networks(config)
         self.validation = Validation(config, self.say, enabled=self.rank == 0)
         if resume:
             state.restore(self, start)
@@ -126,8 +127,10 @@ class Trainer:
         return Batch(images, paddle.to_tensor(masks[self.share]), boxes[self.share])
 
     def critic_step(self) -> dict[str, float]:
-        """One critic update on a fresh batch, with fresh interpolation factors for the penalty."""
+        """One critic update on a fresh batch, with fresh interpolation factors for the penalty (v1)."""
         batch = self.next_batch()
+        if self.config.version == 2:
+            return algorithm_v2.critic_step(self.nets, batch, self.config, self.update)
         alphas = paddle.to_tensor(self.rng.random((2, self.config.batch_size, 1, 1, 1), dtype=np.float32)
                                   [:, self.share])
         return algorithm.critic_step(self.nets, batch, alphas, self.config, self.update)
@@ -139,7 +142,8 @@ class Trainer:
 
     def generator_step(self) -> tuple[dict[str, float], list[paddle.Tensor]]:
         """One generator update on a fresh batch."""
-        return algorithm.generator_step(self.nets, self.next_batch(), self.config, self.update, self.adversarial)
+        step = algorithm_v2.generator_step if self.config.version == 2 else algorithm.generator_step
+        return step(self.nets, self.next_batch(), self.config, self.update, self.adversarial)
 
     def synchronise(self, scalars: dict[str, float]) -> tuple[dict[str, float], list[int]]:
         """Agree across processes on the iteration's scalars, on whether to stop, and on the unreadable
