@@ -280,7 +280,7 @@ def test_places2_config_is_the_official_recipe():
     loaded = load_config(os.path.join(ROOT, "configs", "places2.yaml"))
     defaults = Config()
     differing = {k for k, v in loaded.to_dict().items() if v != getattr(defaults, k)}
-    assert differing <= {"data", "val_data", "num_workers", "image_fit"}
+    assert differing <= {"data", "val_data", "num_workers", "image_fit", "val_every"}
     assert loaded.image_fit == "resize"
     assert (defaults.image_size, defaults.hole_size, defaults.max_delta, defaults.batch_size) == (256, 128, 32, 16)
     assert (defaults.lr, defaults.beta1, defaults.beta2, defaults.critic_steps) == (1e-4, 0.5, 0.9, 5)
