@@ -61,9 +61,7 @@ class EagerRunner:
     def __init__(self, generator: InpaintGenerator) -> None:
         self.generator = generator
         self.generator.eval()
-        library = onednn.instance()
-        if library is not None:
-            library.keep_buffers_up_to(INFERENCE_KEPT_BUFFER_BYTES)
+        onednn.keep_buffers_up_to(INFERENCE_KEPT_BUFFER_BYTES)
 
     def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with paddle.no_grad():

@@ -1,0 +1,95 @@
+"""The GPU's code path, checked on the CPU (no GPU has been lent to this project).
+
+On a GPU every tensor lives on the GPU, so ``runs_on_onednn`` is false everywhere and the oneDNN binding
+(CPU memory only) must never be reached. These tests force that path on the CPU: ``runs_on_onednn`` false
+in every module that asks it and ``onednn.instance`` raising, and then run what a GPU owner runs.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import cv2
+import numpy as np
+import paddle
+import pytest
+
+from inpainting.export import export_model
+from inpainting.inpainter import Inpainter
+from inpainting.server import Model, fill_request
+from models import convolution
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.generator import InpaintGenerator
+from models.spec import ModelSpec
+from tests.conftest import ROOT
+from tests.test_training import noise_pictures, tiny_config
+from training.trainer import Trainer
+from utils import onednn
+
+
+def _no_onednn(*args, **kwargs):
+    raise AssertionError("the oneDNN binding was reached on the GPU's code path")
+
+
+@pytest.fixture
+def gpu_code_path(monkeypatch):
+    """The GPU's code path on the CPU: no module sees oneDNN as usable, and touching it fails the test."""
+    original = convolution.runs_on_onednn
+    for module in list(sys.modules.values()):
+        if getattr(module, "runs_on_onednn", None) is original:
+            monkeypatch.setattr(module, "runs_on_onednn", lambda *args, **kwargs: False)
+    monkeypatch.setattr(onednn, "instance", _no_onednn)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A random-init generator at 64² (cnum 8), as a checkpoint file."""
+    root = tmp_path_factory.mktemp("gpu_path")
+    paddle.seed(0)
+    path = str(root / "tiny.pdparams")
+    save_checkpoint(path, ModelSpec(cnum=8, image_size=64, hole_size=32, source="test"),
+                    {"generator": {k: v.numpy() for k, v in InpaintGenerator(8).state_dict().items()}})
+    return path
+
+
+def picture_and_hole() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (72, 88, 3)).astype(np.uint8), (0, 0), 2)
+    hole = np.zeros((72, 88), bool)
+    hole[20:44, 30:60] = True
+    return image, hole
+
+
+def test_training_iteration_runs_without_onednn(gpu_code_path, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "run", "device=cpu"))
+    scalars, _, _ = trainer.iteration()
+    assert trainer.step == 1 and all(np.isfinite(list(scalars.values())))
+    trainer.close()
+
+
+def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, tmp_path):
+    """An ``Inpainter`` fill, app.py's fill, test.py's evaluation and an export, as on a GPU."""
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    image, hole = picture_and_hole()
+    inpainter = Inpainter.from_checkpoint(checkpoint)
+    filled, flow = inpainter(image, hole)
+    assert filled.shape == image.shape and (filled[~hole] == image[~hole]).all() and flow.shape == image.shape
+
+    model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec, "tiny", paddle.device.get_device())
+    png = cv2.imencode(".png", image)[1].tobytes()
+    mask = cv2.imencode(".png", hole.astype(np.uint8) * 255)[1].tobytes()
+    answer = fill_request(model, png, "image.png", mask, "mask.png", "full", False, 10 ** 6)
+    assert (answer.width, answer.height) == (88, 72) and answer.png
+
+    noise_pictures(tmp_path / "images", 2)
+    spec = importlib.util.spec_from_file_location("evaluation_cli", os.path.join(ROOT, "test.py"))
+    evaluation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluation)
+    report = str(tmp_path / "report.json")
+    evaluation.main(["--checkpoint", tiny_checkpoint, "--data", str(tmp_path / "images"), "--report", report,
+                     "--baselines", "", "--set", "device=cpu"])
+    assert os.path.isfile(report)
+
+    info = export_model(checkpoint, str(tmp_path / "exported"), ("paddle",), report=lambda line: None)
+    assert max(info["self_check_max_error"].values()) < 1e-3
