@@ -19,10 +19,9 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from utils.environment import keep_freed_memory, prepare_paddle  # noqa: E402
+from utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
-keep_freed_memory()
 
 import paddle  # noqa: E402
 from models.convolution import use_onednn  # noqa: E402
@@ -132,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         overrides = [*args.set, "data=demo"]
         config = load_config(args.config, [*overrides, f"run_dir={folder}/a"])
-        device = pick_device(config.device, config.cpu_threads)
+        device = pick_device(config.device, config.cpu_threads, training=True)
         clock = PhaseClock()
         if args.phases:
             instrument_algorithm(clock)

@@ -93,3 +93,19 @@ def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, t
 
     info = export_model(checkpoint, str(tmp_path / "exported"), ("paddle",), report=lambda line: None)
     assert max(info["self_check_max_error"].values()) < 1e-3
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu:0"])
+def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
+    """Threads and malloc tuning are the CPU's: a device that turns out a GPU gets neither."""
+    from utils import device as device_module
+    calls = []
+    monkeypatch.setattr(paddle, "set_device", lambda requested: requested)
+    monkeypatch.setattr(paddle.device, "get_device", lambda: device)
+    monkeypatch.setattr(device_module, "keep_freed_memory", lambda: calls.append("malloc"))
+    monkeypatch.setattr(device_module, "restore_cpu_threads", lambda: calls.append("threads"))
+    device_module.pick_device(device, training=True)
+    assert calls == (["threads", "malloc"] if device == "cpu" else [])
+    calls.clear()
+    device_module.pick_device(device)
+    assert calls == (["threads"] if device == "cpu" else [])
