@@ -65,7 +65,7 @@ class EagerRunner:
 
     def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with paddle.no_grad():
-            x_stage2, offsets = fill_holes(self.generator, paddle.to_tensor(x), paddle.to_tensor(mask))
+            x_stage2, offsets = fill_holes(self.generator, paddle.to_tensor(x), paddle.to_tensor(mask), mask)
         return x_stage2.numpy(), offsets.numpy()
 
     def needed_bytes(self, height: int, width: int) -> int:

@@ -6,6 +6,7 @@ in every module that asks it and ``onednn.instance`` raising, and then run what 
 """
 from __future__ import annotations
 
+import collections
 import importlib.util
 import os
 import sys
@@ -24,7 +25,8 @@ from models.generator import InpaintGenerator
 from models.spec import ModelSpec
 from tests.conftest import ROOT
 from tests.test_training import noise_pictures, tiny_config
-from training.trainer import Trainer
+from training import algorithm
+from training.trainer import Trainer, TrainingDiverged
 from utils import onednn
 
 
@@ -65,6 +67,100 @@ def test_training_iteration_runs_without_onednn(gpu_code_path, tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "run", "device=cpu"))
     scalars, _, _ = trainer.iteration()
     assert trainer.step == 1 and all(np.isfinite(list(scalars.values())))
+    trainer.close()
+
+
+HOST_READS = ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__array__")
+
+
+class HostTraffic:
+    """Counts, while ``counting``, the reads of tensors back to the host (``HOST_READS``; one per outermost
+    call, as ``float(t)`` calls ``t.numpy()`` inside) and the copies to the device (``paddle.to_tensor``),
+    and keeps what ``paddle.to_tensor`` made and the places it was asked for."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.counting, self.depth = False, 0
+        self.reads, self.copies = collections.Counter(), 0
+        self.made: list[paddle.Tensor] = []
+        self.places: list[object] = []
+        for name in HOST_READS:
+            monkeypatch.setattr(paddle.Tensor, name, self._read(name, getattr(paddle.Tensor, name)))
+        to_tensor = paddle.to_tensor
+
+        def copy(data, dtype=None, place=None, stop_gradient=True):
+            tensor = to_tensor(data, dtype=dtype, place=place, stop_gradient=stop_gradient)
+            if self.counting and self.depth == 0:
+                self.copies += 1
+                self.made.append(tensor)
+                self.places.append(place)
+            return tensor
+
+        monkeypatch.setattr(paddle, "to_tensor", copy)
+
+    def _read(self, name: str, method):
+        def read(tensor, *args, **kwargs):
+            if self.counting and self.depth == 0:
+                self.reads[name] += 1
+            self.depth += 1
+            try:
+                return method(tensor, *args, **kwargs)
+            finally:
+                self.depth -= 1
+        return read
+
+    def count(self, action):
+        self.counting, self.reads, self.copies, self.made, self.places = True, collections.Counter(), 0, [], []
+        try:
+            return action()
+        finally:
+            self.counting = False
+
+
+def test_an_iteration_synchronises_only_to_log(gpu_code_path, monkeypatch, tmp_path):
+    """One Algorithm-1 iteration (5 critic updates, one generator update) on the GPU's code path reads
+    back from the device only what ``log_every`` logging needs — one packed read on a logging step (the
+    scalars and whether every scalar since the last read was finite), none on another — and copies to
+    the device only what it cannot make there: per batch its pixels and its holes, per critic update the
+    penalty's interpolation factors, per contextual attention one pack of index arrays for the call and
+    one per chunk (one chunk at this size): 2·6 + 5 + 2·6 = 29. Before this was counted, one iteration
+    read 56 values back and made 167 copies (32², batch 2). Everything the step makes is on the training
+    device."""
+    config = tiny_config(tmp_path / "run", "device=cpu", "onednn=false", "critic_steps=5", "log_every=2",
+                         "save_every=100", "max_iters=100")
+    trainer = Trainer(config)
+    trainer.iteration()                                   # step 1, logged: the first step always is
+    traffic = HostTraffic(monkeypatch)
+    device = paddle.framework._current_expected_place()
+    logged, tensors, _ = traffic.count(trainer.iteration)      # step 2: logged (log_every=2)
+    batches, attention_calls = config.critic_steps + 1, config.critic_steps + 1
+    budget = 2 * batches + config.critic_steps + 2 * attention_calls
+    assert sum(traffic.reads.values()) == 1 and traffic.copies <= budget, (traffic.reads, traffic.copies)
+    assert logged and all(np.isfinite(list(logged.values())))
+    made = [*traffic.made, *tensors, *trainer.generator.parameters(), *trainer.nets.critic_parameters]
+    assert all(place is None for place in traffic.places)       # nothing asks for a place of its own
+    assert all(str(t.place) == str(device) for t in made)
+    quiet, _, _ = traffic.count(trainer.iteration)              # step 3: not logged
+    assert quiet == {} and sum(traffic.reads.values()) == 0 and traffic.copies <= budget, traffic.reads
+    trainer.close()
+
+
+def test_divergence_between_logged_steps_is_caught_at_the_next_read(monkeypatch, tmp_path):
+    """Scalars are read every ``log_every`` steps; a loss that was not finite in between still stops the
+    run at the next read, before any checkpoint."""
+    trainer = Trainer(tiny_config(tmp_path / "run", "device=cpu", "critic_steps=1", "log_every=3",
+                                  "save_every=100", "max_iters=100"))
+    trainer.iteration()
+    original = algorithm.generator_step
+
+    def poisoned(*args, **kwargs):
+        scalars, tensors = original(*args, **kwargs)
+        return {**scalars, "l1_loss": scalars["l1_loss"] * float("nan")}, tensors
+
+    monkeypatch.setattr(algorithm, "generator_step", poisoned)
+    assert trainer.iteration()[0] == {}                      # step 2: not read
+    monkeypatch.undo()
+    with pytest.raises(TrainingDiverged, match="between steps 2 and 3"):
+        trainer.iteration()                                  # step 3: read, finite now, not before
     trainer.close()
 
 
