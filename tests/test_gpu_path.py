@@ -205,3 +205,12 @@ def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
     calls.clear()
     device_module.pick_device(device)
     assert calls == (["threads"] if device == "cpu" else [])
+
+
+def test_a_numbered_gpu_under_the_launcher_is_each_process_own(monkeypatch, capsys):
+    from utils.device import own_gpu_under_launcher
+    assert own_gpu_under_launcher("gpu:1") == "gpu:1"            # one process: as asked
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "4")
+    monkeypatch.setenv("PADDLE_TRAINER_ID", "0")
+    assert own_gpu_under_launcher("gpu:1") == "gpu" and own_gpu_under_launcher("cpu") == "cpu"
+    assert "each of the 4 processes uses its own GPU" in capsys.readouterr().err

@@ -47,6 +47,7 @@ class Batch:
     mask: paddle.Tensor
     boxes: list[Box]
     holes: np.ndarray | None = None
+    known_fraction: float | None = None     # of the whole batch, when this is a data-parallel share
 
 
 class Networks:
@@ -122,7 +123,8 @@ def generator_losses(nets: Networks, batch: Batch, config: Config, adversarial: 
     images, mask, boxes = batch.images, batch.mask, batch.boxes
     x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask, holes=batch.holes)
     l1_loss, ae_loss = reconstruction_losses(images, x_stage1, x_stage2, mask, boxes, nets.discount,
-                                             config.coarse_l1_alpha, coarse_only=config.pretrain_coarse)
+                                             config.coarse_l1_alpha, coarse_only=config.pretrain_coarse,
+                                             known_fraction=batch.known_fraction)
     losses = {"l1_loss": l1_loss, "ae_loss": ae_loss}
     total = config.l1_loss_alpha * l1_loss + config.ae_loss_alpha * ae_loss
     if adversarial and not config.pretrain_coarse:

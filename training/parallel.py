@@ -21,6 +21,14 @@ class DataParallel:
         if dist.get_world_size() > 1:
             dist.init_parallel_env()
 
+    def broadcast(self, parameters: list) -> None:
+        """Give every process the first process's ``parameters`` (at the start: identical seeding makes
+        them equal already, but nothing else would notice if it did not)."""
+        if self.world == 1:
+            return
+        for parameter in parameters:
+            dist.broadcast(parameter, src=0)
+
     def share(self, batch_size: int) -> slice:
         """The part of each global batch this process computes."""
         share = batch_size // self.world

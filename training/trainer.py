@@ -65,6 +65,7 @@ class Trainer:
         elif start is not None:
             state.initialise_from(self, start)
         self.last_read = self.step
+        self.parallel.broadcast([*self.generator.parameters(), *self.nets.critic_parameters])
         self.batches = training_loader(self.dataset, config, self.consumed, self.rank, self.world)
 
     @property
@@ -124,7 +125,8 @@ class Trainer:
         masks, boxes = random_masks(self.rng, c.batch_size, c.image_size, c.hole_size, c.max_delta,
                                     c.per_image_masks, c.mask_type)
         holes = masks[self.share]
-        return Batch(paddle.to_tensor(images), paddle.to_tensor(holes), boxes[self.share], holes)
+        known = float(1.0 - masks.mean(dtype=np.float64)) if self.world > 1 else None
+        return Batch(paddle.to_tensor(images), paddle.to_tensor(holes), boxes[self.share], holes, known)
 
     def critic_step(self) -> dict[str, float]:
         """One critic update on a fresh batch, with fresh interpolation factors for the penalty."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 
 import paddle
 
@@ -22,6 +24,7 @@ def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = 
     waits for its descheduled second thread (an MKL product of two 2048² matrices measured 51 GMAC/s on one
     thread and 13 on two with a load of 3–5 on 2 cores): there, one thread is the better choice.
     """
+    requested = own_gpu_under_launcher(requested)
     if requested == "auto":
         has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
         requested = "gpu" if has_gpu else "cpu"
@@ -39,6 +42,20 @@ def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = 
 
 
 _threads = 1
+
+
+def own_gpu_under_launcher(requested: str) -> str:
+    """``gpu:N`` for one of several processes started by ``paddle.distributed.launch`` → ``gpu``, which
+    Paddle maps to the GPU the launcher gave this process (``--gpus``); as asked, every process would
+    put its model on the same GPU. Says so on stderr, once, from the first process."""
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+    if world <= 1 or not re.fullmatch(r"gpu:\d+", requested):
+        return requested
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+    if rank == 0:
+        print(f"note: device={requested} ignored under the launcher: each of the {world} processes uses its "
+              "own GPU (the launcher's --gpus chooses them)", file=sys.stderr)
+    return "gpu"
 
 
 def restore_cpu_threads() -> None:
