@@ -214,3 +214,13 @@ def test_a_numbered_gpu_under_the_launcher_is_each_process_own(monkeypatch, caps
     monkeypatch.setenv("PADDLE_TRAINER_ID", "0")
     assert own_gpu_under_launcher("gpu:1") == "gpu" and own_gpu_under_launcher("cpu") == "cpu"
     assert "each of the 4 processes uses its own GPU" in capsys.readouterr().err
+
+
+def test_the_gpu_check_runs_and_prints_its_numbers():
+    """tools/check_gpu.py on the CPU (where it says it was not a GPU), small: what a GPU owner runs."""
+    from tests.conftest import run_command
+    result = run_command("tools/check_gpu.py", "--device", "cpu", "--set", "image_size=64", "hole_size=32",
+                         "max_delta=8", "cnum=8", "batch_size=2", "critic_steps=1")
+    assert result.returncode == 0, result.stderr
+    assert "s per iteration" in result.stdout and "512x512 fill" in result.stdout
+    assert "not a GPU" in result.stderr

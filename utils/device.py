@@ -77,3 +77,21 @@ def available_bytes() -> int | None:
         return int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return None
+
+
+def on_gpu() -> bool:
+    """Whether Paddle's current device is a GPU."""
+    return paddle.device.get_device().startswith("gpu")
+
+
+def wait_for_device() -> None:
+    """Wait until the GPU has finished the work queued so far (a no-op on the CPU): a timer stopped
+    without it measures how fast work was queued, not done."""
+    if on_gpu():
+        paddle.device.cuda.synchronize()
+
+
+def peak_device_memory() -> int | None:
+    """The most GPU memory Paddle's allocator has held for tensors in this process, in bytes (None on
+    the CPU)."""
+    return paddle.device.cuda.max_memory_allocated() if on_gpu() else None
