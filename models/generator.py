@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from models.attention import contextual_attention
-from models.layers import GenConv, GenDeconv, resize_nearest
+from models.layers import GenConv, GenDeconv, resize_nearest, resize_nearest_array
 
 
 def with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
@@ -107,10 +107,10 @@ class RefineNetwork(nn.Layer):
             ("allconv17", GenConv(c // 2, 3, 3, activation=None)),
         )
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
-                ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
+                holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
         hallucinated, features = self.encode(x, mask)
-        attended, offsets = self.attend(features, mask, needed)
+        attended, offsets = self.attend(features, mask, needed, holes)
         return self.decode(hallucinated, attended), offsets
 
     def encode(self, x: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -118,11 +118,14 @@ class RefineNetwork(nn.Layer):
         xnow = with_mask_channels(x, mask)
         return self.hallucination(xnow), self.attention_encoder(xnow)
 
-    def attend(self, features: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
-               ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def attend(self, features: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
+               holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
         """Contextual attention of the features on themselves, the hole masked out of the background.
-        ``needed`` (bool, at matching resolution) limits the work to the positions a caller keeps."""
-        feature_mask = resize_nearest(mask, features.shape[2], features.shape[3])
+        ``needed`` (bool, at matching resolution) limits the work to the positions a caller keeps.
+        ``holes``: ``mask``'s host copy, if the caller has one; the attention then reads nothing back
+        from the device."""
+        size = features.shape[2], features.shape[3]
+        feature_mask = resize_nearest(mask, *size) if holes is None else resize_nearest_array(holes, *size)
         return contextual_attention(features, features, feature_mask, rate=ATTENTION_RATE,
                                     per_sample_mask=self.per_sample_mask, needed=needed)
 
@@ -150,13 +153,14 @@ class InpaintGenerator(nn.Layer):
         self.coarse = CoarseNetwork(cnum)
         self.refine = RefineNetwork(cnum, per_sample_mask)
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
-                ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
+                holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         """``needed``: the attention positions whose output the caller keeps (inference computes them
         with ``models.hole_reach``); the others are skipped, so outside the hole ``x_stage2`` and the
-        offsets then differ from the official graph's, inside they are the same."""
+        offsets then differ from the official graph's, inside they are the same. ``holes``: ``mask``'s
+        host copy, if the caller has one (``RefineNetwork.attend``)."""
         x_stage1 = self.coarse(x, mask)
-        x_stage2, offsets = self.refine(self.paste(x, x_stage1, mask), mask, needed)
+        x_stage2, offsets = self.refine(self.paste(x, x_stage1, mask), mask, needed, holes)
         return x_stage1, x_stage2, offsets
 
     @staticmethod

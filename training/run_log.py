@@ -73,7 +73,8 @@ class RunLog:
         c = self.config
         self.bar.update(1)
         shown = {"G": "total_g_loss", "l1": "l1_loss", "ae": "ae_loss", "D": "d_loss", "gp": "gp_loss"}
-        self.bar.set_postfix({short: f"{scalars[name]:.3f}" for short, name in shown.items() if name in scalars})
+        if scalars:                  # read only every log_every steps (``Trainer.scalars_due``)
+            self.bar.set_postfix({short: f"{scalars[name]:.3f}" for short, name in shown.items() if name in scalars})
         if step % c.log_every == 0 or step == 1:
             for name, value in scalars.items():
                 self.writer.add_scalar(scalar_tag(name), value, step)
