@@ -20,7 +20,8 @@ from inpainting.export import export_model
 from inpainting.inpainter import Inpainter
 from inpainting.server import Model, fill_request
 from models import convolution
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint
+from models.checkpoint_file import save_checkpoint
 from models.generator import InpaintGenerator
 from models.spec import ModelSpec
 from tests.conftest import ROOT

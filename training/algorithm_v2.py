@@ -65,7 +65,7 @@ def losses(nets: NetworksV2, batch: Batch, config: Config) -> dict[str, paddle.T
     """Every term of one official v2 step from one pass: ``ae_loss``, ``gan_g_loss`` (−mean(fake)),
     ``g_loss`` (what the generator minimises) and ``d_loss`` (what the critic minimises)."""
     images, mask = batch.images, batch.mask
-    x_stage1, x_stage2, _ = nets.generator(images * (1.0 - mask), mask)
+    x_stage1, x_stage2, _ = nets.generator(images * (1.0 - mask), mask, holes=batch.holes)
     completed = complete(images, mask, x_stage2)
     real, fake = paddle.split(nets.critic(with_mask(paddle.concat([images, completed]),
                                                      paddle.concat([mask, mask]))), 2)
@@ -75,29 +75,29 @@ def losses(nets: NetworksV2, batch: Batch, config: Config) -> dict[str, paddle.T
     return terms
 
 
-def critic_step(nets: NetworksV2, batch: Batch, config: Config, update: Update) -> dict[str, float]:
+def critic_step(nets: NetworksV2, batch: Batch, config: Config, update: Update) -> dict[str, paddle.Tensor]:
     """One critic update. The completion is computed without gradient and only where it reaches the
     holes (``fill_holes``): the critic sees nothing else of it."""
     images, mask = batch.images, batch.mask
     with paddle.no_grad():
-        x_stage2 = fill_holes(nets.generator, images * (1.0 - mask), mask)[0]
+        x_stage2 = fill_holes(nets.generator, images * (1.0 - mask), mask, batch.holes)[0]
     completed = complete(images, mask, x_stage2)
     real, fake = paddle.split(nets.critic(with_mask(paddle.concat([images, completed]),
                                                      paddle.concat([mask, mask]))), 2)
     d_loss = hinge_critic_loss(real, fake)
     d_loss.backward()
     update(nets.opt_d, nets.critic_parameters)
-    return {"d_loss": float(d_loss), "real": float(paddle.mean(real)), "fake": float(paddle.mean(fake))}
+    return {"d_loss": d_loss.detach(), "real": paddle.mean(real).detach(), "fake": paddle.mean(fake).detach()}
 
 
 def generator_step(nets: NetworksV2, batch: Batch, config: Config, update: Update, adversarial: bool = True
-                   ) -> tuple[dict[str, float], list[paddle.Tensor]]:
+                   ) -> tuple[dict[str, paddle.Tensor], list[paddle.Tensor]]:
     """One generator update (the critic's gradients from it are discarded). The critic scores the
     completed images alone: its power iteration does not depend on its input, and the real images'
-    scores do not reach the generator. Returns the logged scalars and [images, mask, stage 1, stage 2,
-    offsets] for the sample pictures."""
+    scores do not reach the generator. Returns the logged scalars (0-D tensors on the device, read only
+    when logged) and [images, mask, stage 1, stage 2, offsets] for the sample pictures."""
     images, mask = batch.images, batch.mask
-    x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask)
+    x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask, holes=batch.holes)
     terms = {"ae_loss": ae_loss(images, x_stage1, x_stage2, config)}
     total = terms["ae_loss"]
     if adversarial:
@@ -108,5 +108,5 @@ def generator_step(nets: NetworksV2, batch: Batch, config: Config, update: Updat
     total.backward()
     update(nets.opt_g, nets.generator.parameters())
     nets.opt_d.clear_grad()
-    return ({k: float(v) for k, v in terms.items()},
+    return ({k: v.detach() for k, v in terms.items()},
             [images, mask, x_stage1.detach(), x_stage2.detach(), offsets])
