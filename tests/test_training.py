@@ -37,16 +37,23 @@ def unchanged(model: paddle.nn.Layer, before: list[np.ndarray]) -> bool:
     return all((p.numpy() == b).all() for p, b in zip(model.parameters(), before))
 
 
-def logged_steps(run_dir) -> dict[int, dict[str, str]]:
-    """The scalars train.log recorded for each step (all but the timing)."""
-    steps = {}
+def logged_lines(run_dir, pattern: str) -> dict[int, dict[str, str]]:
+    """The ``key=value`` pairs of the train.log lines matching ``pattern`` (its groups: the step, then the
+    pairs), by step."""
+    found = {}
     with open(os.path.join(run_dir, LOG_NAME), encoding="utf-8") as handle:
         for line in handle:
-            match = re.search(r" step (\d+): (.*)", line)
+            match = re.search(pattern, line)
             if match:
-                pairs = dict(pair.split("=", 1) for pair in match.group(2).split())
-                pairs.pop("seconds")
-                steps[int(match.group(1))] = pairs
+                found[int(match.group(1))] = dict(pair.split("=", 1) for pair in match.group(2).split())
+    return found
+
+
+def logged_steps(run_dir) -> dict[int, dict[str, str]]:
+    """The scalars train.log recorded for each step (all but the timing)."""
+    steps = logged_lines(run_dir, r" step (\d+): (.*)")
+    for pairs in steps.values():
+        pairs.pop("seconds")
     return steps
 
 

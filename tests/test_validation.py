@@ -4,14 +4,13 @@ without changing what training computes (resume stays exact) and without ever en
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import pytest
 
 from models.checkpoint import load_checkpoint
 from tester import METRICS
-from tests.test_training import logged_steps, noise_pictures, tiny_config
+from tests.test_training import logged_lines, logged_steps, noise_pictures, tiny_config
 from training.loop import train
 from training.run_log import LOG_NAME
 from training.state import BEST_NAME
@@ -20,14 +19,8 @@ from utils.image_io import read_image
 
 def validations(run_dir) -> dict[int, dict[str, float]]:
     """The ``val`` lines of train.log: step → metrics."""
-    found = {}
-    with open(os.path.join(run_dir, LOG_NAME), encoding="utf-8") as handle:
-        for line in handle:
-            match = re.search(r" val step=(\d+) (.*)", line)
-            if match:
-                pairs = dict(pair.split("=", 1) for pair in match.group(2).split())
-                found[int(match.group(1))] = {key: float(value) for key, value in pairs.items()}
-    return found
+    return {step: {key: float(value) for key, value in pairs.items()}
+            for step, pairs in logged_lines(run_dir, r" val step=(\d+) (.*)").items()}
 
 
 def visualdl_scalars(run_dir, tag: str) -> list[tuple[int, float]]:
