@@ -21,6 +21,8 @@ from data.masks import Box
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import read_spec
 from models.convolution import use_onednn
+from models.generator import InpaintGenerator
+from models.hole_reach import fill_holes
 from models.official import critic_tf_name, generator_tf_name, to_tf_layout
 from tests.conftest import assert_refused, nchw, run_command
 from tests.golden_data import gradient_projection, load_switches, mask_channel_kernel
@@ -179,3 +181,21 @@ def test_a_run_with_model_switches_resumes_and_loads_as_the_same_model(tmp_path)
     old = {k: v for k, v in checkpoint.spec.to_dict().items() if k not in ("padding", "gan_with_mask")}
     spec = read_spec({"spec": old}, "old.pdparams")
     assert (spec.padding, spec.gan_with_mask) == ("SAME", False)
+
+
+@pytest.mark.parametrize("padding", ["SYMMETRIC", "REFLECT"])
+def test_hole_shortcut_is_exact_with_mirror_padding(padding):
+    """``fill_holes`` (the critic steps' and inference's stage 2 over the hole's window alone) gives every
+    hole pixel as the whole generator computes it with mirror padding too, for holes in the middle and at
+    the map's edges, where the window's own mirror must be the full map's."""
+    paddle.seed(1)
+    generator = InpaintGenerator(8, padding=padding)
+    x = paddle.to_tensor(np.random.default_rng(0).uniform(-1, 1, (1, 3, 128, 96)).astype(np.float32))
+    for top, left, height, width in [(20, 50, 16, 30), (0, 0, 40, 24), (100, 70, 28, 26)]:
+        hole = np.zeros((1, 1, 128, 96), np.float32)
+        hole[..., top:top + height, left:left + width] = 1
+        mask = paddle.to_tensor(hole)
+        with paddle.no_grad():
+            whole = generator(x * (1 - mask), mask)[1].numpy()
+            shortcut = fill_holes(generator, x * (1 - mask), mask)[0].numpy()
+        np.testing.assert_allclose(shortcut * hole, whole * hole, atol=1e-5)
