@@ -18,10 +18,9 @@ import os
 import shlex
 import sys
 
-from utils.environment import keep_freed_memory, prepare_paddle
+from utils.environment import prepare_paddle
 
 prepare_paddle()
-keep_freed_memory()
 
 from training.loop import train_and_report  # noqa: E402
 from training.parallel import DataParallel  # noqa: E402
@@ -66,7 +65,7 @@ def main() -> None:
                         help="override settings (repeatable; the keys are listed below)")
     args = parser.parse_args()
     config = load_config(args.config, args.set, DEMO_CONFIG)
-    pick_device(config.device, config.cpu_threads)
+    pick_device(config.device, config.cpu_threads, training=True)
     DataParallel.start()
     trainer, code = train_and_report(config, args.resume)
     if code:

@@ -4,7 +4,8 @@
                                      [--compare key=value ...]
 
 Runs on the demo pictures (any ``data`` setting is replaced) in a throw-away folder, after one warm-up
-iteration, and prints the median seconds per iteration, images per second and peak resident memory.
+iteration, and prints the median seconds per iteration, images per second, peak resident memory and, on a
+GPU, the peak GPU memory of tensors.
 ``--phases`` also prints where an iteration's time goes (median per phase over the timed iterations);
 ``--compare`` times a second trainer with other settings, alternating iterations with the first.
 """
@@ -19,16 +20,15 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from utils.environment import keep_freed_memory, prepare_paddle  # noqa: E402
+from utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
-keep_freed_memory()
 
 import paddle  # noqa: E402
 from models.convolution import use_onednn  # noqa: E402
 from training import algorithm  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
 
@@ -100,6 +100,7 @@ class Variant:
         self.clock.seconds.clear()
         start = time.perf_counter()
         self.trainer.iteration()
+        wait_for_device()
         if timed:
             self.seconds.append(time.perf_counter() - start)
             for phase in PHASES:
@@ -132,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         overrides = [*args.set, "data=demo"]
         config = load_config(args.config, [*overrides, f"run_dir={folder}/a"])
-        device = pick_device(config.device, config.cpu_threads)
+        device = pick_device(config.device, config.cpu_threads, training=True)
         clock = PhaseClock()
         if args.phases:
             instrument_algorithm(clock)
@@ -152,7 +153,8 @@ def main() -> None:
     print(f"device {device}, paddle {paddle.__version__}: {config.image_size}x{config.image_size}, "
           f"batch {config.batch_size}, "
           f"{f'{config.critic_steps} critic steps' if adversarial else 'reconstruction phase, no critics'}, load average "
-          f"{os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} CPUs, peak RSS {peak:.0f} MiB")
+          f"{os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} CPUs, peak RSS {peak:.0f} MiB"
+          + (f", peak GPU memory {peak_device_memory() / 2 ** 20:.0f} MiB" if peak_device_memory() else ""))
     for variant in variants:
         variant.report(args.phases)
 

@@ -22,10 +22,9 @@ import statistics
 import subprocess
 import tempfile
 
-from utils.environment import keep_freed_memory, prepare_paddle  # noqa: E402
+from utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
-keep_freed_memory()
 
 from train_speed import PhaseClock, Variant  # noqa: E402
 from training.algorithm import adversarial  # noqa: E402
@@ -141,7 +140,7 @@ def main() -> None:
         if not adversarial(config, 0):
             raise UserError("this config starts with reconstruction-only updates (reconstruction_iters or "
                             "pretrain_coarse); the port's iterations are Algorithm 1's")
-        pick_device(config.device, config.cpu_threads)
+        pick_device(config.device, config.cpu_threads, training=True)
         threads = config.cpu_threads or len(os.sched_getaffinity(0))
         port = PortRunner(os.path.abspath(args.port), args.python, config.image_size, config.batch_size, threads)
         ours = Variant("", config, PhaseClock(), phases=False)

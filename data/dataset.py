@@ -256,4 +256,5 @@ def training_loader(dataset: ImageDataset, config, consumed: int = 0, rank: int 
     if config.num_workers == 0:
         return BatchStream(in_process_batches(dataset, sampler))
     return BatchStream(paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
-                                            use_shared_memory=False, worker_init_fn=_leave_process_group))
+                                            use_shared_memory=False, worker_init_fn=_leave_process_group,
+                                            places=paddle.CPUPlace()))   # the trainer sends what it needs

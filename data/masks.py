@@ -1,6 +1,7 @@
 """Training holes: the official box (paper §5; official ``random_bbox`` / ``bbox2mask``) and, as an option,
 free-form brush strokes (the irregular-hole setting of Liu et al. 2018, drawn like DeepFill v2's
-``brush_stroke_mask``).
+``brush_stroke_mask``); and DeepFill v2's own holes (``box_and_strokes``): the official v2
+``brush_stroke_mask`` over the whole image (``official_brush_strokes``), united with the box.
 
 Every hole lies inside a ``hole_size`` box at a uniformly random place, and that box is what the local
 critic and the discounted l1 look at. A box hole is the box shrunk by a random 0..``max_delta``/2 pixels on
@@ -17,7 +18,7 @@ from itertools import pairwise
 import cv2
 import numpy as np
 
-MASK_TYPES = ("box", "free_form")
+MASK_TYPES = ("box", "free_form", "box_and_strokes")
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,62 @@ def stroke_mask(rng: np.random.Generator, box: Box, image_size: int) -> np.ndarr
     return mask
 
 
+def _integer(rng: np.random.Generator | np.random.RandomState, low: int, high: int) -> int:
+    if isinstance(rng, np.random.RandomState):
+        return int(rng.randint(low, high))
+    return int(rng.integers(low, high))
+
+
+def official_brush_strokes(rng: np.random.Generator | np.random.RandomState, height: int, width: int
+                           ) -> np.ndarray:
+    """HxW float32 mask (1 = hole): DeepFill v2's ``brush_stroke_mask``, draw for draw and pixel for pixel
+    (with PIL, as the official code draws): 1–3 strokes of 4–11 segments turning by about 2π/5, segment
+    length ~ N(r, r//2) clipped to [0, 2r] with r = √(H²+W²)/8, width 12–40, a disc at every vertex.
+
+    Kept as the official code has it: the start vertex and the clipping swap the picture's axes (exact on
+    square pictures, which v2 trains on), and the two flips it draws for are discarded (the draws still
+    happen). Given ``numpy.random.RandomState(seed)`` it reproduces the official mask after
+    ``numpy.random.seed(seed)`` (``tests/test_v2_training.py``); a ``Generator`` gives the same
+    distribution."""
+    from PIL import Image, ImageDraw
+    radius = math.sqrt(height * height + width * width) / 8
+    canvas = Image.new("L", (width, height), 0)
+    low_angle, spread = 2 * math.pi / 5, 2 * math.pi / 15
+    for _ in range(_integer(rng, 1, 4)):
+        count = _integer(rng, 4, 12)
+        angle_min, angle_max = low_angle - rng.uniform(0, spread), low_angle + rng.uniform(0, spread)
+        angles = [rng.uniform(angle_min, angle_max) for _ in range(count)]
+        angles = [2 * math.pi - a if i % 2 == 0 else a for i, a in enumerate(angles)]
+        first_limit, second_limit = canvas.size          # (W, H), named (h, w) in the official code
+        vertices = [(_integer(rng, 0, second_limit), _integer(rng, 0, first_limit))]
+        for angle in angles:
+            length = np.clip(rng.normal(loc=radius, scale=radius // 2), 0, 2 * radius)
+            x = np.clip(vertices[-1][0] + length * math.cos(angle), 0, second_limit)
+            y = np.clip(vertices[-1][1] + length * math.sin(angle), 0, first_limit)
+            vertices.append((int(x), int(y)))
+        draw = ImageDraw.Draw(canvas)
+        stroke = int(rng.uniform(12, 40))
+        draw.line(vertices, fill=1, width=stroke)
+        for x, y in vertices:
+            draw.ellipse((x - stroke // 2, y - stroke // 2, x + stroke // 2, y + stroke // 2), fill=1)
+    rng.normal(), rng.normal()                           # the discarded flips
+    return np.asarray(canvas, np.float32)
+
+
 def random_masks(rng: np.random.Generator, batch: int, image_size: int, hole_size: int,
                  max_delta: int, per_image: bool, kind: str = "box") -> tuple[np.ndarray, list[Box]]:
     """Masks [batch, 1, H, W] and their boxes: one shared hole (official) or one per image; ``kind`` is
-    ``box`` (official) or ``free_form``."""
+    ``box`` (official v1), ``free_form`` or ``box_and_strokes`` (official v2: the box united with
+    ``official_brush_strokes`` over the whole image)."""
     if kind not in MASK_TYPES:
         raise ValueError(f"mask kind must be one of {MASK_TYPES}, got {kind!r}")
     count = batch if per_image else 1
     boxes = [random_box(rng, image_size, hole_size) for _ in range(count)]
     if kind == "box":
         masks = [box_mask(rng, box, image_size, max_delta) for box in boxes]
+    elif kind == "box_and_strokes":
+        masks = [np.maximum(box_mask(rng, box, image_size, max_delta),
+                            official_brush_strokes(rng, image_size, image_size)) for box in boxes]
     else:
         masks = [stroke_mask(rng, box, image_size) for box in boxes]
     masks = np.stack(masks)[:, None]

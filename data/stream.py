@@ -48,7 +48,7 @@ def in_process_batches(dataset, batch_sampler: Iterable[list]) -> Iterator[tuple
 
 
 class BatchStream:
-    """Batches from ``source`` (tensors or arrays) as tensors, pulled by a helper thread (started at the
+    """Batches from ``source`` (tensors in host memory, or arrays) as arrays, pulled by a helper thread (started at the
     first batch), with failures as ``DataLoadingFailed``."""
 
     def __init__(self, source: Iterable) -> None:
@@ -94,16 +94,17 @@ class BatchStream:
                 raise DataLoadingFailed(first_line(error)) from error
             return batch
 
-    def next(self, give_up: Callable[[], bool] = lambda: False) -> list[paddle.Tensor]:
-        """The next batch as tensors. ``give_up`` is asked while waiting; when it says so,
-        ``StoppedWaitingForData`` is raised."""
+    def next(self, give_up: Callable[[], bool] = lambda: False) -> list[np.ndarray]:
+        """The next batch as host arrays: the caller sends to the device what it computes on there, and
+        nothing else (on a GPU every transfer, and every read back, blocks). ``give_up`` is asked while
+        waiting; when it says so, ``StoppedWaitingForData`` is raised."""
         try:
             batch = self._take(give_up)
         except (DataLoadingFailed, StoppedWaitingForData):
             raise
         except Exception as error:      # also Paddle's SIGCHLD handler's "loader process killed"
             raise DataLoadingFailed(first_line(error)) from error
-        return [field if isinstance(field, paddle.Tensor) else paddle.to_tensor(field) for field in batch]
+        return [field.numpy() if isinstance(field, paddle.Tensor) else field for field in batch]   # CPU tensors
 
     def close(self) -> None:
         """Stop the helper thread and the loader processes, and wait for the thread to end: a thread still

@@ -2,11 +2,12 @@
 validation views with holes that every method and every run shares. The command ``test.py`` and
 validation during training are both built on it.
 
-    from evaluation import evaluate, read_views, hole_source
-    views, _ = read_views(paths[:16], config)
-    holes = [hole_source(config, len(views))[0](view.index) for view in views]
+    from evaluation import evaluate, hole_source, read_views
+    views, skipped = read_views(paths, config)                  # once; reused at every validation
+    hole_of, _ = hole_source(config, len(paths) * config.val_windows)
+    holes = [hole_of(view.index) for view in views]
     report = evaluate(inpainter, views, holes, baselines=["mean_fill"], progress=False)
-    report.model["l1_hole"], report.sheet()
+    report.model["l1_hole"], report.to_dict(), report.sheet()    # the sheet: uint8 RGB, nothing written
 """
 from evaluation.baselines import usable_baselines
 from evaluation.geometry import evaluation_geometry

@@ -43,7 +43,7 @@ class CompiledGenerator:
     def _programs(self, height: int, width: int) -> tuple[Program, Program]:
         key = (height, width)
         if key not in self.programs:
-            channels = 4 * self.generator.refine.cnum
+            channels = self.generator.refine.attention_channels
             features = [1, channels, height // 4, width // 4]
             with paddle.no_grad():
                 front = Program(GeneratorFront(self.generator), [[1, 3, height, width], [1, 1, height, width]],

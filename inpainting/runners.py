@@ -58,16 +58,17 @@ class EagerRunner:
 
     name = "eager"
 
-    def __init__(self, generator: InpaintGenerator) -> None:
+    def __init__(self, generator: InpaintGenerator, lean_buffers: bool = True) -> None:
+        """``lean_buffers``: keep only small oneDNN work buffers between layers, as one-shot inference
+        wants; a training process validating its generator keeps training's setting (False)."""
         self.generator = generator
         self.generator.eval()
-        library = onednn.instance()
-        if library is not None:
-            library.keep_buffers_up_to(INFERENCE_KEPT_BUFFER_BYTES)
+        if lean_buffers:
+            onednn.keep_buffers_up_to(INFERENCE_KEPT_BUFFER_BYTES)
 
     def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with paddle.no_grad():
-            x_stage2, offsets = fill_holes(self.generator, paddle.to_tensor(x), paddle.to_tensor(mask))
+            x_stage2, offsets = fill_holes(self.generator, paddle.to_tensor(x), paddle.to_tensor(mask), mask)
         return x_stage2.numpy(), offsets.numpy()
 
     def needed_bytes(self, height: int, width: int) -> int:

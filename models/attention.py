@@ -27,7 +27,7 @@ import paddle
 import paddle.nn.functional as F
 
 from models.convolution import conv2d_input_gradient, runs_on_onednn
-from models.layers import resize_nearest, same_padding
+from models.layers import resize_nearest, resize_nearest_array, same_padding
 from models.matmul import matmul
 
 CHUNK_ELEMENTS = 2 ** 24  # raw scores held per chunk (64 MB in float32); a few such buffers are alive at once
@@ -72,7 +72,8 @@ class _FuseAxis:
     Pass 2 (column-major order) reads pass-1 results at ``mid``; pass 1 (row-major order) reads raw scores
     at ``raw``. ``pass1``/``pass2`` hold, per shift, gather indices into each pass's input, which carries
     one zero entry past its end (TF's zero padding of the score matrix); pass 1 gathers that zero entry
-    once more at the end, so that its own output carries the zero entry pass 2 needs."""
+    once more at the end, so that its own output carries the zero entry pass 2 needs. All are host arrays
+    (``gathers`` lists them in the order ``_fuse`` takes them, to be sent to the device in one copy)."""
 
     def __init__(self, ids: np.ndarray, grid: tuple[int, int], fuse_k: int) -> None:
         before, _ = same_padding(1, fuse_k)
@@ -84,12 +85,28 @@ class _FuseAxis:
         self.pass1 = [_positions(np.append(ids_k, -1), self.raw, grid) for ids_k in to_raw]
         self.pass2 = [_positions(ids_k, self.mid, grid) for ids_k in to_mid]
 
+    @property
+    def gathers(self) -> list[np.ndarray]:
+        return [*self.pass1, *self.pass2]
 
-def _fuse(scores: paddle.Tensor, rows: _FuseAxis, cols: _FuseAxis) -> paddle.Tensor:
+
+def _to_device(*arrays: np.ndarray) -> list[paddle.Tensor]:
+    """Integer host arrays as device tensors of the same shapes, sent in one copy: on a GPU every
+    ``paddle.to_tensor`` is a blocking transfer, and a chunk of the attention needs a dozen index arrays."""
+    flat = paddle.to_tensor(np.concatenate([np.asarray(a, np.int64).reshape(-1) for a in arrays]))
+    tensors, start = [], 0
+    for array in arrays:
+        tensors.append(flat[start:start + array.size].reshape(list(array.shape)))
+        start += array.size
+    return tensors
+
+
+def _fuse(scores: paddle.Tensor, rows: list[paddle.Tensor], cols: list[paddle.Tensor]) -> paddle.Tensor:
     """The official fuse (a k×k identity convolution over the score matrix, in row-major and then in
     column-major order of the positions) as sums of shifted gathers of the raw scores, which end in a
-    zero row and column."""
-    for row_gathers, col_gathers in ((rows.pass1, cols.pass1), (rows.pass2, cols.pass2)):
+    zero row and column. ``rows`` and ``cols``: the ``_FuseAxis.gathers`` of each axis, on the device."""
+    half = len(rows) // 2
+    for row_gathers, col_gathers in ((rows[:half], cols[:half]), (rows[half:], cols[half:])):
         total = None
         for row_index, col_index in zip(row_gathers, col_gathers):
             term = _take(_take(scores, row_index, 1), col_index, 2)
@@ -102,21 +119,31 @@ def _present(ids: np.ndarray) -> np.ndarray:
     return np.unique(ids[ids >= 0])
 
 
-def _positions(ids: np.ndarray, subset: np.ndarray, grid: tuple[int, int]) -> paddle.Tensor:
+def _positions(ids: np.ndarray, subset: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """Index of each id within the sorted ``subset``; -1 ids map to the zero entry past its end."""
     lookup = np.full(grid[0] * grid[1] + 1, len(subset), np.int64)
     lookup[subset] = np.arange(len(subset))
-    return paddle.to_tensor(lookup[ids])
+    return lookup[ids]
 
 
-def _usable_background(mask: paddle.Tensor | None, bg: tuple[int, int], ksize: int, stride: int
+def _usable_background(mask: paddle.Tensor | np.ndarray | None, bg: tuple[int, int], ksize: int, stride: int
                        ) -> np.ndarray:
-    """[M, Lb] bool: background patches that lie wholly outside the hole (M = 1 or the batch)."""
+    """[M, Lb] bool: background patches that lie wholly outside the hole (M = 1 or the batch). A host
+    ``mask`` is used as it is; a device one is read back (a synchronisation on a GPU)."""
     if mask is None:
         return np.ones((1, bg[0] * bg[1]), bool)
-    mask = resize_nearest(mask.astype("float32"), bg[0], bg[1])
-    window = _same_unfold(mask, ksize, stride)
-    return (paddle.mean(window, axis=1) == 0).numpy()
+    if isinstance(mask, paddle.Tensor):
+        mask = mask.numpy()
+    hole = resize_nearest_array(np.asarray(mask)[:, 0], *bg) != 0      # masks are 0 (known) or 1 (hole)
+    top, bottom = same_padding(bg[0], ksize, stride)
+    left, right = same_padding(bg[1], ksize, stride)
+    padded = np.pad(hole, ((0, 0), (top, bottom), (left, right)))
+    rows, cols = (bg[0] + top + bottom - ksize) // stride + 1, (bg[1] + left + right - ksize) // stride + 1
+    touched = np.zeros((hole.shape[0], rows, cols), bool)
+    for dy in range(ksize):
+        for dx in range(ksize):
+            touched |= padded[:, dy:dy + stride * (rows - 1) + 1:stride, dx:dx + stride * (cols - 1) + 1:stride]
+    return ~touched.reshape(hole.shape[0], -1)
 
 
 def _chunks(ids: np.ndarray, fg_width: int, per_chunk: int) -> list[np.ndarray]:
@@ -126,7 +153,7 @@ def _chunks(ids: np.ndarray, fg_width: int, per_chunk: int) -> list[np.ndarray]:
     return [ids[start:start + size] for start in range(0, len(ids), size)]
 
 
-def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor | None = None,
+def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor | np.ndarray | None = None,
                          ksize: int = 3, stride: int = 1, rate: int = 2, fuse_k: int = 3,
                          softmax_scale: float = 10.0, fuse: bool = True, per_sample_mask: bool = False,
                          needed: np.ndarray | None = None, chunk_elements: int = CHUNK_ELEMENTS
@@ -135,9 +162,10 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
 
     Args:
         f, b: NCHW foreground and background features (same batch and channels; sides divisible by rate).
-        mask: N1HW, 1 = hole, at the resolution of ``b``. Background patches touching the hole are never
-            attended. The official graph uses the first sample's mask for the whole batch; set
-            ``per_sample_mask`` to honour a different mask per image (training with per-image holes).
+        mask: N1HW, 1 = hole, at the resolution of ``b``: a tensor or (better on a GPU: nothing is read
+            back) its host copy. Background patches touching the hole are never attended. The official
+            graph uses the first sample's mask for the whole batch; set ``per_sample_mask`` to honour a
+            different mask per image (training with per-image holes).
         rate: matching runs at 1/rate resolution; pasting uses 2·rate × 2·rate raw patches.
         needed: optional bool (H/rate, W/rate): the foreground positions whose output the caller uses;
             the others are not computed (their output is 0 and their offset is 0).
@@ -168,14 +196,19 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         return _nothing_attended(f, fg, bg)
 
     outside = bg[0] * bg[1] - len(cols)          # unusable everywhere: exp(0) terms of the softmax
-    weight = paddle.to_tensor(usable[:, cols].astype(np.float32)[:, None, :])
-    raw_used = _take(_same_unfold(b, 2 * rate, rate * stride), paddle.to_tensor(cols), 2)
     col_plan = _FuseAxis(cols, bg, fuse_k) if fuse else None
     score_cols = np.append(col_plan.raw, -1) if fuse else cols
-    used_index = paddle.to_tensor(np.maximum(score_cols, 0))
+    skipped_rows = len(rows) < fg_size
+    cols_index, usable_cols, score_index, *col_gathers = _to_device(
+        cols, usable[:, cols], score_cols, *(col_plan.gathers if fuse else []),
+        *([_scatter_index(rows, fg_size)] if skipped_rows else []))
+    scatter = col_gathers.pop() if skipped_rows else None
+    weight = usable_cols.astype(f.dtype).unsqueeze(1)
+    raw_used = _take(_same_unfold(b, 2 * rate, rate * stride), cols_index, 2)
+    used_index = paddle.maximum(score_index, paddle.zeros_like(score_index))
     b_used = _take(b_patches, used_index, 2)
     col_scale = _take(1.0 / patch_norms(b_small, ksize, stride), used_index, 2) \
-        * paddle.to_tensor((score_cols >= 0).astype(np.float32))     # -1: the zero patch, scored 0
+        * (score_index >= 0).astype(f.dtype)     # -1: the zero patch, scored 0
     per_chunk = max(1, chunk_elements // (batch * len(score_cols)))
     on_onednn = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
                  and batch * len(rows) * len(cols) <= chunk_elements)   # see _paste
@@ -183,18 +216,19 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     for chunk in _chunks(rows, fg[1], per_chunk):
         if fuse:
             row_plan = _FuseAxis(chunk, fg, fuse_k)
-            scores = _fuse(_match(f_patches, b_used, col_scale, row_plan.raw, zero_row=True), row_plan, col_plan)
+            raw_rows, *row_gathers = _to_device(row_plan.raw, *row_plan.gathers)
+            scores = _fuse(_match(f_patches, b_used, col_scale, raw_rows, zero_row=True), row_gathers, col_gathers)
         else:
-            scores = _match(f_patches, b_used, col_scale, chunk)
+            scores = _match(f_patches, b_used, col_scale, *_to_device(chunk))
         attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
         best.append(paddle.argmax(attention, axis=-1))
         pasted.append(attention if on_onednn else matmul(attention, raw_used, transpose_b=True))
 
     columns = paddle.concat(pasted, axis=1)
-    best_cols = paddle.gather(paddle.to_tensor(cols), paddle.concat(best, axis=1).reshape([-1]))
+    best_cols = paddle.gather(cols_index, paddle.concat(best, axis=1).reshape([-1]))
     best_cols = best_cols.reshape([batch, len(rows)])
-    if len(rows) < fg_size:
-        columns, best_cols = _scatter_rows(columns, best_cols, rows, fg_size)
+    if skipped_rows:
+        columns, best_cols = _scatter_rows(columns, best_cols, scatter)
     offsets = _offsets(best_cols, fg, bg, rows if len(rows) < fg_size else None)
 
     top, bottom = same_padding(height, 2 * rate, rate)
@@ -234,12 +268,12 @@ def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
     return paddle.sqrt(paddle.clip(paddle.sum(patches * patches, axis=1, keepdim=True), min=1e-8))
 
 
-def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, col_scale: paddle.Tensor, rows: np.ndarray,
+def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, col_scale: paddle.Tensor, rows: paddle.Tensor,
            zero_row: bool = False) -> paddle.Tensor:
     """Cosine scores [N, len(rows), L] of foreground positions ``rows`` against the L patches ``b_used``:
     their dot products times ``col_scale`` (each patch's inverse norm; fewer numbers to scale than the
     patches themselves); with ``zero_row``, a last row of zeros (the zero patch, the fuse's padding)."""
-    f_rows = _take(f_patches, paddle.to_tensor(rows), 2)
+    f_rows = _take(f_patches, rows, 2)
     scores = matmul(f_rows, b_used, transpose_a=True) * col_scale
     if zero_row:
         scores = paddle.concat([scores, paddle.zeros([scores.shape[0], 1, scores.shape[2]], scores.dtype)], axis=1)
@@ -266,12 +300,17 @@ def _masked_softmax(logits: paddle.Tensor, zeros: int) -> paddle.Tensor:
     return exp / total
 
 
-def _scatter_rows(columns: paddle.Tensor, best_cols: paddle.Tensor, rows: np.ndarray, fg_size: int
-                  ) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Place the computed rows among zero rows for the skipped foreground positions."""
+def _scatter_index(rows: np.ndarray, fg_size: int) -> np.ndarray:
+    """For each foreground position, 1 + its place among the computed ``rows``, or 0 (a zero row)."""
     source = np.zeros(fg_size, np.int64)
     source[rows] = np.arange(1, len(rows) + 1)
-    index = paddle.to_tensor(source)
+    return source
+
+
+def _scatter_rows(columns: paddle.Tensor, best_cols: paddle.Tensor, index: paddle.Tensor
+                  ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Place the computed rows among zero rows for the skipped foreground positions (``_scatter_index``,
+    on the device)."""
     batch = columns.shape[0]
     columns = paddle.concat([paddle.zeros([batch, 1, columns.shape[2]], columns.dtype), columns], axis=1)
     best_cols = paddle.concat([paddle.full([batch, 1], -1, best_cols.dtype), best_cols], axis=1)

@@ -24,7 +24,9 @@ import numpy as np
 import paddle
 
 from models.critics import Critic, global_critic, local_critic
+from models.gated import GatedGenerator
 from models.generator import InpaintGenerator
+from models.sn_patch_gan import SNPatchGAN
 from models.spec import ModelSpec, SpecError
 from utils.errors import UserError
 from utils.files import WriteError, atomic_path, describe
@@ -32,7 +34,8 @@ from utils.files import WriteError, atomic_path, describe
 FORMAT = "deepfill-v1-paddle"
 CHECKPOINT_PATTERN = "step_*.pdparams"
 CRITICS = ("critic_local", "critic_global")
-MODEL_KEYS = ("format", "spec", "generator", *CRITICS)
+PATCH_CRITIC = "critic"   # DeepFill v2's single SN-PatchGAN critic
+MODEL_KEYS = ("format", "spec", "generator", *CRITICS, PATCH_CRITIC)
 _LEGACY_KEYS = ("cnum", "channel_order", "critic_local_size", "critic_global_size", "source")
 
 
@@ -47,10 +50,19 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)
 
     def build_generator(self, per_sample_mask: bool = False) -> InpaintGenerator:
-        """The generator with these weights."""
-        generator = InpaintGenerator(self.spec.cnum, per_sample_mask, self.spec.padding)
+        """The generator (v1 or v2, as the record says) with these weights."""
+        generator = generator_for(self.spec, per_sample_mask)
         generator.set_state_dict(self.generator)
         return generator
+
+    def build_patch_critic(self) -> SNPatchGAN:
+        """DeepFill v2's SN-PatchGAN critic with these weights (and power-iteration vectors); refused if
+        absent."""
+        if PATCH_CRITIC not in self.critics:
+            raise UserError(f"{self.path} holds no SN-PatchGAN critic weights")
+        critic = patch_critic_for(self.critics[PATCH_CRITIC])
+        critic.set_state_dict(self.critics[PATCH_CRITIC])
+        return critic
 
     def build_critics(self) -> tuple[Critic, Critic]:
         """Local and global critics sized by the record, with these weights; refused if absent."""
@@ -63,6 +75,19 @@ class Checkpoint:
         return local, global_
 
 
+def generator_for(spec: ModelSpec, per_sample_mask: bool = False) -> InpaintGenerator:
+    """An untrained generator of the record's version and width: v1's, or v2's gated one."""
+    if spec.version == 2:
+        return GatedGenerator(spec.cnum, per_sample_mask)
+    return InpaintGenerator(spec.cnum, per_sample_mask, spec.padding)
+
+
+def patch_critic_for(state: dict[str, Any]) -> SNPatchGAN:
+    """An SN-PatchGAN critic shaped like ``state`` (3 input channels, or 4 with the mask)."""
+    weight = state.get("convs.conv1.weight") if isinstance(state, dict) else None
+    return SNPatchGAN(int(weight.shape[1]) if weight is not None and len(weight.shape) == 4 else 4)
+
+
 def checkpoint_name(step: int) -> str:
     """File name of a training run's checkpoint after ``step`` generator updates."""
     return f"step_{step:08d}.pdparams"
@@ -72,9 +97,10 @@ def save_checkpoint(path: str, spec: ModelSpec, weights: dict[str, Any], state: 
                     ) -> None:
     """Save ``weights`` (``generator`` and optionally the critics' state dicts), the model record and a
     training ``state`` so that ``path`` is either the old file or the whole new one."""
-    unknown = set(weights) - {"generator", *CRITICS}
+    unknown = set(weights) - {"generator", *CRITICS, PATCH_CRITIC}
     if unknown or "generator" not in weights:
-        raise ValueError(f"weights must hold generator and optionally {CRITICS}, got {sorted(weights)}")
+        raise ValueError(f"weights must hold generator and optionally {(*CRITICS, PATCH_CRITIC)}, got "
+                         f"{sorted(weights)}")
     clash = set(state or {}) & {*MODEL_KEYS, *_LEGACY_KEYS, "path"}
     if clash:
         raise ValueError(f"training state may not use the model keys {sorted(clash)}")
@@ -150,9 +176,12 @@ def read_checkpoint(path: str) -> Checkpoint:
         raise UserError(f"{path} is not a DeepFill v1 checkpoint (no generator weights; convert official "
                         "TF checkpoints with tools/convert_tf_checkpoint.py first)")
     spec = read_spec(payload, path)
-    generator = check_state(payload["generator"], InpaintGenerator(spec.cnum), "generator", path)
+    generator = check_state(payload["generator"], generator_for(spec), "generator", path)
     critics = {}
-    if all(key in payload for key in CRITICS):
+    if spec.version == 2 and PATCH_CRITIC in payload:
+        critics[PATCH_CRITIC] = check_state(payload[PATCH_CRITIC], patch_critic_for(payload[PATCH_CRITIC]),
+                                            PATCH_CRITIC, path)
+    elif all(key in payload for key in CRITICS):
         builders = {"critic_local": local_critic(spec.critic_local_size),
                     "critic_global": global_critic(spec.critic_global_size, spec.gan_with_mask)}
         critics = {key: check_state(payload[key], builders[key], key, path) for key in CRITICS}

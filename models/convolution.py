@@ -88,7 +88,7 @@ class _BackwardData(PyLayer):
     def backward(ctx, g):
         dy, w = ctx.saved_tensor()
         g = dense(g)
-        d_dy = _Convolution.apply(g, w, paddle.zeros([w.shape[0]], w.dtype), ctx.geometry) if ctx.wants[0] else None
+        d_dy = _Convolution.apply(g, w, onednn.cpu_zeros((w.shape[0],)), ctx.geometry) if ctx.wants[0] else None
         d_w = _BackwardWeights.apply(g, dy, tuple(w.shape[2:]), ctx.geometry)[0] if ctx.wants[1] else None
         return d_dy, d_w
 
@@ -187,7 +187,7 @@ image upsampled ×2 by repeating rows (``upsample_conv2d``)."""
 def _onednn_upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, elu: bool
                             ) -> paddle.Tensor:
     n, _, h, w = x.shape
-    taps = paddle.to_tensor(UPSAMPLED_TAPS)
+    taps = paddle.to_tensor(UPSAMPLED_TAPS, place=paddle.CPUPlace())
     kernel = paddle.matmul(paddle.matmul(taps, weight.transpose([1, 0, 2, 3])), taps, transpose_y=True)
     y = _BackwardData.apply(dense(x), kernel, (n, weight.shape[0], 2 * h, 2 * w), Geometry(2, 1, (1, 1, 1, 1)))
     if not elu:
@@ -244,7 +244,7 @@ def _as_transposed(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor,
 def _onednn_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, geometry: Geometry,
                    activation: str | None) -> paddle.Tensor:
     if bias is None:
-        bias = paddle.zeros([weight.shape[0]], weight.dtype)
+        bias = onednn.cpu_zeros((weight.shape[0],))
     x, weight = dense(x), dense(weight)
     if activation != "leaky_relu" and _transposable(geometry) and onednn.instance().forward_is_generic(
             x.shape, weight.shape, geometry, activation):

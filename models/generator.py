@@ -14,7 +14,7 @@ import paddle
 import paddle.nn as nn
 
 from models.attention import contextual_attention
-from models.layers import GenConv, GenDeconv, resize_nearest
+from models.layers import GenConv, GenDeconv, resize_nearest, resize_nearest_array
 
 
 def with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
@@ -57,7 +57,12 @@ class CoarseNetwork(nn.Layer):
         )
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-        return paddle.clip(self.body(with_mask_channels(x, mask)), -1.0, 1.0)
+        return self.output(self.body(with_mask_channels(x, mask)))
+
+    @staticmethod
+    def output(x: paddle.Tensor) -> paddle.Tensor:
+        """The stage's last step after its output conv: v1 clips to [-1, 1] (v2, ``models.gated``: tanh)."""
+        return paddle.clip(x, -1.0, 1.0)
 
     def split(self) -> tuple[nn.Sequential, list[nn.Layer]]:
         """``body`` as the layers up to the last dilated conv and the stride-1 decoder after them, which
@@ -106,10 +111,10 @@ class RefineNetwork(nn.Layer):
             ("allconv17", conv(c // 2, 3, 3, activation=None)),
         )
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
-                ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
+                holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
         hallucinated, features = self.encode(x, mask)
-        attended, offsets = self.attend(features, mask, needed)
+        attended, offsets = self.attend(features, mask, needed, holes)
         return self.decode(hallucinated, attended), offsets
 
     def encode(self, x: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -117,17 +122,27 @@ class RefineNetwork(nn.Layer):
         xnow = with_mask_channels(x, mask)
         return self.hallucination(xnow), self.attention_encoder(xnow)
 
-    def attend(self, features: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
-               ) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def attend(self, features: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
+               holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
         """Contextual attention of the features on themselves, the hole masked out of the background.
-        ``needed`` (bool, at matching resolution) limits the work to the positions a caller keeps."""
-        feature_mask = resize_nearest(mask, features.shape[2], features.shape[3])
+        ``needed`` (bool, at matching resolution) limits the work to the positions a caller keeps.
+        ``holes``: ``mask``'s host copy, if the caller has one; the attention then reads nothing back
+        from the device."""
+        size = features.shape[2], features.shape[3]
+        feature_mask = resize_nearest(mask, *size) if holes is None else resize_nearest_array(holes, *size)
         return contextual_attention(features, features, feature_mask, rate=ATTENTION_RATE,
                                     per_sample_mask=self.per_sample_mask, needed=needed)
 
     def decode(self, hallucinated: paddle.Tensor, attended: paddle.Tensor) -> paddle.Tensor:
         merged = paddle.concat([hallucinated, self.attention_decoder(attended)], axis=1)
-        return paddle.clip(self.merge(merged), -1.0, 1.0)
+        return self.output(self.merge(merged))
+
+    @property
+    def attention_channels(self) -> int:
+        """Channels of the features the attention matches."""
+        return 4 * self.cnum
+
+    output = staticmethod(CoarseNetwork.output)
 
 
 class InpaintGenerator(nn.Layer):
@@ -144,13 +159,14 @@ class InpaintGenerator(nn.Layer):
         self.coarse = CoarseNetwork(cnum, padding)
         self.refine = RefineNetwork(cnum, per_sample_mask, padding)
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None
-                ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
+                holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         """``needed``: the attention positions whose output the caller keeps (inference computes them
         with ``models.hole_reach``); the others are skipped, so outside the hole ``x_stage2`` and the
-        offsets then differ from the official graph's, inside they are the same."""
+        offsets then differ from the official graph's, inside they are the same. ``holes``: ``mask``'s
+        host copy, if the caller has one (``RefineNetwork.attend``)."""
         x_stage1 = self.coarse(x, mask)
-        x_stage2, offsets = self.refine(self.paste(x, x_stage1, mask), mask, needed)
+        x_stage2, offsets = self.refine(self.paste(x, x_stage1, mask), mask, needed, holes)
         return x_stage1, x_stage2, offsets
 
     @staticmethod

@@ -145,25 +145,28 @@ def run_window(layers: list[nn.Layer], x: paddle.Tensor, source: Window, target:
     return x[:, :, top:top + target.bottom - target.top, left:left + target.right - target.left]
 
 
-def fill_holes(generator: InpaintGenerator, x: paddle.Tensor, mask: paddle.Tensor
+def fill_holes(generator: InpaintGenerator, x: paddle.Tensor, mask: paddle.Tensor, holes: np.ndarray | None = None
                ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Stage 2 (with its attention offsets) of the holed ``x`` exactly as ``generator`` computes it over
-    the holes' bounding box, and 0 outside it; the offsets only where ``hole_reach`` keeps them."""
-    holes = mask.numpy()
+    the holes' bounding box, and 0 outside it; the offsets only where ``hole_reach`` keeps them. The
+    windows are planned on the host from ``holes``, ``mask``'s host copy (read back from the device
+    when not given: a synchronisation on a GPU)."""
+    if holes is None:
+        holes = mask.numpy()
     window = hole_window(holes)
     if window is None:
-        return generator(x, mask, hole_reach(generator.refine, holes))[1:]
+        return generator(x, mask, hole_reach(generator.refine, holes), holes)[1:]
     coarse, refine = generator.coarse, generator.refine
     body, head = coarse.split()
     features = body(with_mask_channels(x, mask))
     source = window_back(head, window)
-    x_stage1 = window.place(paddle.clip(run_window(head, source.crop(features), source, window), -1.0, 1.0))
+    x_stage1 = window.place(coarse.output(run_window(head, source.crop(features), source, window)))
     hallucinated, features = refine.encode(generator.paste(x, x_stage1, mask), mask)
-    attended, offsets = refine.attend(features, mask, hole_reach(refine, holes))
+    attended, offsets = refine.attend(features, mask, hole_reach(refine, holes), holes)
     merge, decoder = list(refine.merge), list(refine.attention_decoder)
     at_merge = window_back(merge, window)
     at_decoder = window_back(decoder, at_merge)
     merged = paddle.concat([at_merge.crop(hallucinated),
                             run_window(decoder, at_decoder.crop(attended), at_decoder, at_merge)], axis=1)
-    x_stage2 = paddle.clip(run_window(merge, merged, at_merge, window), -1.0, 1.0)
+    x_stage2 = refine.output(run_window(merge, merged, at_merge, window))
     return window.place(x_stage2), offsets

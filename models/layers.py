@@ -125,6 +125,20 @@ def nearest_index(size_in: int, size_out: int) -> np.ndarray:
     return np.minimum(np.floor(product + 0.5), size_in - 1).astype(np.int64)
 
 
+@lru_cache(maxsize=256)
+def _device_nearest_index(size_in: int, size_out: int, device: str) -> paddle.Tensor:
+    """``nearest_index`` on ``device``, sent there once: it depends on the sizes alone, and on a GPU each
+    ``paddle.to_tensor`` is a blocking copy (the generator asks for 7 of them per pass)."""
+    return paddle.to_tensor(nearest_index(size_in, size_out))
+
+
+def resize_nearest_array(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``resize_nearest`` of a host array (…×H×W), for what the host computes from a mask."""
+    rows = nearest_index(array.shape[-2], height)
+    cols = nearest_index(array.shape[-1], width)
+    return array[..., rows[:, None], cols[None, :]]
+
+
 def traced_nearest_index(size_in: paddle.Tensor, size_out: paddle.Tensor) -> paddle.Tensor:
     """``nearest_index`` computed in the graph, for traced sides. The same float32 scale and product; the
     rounding stays in float32, which is exact here: a product below 2**22 is a multiple of its ulp (at
@@ -144,7 +158,9 @@ def resize_nearest(x: paddle.Tensor, height: int | paddle.Tensor, width: int | p
     Sides may be traced graph values (see the module's docstring)."""
     index = []
     for size_in, size_out in ((x.shape[2], height), (x.shape[3], width)):
-        if known_side(size_in) and known_side(size_out):
+        if known_side(size_in) and known_side(size_out) and paddle.in_dynamic_mode():
+            index.append(_device_nearest_index(int(size_in), int(size_out), paddle.device.get_device()))
+        elif known_side(size_in) and known_side(size_out):
             index.append(paddle.to_tensor(nearest_index(int(size_in), int(size_out))))
         else:
             index.append(traced_nearest_index(size_in, size_out))

@@ -30,10 +30,13 @@ def local_patches(images: paddle.Tensor, boxes: list) -> paddle.Tensor:
 
 def reconstruction_losses(gt: paddle.Tensor, x1: paddle.Tensor, x2: paddle.Tensor, mask: paddle.Tensor,
                           boxes: list, discount: paddle.Tensor, coarse_alpha: float,
-                          coarse_only: bool = False) -> tuple[paddle.Tensor, paddle.Tensor]:
+                          coarse_only: bool = False, known_fraction: float | None = None
+                          ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """``l1``: discounted |gt − x| on the local box; ``ae``: |gt − x| on the known region, normalised by
     its area. Stage-1 terms are weighted by ``coarse_alpha`` in both; ``coarse_only`` (the official
-    PRETRAIN_COARSE_NETWORK) leaves the stage-2 terms out."""
+    PRETRAIN_COARSE_NETWORK) leaves the stage-2 terms out. ``known_fraction``: the known area's share
+    of the whole batch when this is one process's part of it (data parallel, holes per image): the
+    normaliser must be the whole batch's, or N processes would not compute what one does."""
     local_gt = local_patches(gt, boxes)
     known = 1.0 - mask
     l1 = coarse_alpha * paddle.mean(paddle.abs(local_gt - local_patches(x1, boxes)) * discount)
@@ -41,7 +44,7 @@ def reconstruction_losses(gt: paddle.Tensor, x1: paddle.Tensor, x2: paddle.Tenso
     if not coarse_only:
         l1 = l1 + paddle.mean(paddle.abs(local_gt - local_patches(x2, boxes)) * discount)
         ae = ae + paddle.mean(paddle.abs(gt - x2) * known)
-    return l1, ae / paddle.mean(known)
+    return l1, ae / (paddle.mean(known) if known_fraction is None else known_fraction)
 
 
 def wgan_critic_loss(real: paddle.Tensor, fake: paddle.Tensor) -> paddle.Tensor:

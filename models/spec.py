@@ -19,6 +19,7 @@ from typing import Any
 from utils.config import PADDINGS, padding_mode
 
 CHANNEL_ORDERS = ("RGB", "BGR")
+VERSIONS = (1, 2)   # DeepFill v1 (models.generator, WGAN-GP critics) and v2 (models.gated, SN-PatchGAN)
 
 
 class SpecError(ValueError):
@@ -31,17 +32,22 @@ class ModelSpec:
 
     ``image_size``/``hole_size`` are the training image side and hole (local box) side; the global critic
     takes ``image_size`` squares, the local critic ``hole_size`` squares. ``source`` says where the weights
-    came from (a training run folder, a converted TF checkpoint, a pretrained name)."""
+    came from (a training run folder, a converted TF checkpoint, a pretrained name). ``version`` is the
+    DeepFill generation (1 for every file written before v2 existed); for v2, ``hole_size`` is the side of
+    the box that its training holes combine with brush strokes."""
 
     cnum: int = 32
     channel_order: str = "RGB"
     image_size: int = 256
     hole_size: int = 128
     source: str = ""
+    version: int = 1
     padding: str = "SAME"
     gan_with_mask: bool = False
 
     def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise SpecError(f"unknown DeepFill version {self.version!r} (known: {VERSIONS})")
         if self.channel_order not in CHANNEL_ORDERS:
             raise SpecError(f"unknown channel_order {self.channel_order!r}")
         if self.padding not in PADDINGS:
@@ -75,7 +81,8 @@ class ModelSpec:
         unknown = sorted(set(stored) - known)
         if unknown:
             raise SpecError(f"unknown model record field {unknown[0]!r}")
-        values = {k: (int(v) if k in ("cnum", "image_size", "hole_size") and not isinstance(v, str) else
+        numbers = ("cnum", "image_size", "hole_size", "version")
+        values = {k: (int(v) if k in numbers and not isinstance(v, str) else
                       str(v) if k in ("channel_order", "source") else
                       padding_mode(str(v)) if k == "padding" else
                       bool(v) if k == "gan_with_mask" and str(v) in ("True", "False", "0", "1") else v)
@@ -84,7 +91,8 @@ class ModelSpec:
 
     def describe(self) -> str:
         """One line for logs and reports."""
+        holes = f"{self.hole_size}x{self.hole_size} " + ("holes" if self.version == 1 else "boxes and brush strokes")
         switches = "".join([f", {self.padding} padding" if self.padding != "SAME" else "",
                             ", global critic sees the mask" if self.gan_with_mask else ""])
-        return (f"DeepFill v1, cnum {self.cnum}, {self.channel_order}, trained at {self.image_size}x"
-                f"{self.image_size} with {self.hole_size}x{self.hole_size} holes{switches}")
+        return (f"DeepFill v{self.version}, cnum {self.cnum}, {self.channel_order}, trained at {self.image_size}x"
+                f"{self.image_size} with {holes}{switches}")

@@ -1,6 +1,6 @@
 """The page driven as a person uses it, in Debian's Chromium through Selenium: open a picture, paint a stroke
 with the mouse, press Fill, wait for the result. ``tests/test_app_browser.py`` asserts on what comes back; the
-README's screenshot is made by the same code:
+screenshot in docs/inference.md is made by the same code:
 
     python -m tests.browser --checkpoint CKPT --picture examples/images/astronaut.png --screenshot docs/app.png
 """
@@ -143,7 +143,7 @@ def stroke_distance(shape: tuple[int, int], stroke) -> np.ndarray:
 def main() -> None:
     from tests.app_server import serving
 
-    parser = argparse.ArgumentParser(description="Make the README's screenshot of the page")
+    parser = argparse.ArgumentParser(description="Make the screenshot of the page in docs/inference.md")
     parser.add_argument("--checkpoint", required=True, help="checkpoint app.py serves")
     parser.add_argument("--picture", required=True, help="picture to open in the page")
     parser.add_argument("--screenshot", required=True, help="PNG to write")

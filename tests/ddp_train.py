@@ -31,7 +31,7 @@ def main() -> None:
     rank = dist.get_rank()
     settings = [a for a in arguments if a != "--set"] + [f"run_dir={os.path.join(out, f'rank{rank}')}"]
     config = load_config(None, settings, DEMO_CONFIG)
-    pick_device(config.device, config.cpu_threads)
+    pick_device(config.device, config.cpu_threads, training=True)
     DataParallel.start()
     trainer = train(config)
     models = {"generator": trainer.generator, "critic_local": trainer.local_critic,

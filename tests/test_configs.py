@@ -1,5 +1,6 @@
 """Every shipped config loads and starts a run: the paper's datasets (Places2, CelebA, CelebA-HQ, ImageNet)
-with the official settings, each pointed at a folder of pictures of the shapes that dataset has."""
+with the official settings, and DeepFill v2's (Places2, CelebA-HQ), each pointed at a folder of pictures of
+the shapes that dataset has."""
 from __future__ import annotations
 
 import glob
@@ -16,7 +17,7 @@ from utils.config import load_config
 from tests.conftest import ROOT
 
 SHAPES = {"places2": (256, 256), "places2_hr": (512, 683), "celeba": (218, 178), "celebahq": (1024, 1024),
-          "imagenet": (375, 500)}
+          "imagenet": (375, 500), "places2_v2": (512, 683), "celebahq_v2": (1024, 1024)}
 """(height, width) of a typical picture of each dataset: the official loaders crop or resize from these."""
 SHORT_RUN = ["max_iters=1", "batch_size=1", "critic_steps=1", "num_workers=0", "save_every=1", "sample_every=1"]
 
@@ -41,6 +42,7 @@ def test_config_starts_a_run(name, tmp_path):
     config = load_config(path, [f"data={folder}", f"val_data={folder}", f"run_dir={tmp_path / 'run'}",
                                 *SHORT_RUN])
     assert config.image_size == 256 and config.hole_size == 128 and config.critic_steps == 1
+    assert config.version == (2 if name.endswith("_v2") else 1)
     trainer = train(config)
     assert trainer.step == 1
     assert load_checkpoint(str(tmp_path / "run")).spec.image_size == 256

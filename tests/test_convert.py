@@ -104,7 +104,7 @@ def test_convert_refuses_a_checkpoint_without_generator(tmp_path):
                                             "global_step": np.array(5, dtype=np.int64)})
     out = str(tmp_path / "out.pdparams")
     assert_refused(run_command("tools/convert_tf_checkpoint.py", str(tmp_path / "snap-0"), out), out,
-                   "no DeepFill v1 generator")
+                   "no DeepFill generator")
 
 
 def test_convert_refuses_an_incomplete_generator(golden_tf_checkpoint, tmp_path):

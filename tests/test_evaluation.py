@@ -19,7 +19,7 @@ import tester
 from tester import METRICS, average, image_metrics, total_variation
 from data.dataset import list_sources
 from evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
-                        evaluate_pictures, evaluation_geometry, hole_source)
+                        evaluate_pictures, evaluation_geometry, hole_source, load_views, read_views)
 from inpainting.inpainter import Inpainter
 from tests.conftest import ROOT, assert_refused, run_command
 from models.checkpoint import load_checkpoint
@@ -330,6 +330,19 @@ def test_evaluate_views_in_memory_gives_the_metrics_and_the_sheet_without_writin
     assert one_row.shape[1:] == (64 * 3, 3) and one_row.shape[0] == sheet.shape[0] - 64
     with pytest.raises(ValueError, match="2 views but 1 holes"):
         evaluate(inpainter, views, holes[:1], progress=False)
+
+
+def test_read_views_keeps_each_readable_pictures_views_at_their_places(workspace):
+    """Views read once for repeated validation: every window of the readable pictures, named as test.py
+    names their files, placed as test.py places them (so each gets test.py's hole); the unreadable listed."""
+    paths = list_sources(workspace["images"])
+    config = small_config("val_windows=2")
+    views, skipped = read_views(paths, config)
+    assert [view.name for view in views] == [f"{name}_window{k}" for name in NAMES for k in range(2)]
+    assert [view.index for view in views] == list(range(6)) and len(skipped) == 1
+    assert skipped[0].endswith("d_broken.png")
+    assert all(view.image.shape == (64, 64, 3) and view.image.dtype == np.uint8 for view in views)
+    assert np.array_equal(views[3].image, load_views(paths[1], 1, config)[1])
 
 
 def test_center_holes_limit_and_a_missing_patchmatch(workspace, tmp_path):

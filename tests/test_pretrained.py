@@ -4,7 +4,6 @@ test has its own cache folder ($DEEPFILL_HOME)."""
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import socket
@@ -20,6 +19,7 @@ import pytest
 from models import pretrained
 from models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, assert_refused, run_command
+from tests.test_readme import code_blocks
 from utils.errors import UserError
 
 
@@ -338,11 +338,10 @@ def test_concurrent_first_uses_fetch_once(mirror, cache, monkeypatch):
     assert entry_files(cache) == ["celeba.pdparams", "celeba.sha256"]
 
 
-def test_readme_python_example_runs_as_written(release_folder, pictures, tmp_path):
-    """The README's Python block, run as a script beside photo.png and mask.png (places2 already cached)."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-        blocks = re.findall(r"```python\n(.*?)```", handle.read(), re.DOTALL)
-    blocks = [block for block in blocks if "from deepfill import" in block]
+def test_documented_python_example_runs_as_written(release_folder, pictures, tmp_path):
+    """The documentation's Python API block, run as a script beside photo.png and mask.png (places2 already
+    cached)."""
+    blocks = [block for block in code_blocks(ROOT, "python") if "from deepfill import" in block]
     assert len(blocks) == 1 and "Inpainter.from_pretrained" in blocks[0]
     pretrained.fetch("places2", folder=release_folder)
     for path in pictures:

@@ -46,10 +46,14 @@ CRITIC_SCORES = ("real_local", "fake_local", "real_global", "fake_global")
 
 @dataclass
 class Batch:
-    """Images [B, 3, S, S] on [-1, 1], their holes [B, 1, S, S] (1 = hole) and the local boxes."""
+    """Images [B, 3, S, S] on [-1, 1], their holes [B, 1, S, S] (1 = hole) and the local boxes; ``holes``
+    is the mask's host copy when the caller has it (the attention and ``fill_holes`` plan on the host,
+    and would otherwise read the mask back from the device)."""
     images: paddle.Tensor
     mask: paddle.Tensor
     boxes: list[Box]
+    holes: np.ndarray | None = None
+    known_fraction: float | None = None     # of the whole batch, when this is a data-parallel share
 
 
 class Networks:
@@ -70,13 +74,14 @@ class Networks:
         discount = spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)
         self.discount = paddle.to_tensor((discount if config.discounted_mask else np.ones_like(discount))[None, None])
 
-    def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+    def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor,
+                                    holes: np.ndarray | None = None) -> paddle.Tensor:
         """The critic steps' stage 2 of the holed ``images``, without gradient: exact inside the holes,
         which is all the critics see of it (``complete``). The attention and the decoders are computed
         only where they reach a hole (``models.hole_reach.fill_holes``), so outside the holes it is not
         the official result."""
         with paddle.no_grad():
-            return fill_holes(self.generator, images * (1.0 - mask), mask)[0]
+            return fill_holes(self.generator, images * (1.0 - mask), mask, holes)[0]
 
 
 def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor) -> paddle.Tensor:
@@ -95,7 +100,7 @@ def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: C
     """The critic objective on ``batch``; ``alphas`` [2, B, 1, 1, 1] are the gradient penalty's
     interpolation factors (local, global). ``total_d_loss`` is what the critic step minimises."""
     images, mask, boxes = batch.images, batch.mask, batch.boxes
-    completed = complete(images, mask, nets.completion_without_gradient(images, mask))
+    completed = complete(images, mask, nets.completion_without_gradient(images, mask, batch.holes))
     local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
     local_mask = local_patches(mask, boxes)
     scores = dict(zip(CRITIC_SCORES, (*_scored_together(nets.local_critic, local_real, local_fake, local_mask),
@@ -124,9 +129,10 @@ def generator_losses(nets: Networks, batch: Batch, config: Config, adversarial: 
     (stage 1, stage 2, attention offsets). Without ``adversarial`` (or when pretraining the coarse
     network) the WGAN term is left out and the critics are not run."""
     images, mask, boxes = batch.images, batch.mask, batch.boxes
-    x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask)
+    x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask, holes=batch.holes)
     l1_loss, ae_loss = reconstruction_losses(images, x_stage1, x_stage2, mask, boxes, nets.discount,
-                                             config.coarse_l1_alpha, coarse_only=config.pretrain_coarse)
+                                             config.coarse_l1_alpha, coarse_only=config.pretrain_coarse,
+                                             known_fraction=batch.known_fraction)
     losses = {"l1_loss": l1_loss, "ae_loss": ae_loss}
     total = config.l1_loss_alpha * l1_loss
     if config.ae_loss:
@@ -147,31 +153,33 @@ LOGGED_GENERATOR = ("l1_loss", "ae_loss", "g_loss", "total_g_loss")
 
 
 def critic_step(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Config, update: Update
-                ) -> dict[str, float]:
+                ) -> dict[str, paddle.Tensor]:
     """One critic update (the generator is left as it is). Returns the logged scalars: the losses and
-    the mean critic scores of real and completed images."""
+    the mean critic scores of real and completed images, as 0-D tensors left on the device (reading
+    them is a synchronisation on a GPU; the trainer reads them only when it logs)."""
     losses = critic_losses(nets, batch, alphas, config)
     losses["total_d_loss"].backward()
     update(nets.opt_d, nets.critic_parameters)
-    return {**{k: float(losses[k]) for k in LOGGED_CRITIC},
-            **{k: float(paddle.mean(losses[k])) for k in CRITIC_SCORES}}
+    return {**{k: losses[k].detach() for k in LOGGED_CRITIC},
+            **{k: paddle.mean(losses[k]).detach() for k in CRITIC_SCORES}}
 
 
 def generator_step(nets: Networks, batch: Batch, config: Config, update: Update, adversarial: bool = True
-                   ) -> tuple[dict[str, float], list[paddle.Tensor]]:
+                   ) -> tuple[dict[str, paddle.Tensor], list[paddle.Tensor]]:
     """One generator update (the critics' gradients from it are discarded). Returns the logged scalars
-    and [images, mask, stage 1, stage 2, offsets] for the sample pictures."""
+    (0-D tensors on the device, as ``critic_step``) and [images, mask, stage 1, stage 2, offsets] for the
+    sample pictures."""
     losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config, adversarial)
     losses["total_g_loss"].backward()
     update(nets.opt_g, nets.generator.parameters())
     nets.opt_d.clear_grad()
-    scalars = {k: float(losses[k]) for k in LOGGED_GENERATOR if k in losses}
+    scalars = {k: losses[k].detach() for k in LOGGED_GENERATOR if k in losses}
     return scalars, [batch.images, batch.mask, x_stage1.detach(), x_stage2.detach(), offsets]
 
 
-def iteration(critic: Callable[[], dict[str, float]],
-              generator: Callable[[], tuple[dict[str, float], list[paddle.Tensor]]],
-              config: Config, adversarial: bool = True) -> tuple[dict[str, float], list[paddle.Tensor]]:
+def iteration(critic: Callable[[], dict[str, paddle.Tensor]],
+              generator: Callable[[], tuple[dict[str, paddle.Tensor], list[paddle.Tensor]]],
+              config: Config, adversarial: bool = True) -> tuple[dict[str, paddle.Tensor], list[paddle.Tensor]]:
     """One pass of Algorithm 1: ``critic_steps`` critic updates (none when pretraining the coarse
     network or not ``adversarial``), then one generator update. Returns the scalars (critic ones averaged
     over the critic updates) and the generator step's tensors."""
@@ -179,5 +187,5 @@ def iteration(critic: Callable[[], dict[str, float]],
     critic_scalars = [critic() for _ in range(rounds)]
     scalars, tensors = generator()
     if critic_scalars:
-        scalars.update({k: float(np.mean([s[k] for s in critic_scalars])) for k in critic_scalars[0]})
+        scalars.update({k: paddle.mean(paddle.stack([s[k] for s in critic_scalars])) for k in critic_scalars[0]})
     return scalars, tensors

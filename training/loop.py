@@ -15,6 +15,7 @@ import paddle
 from data.stream import DataLoadingFailed, StoppedWaitingForData
 from models.checkpoint_file import CHECKPOINT_PATTERN, latest_checkpoint
 from training.run_log import RunLog
+from training.state import keep_best
 from training.trainer import STOP_PATIENCE_SECONDS, Trainer, TrainingDiverged
 from utils.config import Config
 from utils.files import WriteError, describe
@@ -64,6 +65,17 @@ def train(config: Config, resume: bool = False) -> Trainer:
         trainer.close()
 
 
+def validate(trainer: Trainer, log: RunLog) -> bool:
+    """Validate the generator as it is now (first process only), log the result, and say whether it is
+    the best so far. Runs before the step's checkpoint is written, so that the checkpoint records it."""
+    start = time.perf_counter()
+    report = trainer.validation.run(trainer.generator)
+    if report is None:
+        return False
+    log.validation(trainer.step, report, time.perf_counter() - start)
+    return trainer.validation.improved(trainer.step, report)
+
+
 def _train(trainer: Trainer, resume: bool) -> Trainer:
     config = trainer.config
     if trainer.step >= config.max_iters:
@@ -92,8 +104,14 @@ def _train(trainer: Trainer, resume: bool) -> Trainer:
                 log.note(f"step {trainer.step}: reconstruction_iters done; Algorithm 1 (critics and the "
                          "adversarial term) from here", echo=True)
             log.unreadable(trainer.step, [trainer.dataset.paths[i] for i in unreadable], len(trainer.unreadable))
+            best = validate(trainer, log) if trainer.validation.due(trainer.step) else False
+            saved = None
             if trainer.step % config.save_every == 0 or trainer.step == config.max_iters or trainer.stopping:
-                log.note(f"saved {trainer.save()}")
+                saved = trainer.save()
+                log.note(f"saved {saved}")
+            if best:
+                log.note(f"best: step {trainer.step} (hole l1 {trainer.validation.best_l1_hole:.4f} %) in "
+                         f"{keep_best(trainer, saved)}", echo=True)
         name = signal.Signals(trainer.stop_signal).name if trainer.stop_signal else ""
         log.note(f"stopped by {name} while waiting for data in step {trainer.step + 1}, not saved" if abandoned
                  else f"stopped by {name} at step {trainer.step}" if trainer.stopping

@@ -21,6 +21,14 @@ class DataParallel:
         if dist.get_world_size() > 1:
             dist.init_parallel_env()
 
+    def broadcast(self, parameters: list) -> None:
+        """Give every process the first process's ``parameters`` (at the start: identical seeding makes
+        them equal already, but nothing else would notice if it did not)."""
+        if self.world == 1:
+            return
+        for parameter in parameters:
+            dist.broadcast(parameter, src=0)
+
     def share(self, batch_size: int) -> slice:
         """The part of each global batch this process computes."""
         share = batch_size // self.world
@@ -39,19 +47,27 @@ class DataParallel:
             grad.set_value(flat[offset:offset + grad.size].reshape(grad.shape))
             offset += grad.size
 
-    def agree(self, scalars: dict[str, float], stop: bool, pairs: np.ndarray
-              ) -> tuple[dict[str, float], bool, np.ndarray, int]:
-        """Average ``scalars``, stop if any process wants to, and gather the (requested, delivered)
-        index pairs when any process skipped a file. Returns those and the number of skips."""
+    def average(self, values: paddle.Tensor) -> paddle.Tensor:
+        """``values`` averaged over the processes, on the device (every process must call this at the
+        same step)."""
+        if self.world == 1:
+            return values
+        values = values.clone()
+        dist.all_reduce(values)
+        return values / self.world
+
+    def agree(self, stop: bool, pairs: np.ndarray) -> tuple[bool, np.ndarray, int]:
+        """Stop if any process wants to, and gather the (requested, delivered) index pairs when any
+        process skipped a file. Returns those and the number of skips. With several processes this reads
+        one small tensor back per iteration: every process must know at once whether to stop."""
         skipped = int((pairs[:, 0] != pairs[:, 1]).sum())
         if self.world == 1:
-            return scalars, stop, pairs, skipped
-        values = paddle.to_tensor([*scalars.values(), float(stop), float(skipped)], dtype="float64")
+            return stop, pairs, skipped
+        values = paddle.to_tensor([float(stop), float(skipped)], dtype="float64")
         dist.all_reduce(values)
-        *averaged, stops, total = values.tolist()
-        scalars = dict(zip(scalars, (v / self.world for v in averaged)))
+        stops, total = values.tolist()
         if total:
             gathered: list[paddle.Tensor] = []
             dist.all_gather(gathered, paddle.to_tensor(pairs))
             pairs = np.concatenate([g.numpy() for g in gathered])
-        return scalars, stops > 0, pairs, int(total)
+        return stops > 0, pairs, int(total)

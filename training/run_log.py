@@ -1,6 +1,7 @@
 """What a run shows: the progress bar, ``train.log``, VisualDL scalars and the sample pictures."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -9,6 +10,8 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from evaluation.report import Report
+from tester import METRICS
 from utils.config import Config
 from utils.flow import add_key, flow_to_color
 from utils.grids import with_titles
@@ -70,7 +73,8 @@ class RunLog:
         c = self.config
         self.bar.update(1)
         shown = {"G": "total_g_loss", "l1": "l1_loss", "ae": "ae_loss", "D": "d_loss", "gp": "gp_loss"}
-        self.bar.set_postfix({short: f"{scalars[name]:.3f}" for short, name in shown.items() if name in scalars})
+        if scalars:                  # read only every log_every steps (``Trainer.scalars_due``)
+            self.bar.set_postfix({short: f"{scalars[name]:.3f}" for short, name in shown.items() if name in scalars})
         if step % c.log_every == 0 or step == 1:
             for name, value in scalars.items():
                 self.writer.add_scalar(scalar_tag(name), value, step)
@@ -82,6 +86,25 @@ class RunLog:
             picture = with_titles(sample_picture(tensors, c.channel_order), SAMPLE_COLUMNS)
             write_image(os.path.join(c.run_dir, "samples", f"step_{step:08d}.png"), picture[:, :, ::-1])
             self.writer.add_image("samples", picture, step)
+
+    def validation(self, step: int, report: Report, seconds: float) -> None:
+        """A validation's metrics: ``val/<metric>`` in VisualDL (whole image and hole), one ``val`` line in
+        ``train.log`` and a shorter one on the terminal, and the views' completions as
+        ``samples/val_XXXXXXXX.png`` (input | model | truth, titled) and in VisualDL."""
+        if not self.active:
+            return
+        values = report.model
+        for name in METRICS:
+            if math.isfinite(values[name]):
+                self.writer.add_scalar(f"val/{name}", values[name], step)
+        self.writer.add_scalar("time/seconds_per_validation", seconds, step)
+        self.note(f"val step={step} " + " ".join(f"{name}={values[name]!r}" for name in METRICS)
+                  + f" views={report.count} seconds={seconds:.3f}")
+        self.bar.write(f"val step {step}: hole l1 {values['l1_hole']:.2f} %, hole psnr {values['psnr_hole']:.2f} dB, "
+                       f"psnr {values['psnr']:.2f} dB ({report.count} views, {seconds:.1f} s)", file=sys.stderr)
+        sheet = report.sheet()
+        write_image(os.path.join(self.config.run_dir, "samples", f"val_{step:08d}.png"), sheet[:, :, ::-1])
+        self.writer.add_image("val", sheet, step)
 
     def unreadable(self, step: int, paths: list[str], total: int) -> None:
         """Name newly found unreadable files in the log and keep their running count in VisualDL."""

@@ -12,6 +12,7 @@ import glob
 import os
 import pickle
 import random
+import shutil
 import sys
 from typing import Any, Protocol
 
@@ -22,15 +23,19 @@ from models.checkpoint_file import (CHECKPOINT_PATTERN, Checkpoint, check_state,
                                     read_checkpoint, save_checkpoint)
 from models.spec import ModelSpec
 from training.algorithm import Networks
+from training.algorithm_v2 import NetworksV2
+from training.validation import Validation
 from utils.errors import UserError
 from utils.config import Config
-from utils.files import check_writable_folder, remove_stale_temporaries
+from utils.files import atomic_path, check_writable_folder, remove_stale_temporaries
 
 TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
+BEST_NAME = "best.pdparams"
+"""The checkpoint with the lowest validation hole l1 of a run (``keep_best``), beside its step_*.pdparams."""
 MODEL_SWITCHES = ("padding", "gan_with_mask")
 """Official switches that change the model itself (the generator's padding, the global critic's inputs): a
 resumed run takes them from its checkpoint's record too (``adopt_record``), so it rebuilds the same model."""
-RECORDED_SETTINGS = ("channel_order", "cnum", *MODEL_SWITCHES)
+RECORDED_SETTINGS = ("channel_order", "cnum", "version", *MODEL_SWITCHES)
 """Settings a checkpoint's record fixes for a run that starts from it (``adopt_record``); the shipped configs
 leave them unset so that the record, not a config file, decides."""
 
@@ -40,12 +45,13 @@ class Run(Protocol):
     networks, its position (step, pictures consumed, the hole generator, unreadable files) and where notes go."""
 
     config: Config
-    nets: Networks
+    nets: Networks | NetworksV2
     rng: np.random.Generator
     step: int
     consumed: int
     unreadable: set[int]
     rank: int
+    validation: Validation
 
     def say(self, message: str) -> None:
         """A note for the user."""
@@ -77,8 +83,16 @@ def set_random_state(stored: np.ndarray) -> None:
 def model_spec(config: Config) -> ModelSpec:
     """The record of the model a run with these settings trains."""
     return ModelSpec(cnum=config.cnum, channel_order=config.channel_order, image_size=config.image_size,
-                     hole_size=config.hole_size, source=f"trained in {config.run_dir}", padding=config.padding,
-                     gan_with_mask=config.gan_with_mask)
+                     hole_size=config.hole_size, source=f"trained in {config.run_dir}", version=config.version,
+                     padding=config.padding, gan_with_mask=config.gan_with_mask)
+
+
+def critic_layers(nets: Networks | NetworksV2) -> dict[str, paddle.nn.Layer]:
+    """The run's critics by checkpoint key: v1's local and global ones, or v2's SN-PatchGAN (whose
+    power-iteration vectors are buffers, saved with it)."""
+    if hasattr(nets, "critics"):
+        return nets.critics()
+    return {"critic_local": nets.local_critic, "critic_global": nets.global_critic}
 
 
 def adopt_record(config: Config, checkpoint: Checkpoint, names: tuple[str, ...] = RECORDED_SETTINGS) -> Config:
@@ -124,6 +138,12 @@ def initialise_from(trainer: Run, checkpoint: Checkpoint) -> None:
     they were built for this run's image and hole sizes."""
     nets, config, path = trainer.nets, trainer.config, checkpoint.path
     nets.generator.set_state_dict(checkpoint.generator)
+    if checkpoint.spec.version == 2:
+        if "critic" in checkpoint.critics:
+            nets.critic.set_state_dict(checkpoint.critics["critic"])
+        trainer.say(f"note: generator {'and critic ' if checkpoint.critics else ''}start from {path}"
+                    f"{'' if checkpoint.critics else '; it holds no critic, it starts fresh'}")
+        return
     sizes = (checkpoint.spec.critic_local_size, checkpoint.spec.critic_global_size)
     wanted = (config.hole_size, config.image_size)
     if checkpoint.critics and sizes == wanted:
@@ -154,8 +174,7 @@ def restore(trainer: Run, checkpoint: Checkpoint) -> None:
                     + ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in sorted(changed.items())))
     nets = trainer.nets
     weights = {"generator": checkpoint.generator, **checkpoint.critics}
-    for key, model in (("critic_local", nets.local_critic), ("critic_global", nets.global_critic),
-                       ("generator", nets.generator)):
+    for key, model in (*critic_layers(nets).items(), ("generator", nets.generator)):
         model.set_state_dict(check_state(weights[key], model, key, path))
     nets.opt_g.set_state_dict(state["opt_g"])
     nets.opt_d.set_state_dict(state["opt_d"])
@@ -163,27 +182,48 @@ def restore(trainer: Run, checkpoint: Checkpoint) -> None:
     if "random_state" in state:
         set_random_state(state["random_state"])
     trainer.unreadable = {int(i) for i in np.asarray(state.get("unreadable", []), np.int64).ravel()}
+    trainer.validation.restore(state.get("validation_best"))
     trainer.step, trainer.consumed = int(state["step"]), int(state["consumed"])
 
 
-def save(trainer: Run) -> str:
-    """Write the run's checkpoint (the first process only; all hold the same state) and prune old ones."""
+def save(trainer: Run, path: str | None = None) -> str:
+    """Write the run's checkpoint (the first process only; all hold the same state) and prune old ones;
+    or, given ``path``, the same checkpoint there (e.g. ``best.pdparams``), pruning nothing."""
     config, nets = trainer.config, trainer.nets
-    path = os.path.join(config.run_dir, checkpoint_name(trainer.step))
+    scheduled = path is None
+    path = path or os.path.join(config.run_dir, checkpoint_name(trainer.step))
     if trainer.rank != 0:
         return path
-    weights = {"generator": nets.generator.state_dict(), "critic_local": nets.local_critic.state_dict(),
-               "critic_global": nets.global_critic.state_dict()}
+    weights = {"generator": nets.generator.state_dict(),
+               **{key: critic.state_dict() for key, critic in critic_layers(nets).items()}}
     state: dict[str, Any] = {
         "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(), "rng": trainer.rng.bit_generator.state,
         "random_state": random_state(), "unreadable": np.array(sorted(trainer.unreadable), np.int64),
-        "step": trainer.step, "consumed": trainer.consumed, "config": config.to_dict()}
+        "step": trainer.step, "consumed": trainer.consumed, "config": config.to_dict(),
+        "validation_best": trainer.validation.state()}
     save_checkpoint(path, model_spec(config), weights, state)
-    if config.keep_checkpoints > 0:
+    if scheduled and config.keep_checkpoints > 0:
         runs = sorted(glob.glob(os.path.join(config.run_dir, CHECKPOINT_PATTERN)))
         for old in runs[:-config.keep_checkpoints]:
             os.remove(old)
     return path
+
+
+def keep_best(trainer: Run, saved: str | None) -> str:
+    """Make ``run_dir/best.pdparams`` the checkpoint of the run as it is now (the step whose validation is
+    the best so far): a hard link to ``saved``, the checkpoint just written at this step, when there is one
+    (no second copy on disk, and it outlives the pruning of old checkpoints), else a checkpoint written
+    there. Either way atomically: a reader sees the old best or the new one, never a part."""
+    best = os.path.join(trainer.config.run_dir, BEST_NAME)
+    if not saved:
+        return trainer.save(best)
+    with atomic_path(best) as temporary:
+        os.remove(temporary)
+        try:
+            os.link(saved, temporary)
+        except OSError:                  # a file system without hard links
+            shutil.copyfile(saved, temporary)
+    return best
 
 
 def resume_checkpoint(config: Config) -> Checkpoint:

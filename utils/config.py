@@ -50,7 +50,8 @@ class Config:
     hole_size: int = setting(128, 'side of the box holding the hole; the local critic sees it (HEIGHT, WIDTH)')
     max_delta: int = setting(32, 'MAX_DELTA_HEIGHT/WIDTH: the box shrinks by 0..delta/2 per side')
     per_image_masks: bool = setting(False, 'a different hole for every image (official: one for the whole batch)')
-    mask_type: str = setting("box", 'box (official) or free_form: brush strokes inside the box')
+    mask_type: str = setting("box", 'box (official v1), free_form: brush strokes inside the box, or '
+                             'box_and_strokes (official v2: the box and brush strokes over the whole image)')
     image_fit: str = setting("scale_crop", 'training view: scale_crop, random_crop, resize (RANDOM_CROP: False)')
     flip: bool = setting(False, 'mirror half the training images left-right (official: no)')
     channel_order: str = setting("RGB", '"BGR" to fine-tune converted official weights')
@@ -59,7 +60,9 @@ class Config:
     max_image_pixels: int = setting(MAX_PIXELS, 'pictures whose header declares more pixels are skipped as '
                                     'unreadable, before decoding (a small file can declare 40000x40000)')
     # model
-    cnum: int = setting(32, "channel width of the generator (official: 32)")
+    version: int = setting(1, "DeepFill version: 1 (contextual attention, WGAN-GP critics) or 2 (gated "
+                           "convolutions, SN-PatchGAN critic, hinge loss; configs/places2_v2.yaml)")
+    cnum: int = setting(32, "channel width of the generator (official: 32; v2: 48)")
     padding: str = setting("SAME", "PADDING of the generator's convs: SAME (zeros, official), SYMMETRIC or "
                            "REFLECT (mirror rate*(k-1)/2 rows on each side, then no padding); the official "
                            "REFELECT is REFLECT, which its misspelling kept from running in the official code")
@@ -123,7 +126,9 @@ class Config:
             raise UserError(f"max_delta must be in [0, hole_size), got {self.max_delta}")
         if self.channel_order not in ("RGB", "BGR"):
             raise UserError(f"channel_order must be RGB or BGR, got {self.channel_order!r}")
-        for name, allowed in (("mask_type", ("box", "free_form")),
+        if self.version not in (1, 2):
+            raise UserError(f"version must be 1 or 2, got {self.version}")
+        for name, allowed in (("mask_type", ("box", "free_form", "box_and_strokes")),
                               ("image_fit", ("scale_crop", "random_crop", "resize"))):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -159,6 +164,12 @@ class Config:
                             "implemented: the official code always adds the l1 term; set l1_loss=true")
         if self.gradient_clip_value <= 0:
             raise UserError(f"gradient_clip_value must be above 0, got {self.gradient_clip_value}")
+        v1_only = {"padding": "SAME", "gan_with_mask": False, "gradient_clip": False, "ae_loss": True,
+                   "discounted_mask": True}
+        changed = [name for name, default in v1_only.items() if getattr(self, name) != default]
+        if self.version == 2 and changed:
+            raise UserError(f"{changed[0]} is a switch of the v1 recipe (inpaint.yml of v1.0.0); version=2 "
+                            f"does not use it, leave it at {v1_only[changed[0]]}")
 
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False,
                                 metadata={"help": None})  # keys the user set (a given file or --set)
@@ -231,6 +242,12 @@ def _read_yaml(path: str) -> dict:
     return loaded
 
 
+V2_DEFAULTS = {"cnum": 48, "critic_steps": 1, "beta2": 0.999, "gan_loss_alpha": 1.0, "l1_loss_alpha": 1.0,
+               "mask_type": "box_and_strokes"}
+"""The official v2 recipe (``inpaint.yml`` of ``master``) where it differs from v1's defaults: with
+``version=2`` these replace the defaults of every setting no file and no ``--set`` gives."""
+
+
 def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = (),
                 defaults_file: str | None = None) -> Config:
     """Defaults ← YAML file ← ``key=value`` overrides; validated.
@@ -238,15 +255,18 @@ def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] 
     ``defaults_file`` is read when no ``path`` is given (a command's own defaults, e.g. the demo); its
     values are not counted as the user's choice in ``Config.explicit``, those of ``path`` and the
     overrides are — so a command can let a checkpoint's own record win over defaults but not over the
-    user."""
+    user. With ``version=2``, settings given nowhere take ``V2_DEFAULTS``."""
     config = Config()
     explicit: set[str] = set()
+    given: set[str] = set()
     if path:
         loaded = _read_yaml(path)
         _apply(config, loaded, path)
         explicit |= set(loaded)
     elif defaults_file:
-        _apply(config, _read_yaml(defaults_file), defaults_file)
+        loaded = _read_yaml(defaults_file)
+        _apply(config, loaded, defaults_file)
+        given |= set(loaded)
     pairs = {}
     for item in overrides:
         if "=" not in item:
@@ -255,4 +275,8 @@ def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] 
         pairs[key.strip()] = value
     _apply(config, pairs, "--set")
     config.explicit = frozenset(explicit | set(pairs))
+    if config.version == 2:
+        for key, value in V2_DEFAULTS.items():
+            if key not in given | config.explicit:
+                setattr(config, key, value)
     return config.validate()

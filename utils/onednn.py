@@ -80,6 +80,17 @@ def dense_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(v) for v in np.cumprod((1, *shape[::-1]))[:-1][::-1])
 
 
+def cpu_empty(shape: tuple[int, ...]) -> paddle.Tensor:
+    """An uninitialised float32 tensor in host memory, whatever Paddle's current device (``paddle.empty``
+    takes a place only from Paddle 3; this is the operation it calls, in 2.6 as in 3)."""
+    return paddle._C_ops.empty(list(shape), paddle.float32, paddle.CPUPlace())
+
+
+def cpu_zeros(shape: tuple[int, ...]) -> paddle.Tensor:
+    """A float32 tensor of zeros in host memory, whatever Paddle's current device."""
+    return paddle.to_tensor(np.zeros(shape, np.float32), place=paddle.CPUPlace())
+
+
 def _dims(values) -> _Dims:
     dims = _Dims()
     dims[:len(values)] = [int(v) for v in values]
@@ -213,14 +224,8 @@ class OneDNN:
         self.library = _Library()
         self.plans: OrderedDict[tuple, _Plan] = OrderedDict()
         self.buffers: list[np.ndarray] = []
-        self.kept_buffer_bytes = KEPT_BUFFER_BYTES
+        self.kept_buffer_bytes = _kept_buffer_bytes
         self.lock = threading.Lock()
-
-    def keep_buffers_up_to(self, size: int) -> None:
-        """Give work buffers larger than ``size`` bytes back after each call (``KEPT_BUFFER_BYTES`` by
-        default). Inference on one picture sets a small size: its largest blocked copies (tens of MB at
-        512²) otherwise stay allocated while the attention, which needs none, reaches the peak."""
-        self.kept_buffer_bytes = size
 
     def _buffer(self, slot: int, size: int) -> int:
         while len(self.buffers) <= slot:
@@ -276,8 +281,13 @@ class OneDNN:
     def _compute(self, key: tuple, build, inputs: list[paddle.Tensor], output_shapes: list[tuple]
                  ) -> list[paddle.Tensor]:
         """Run the plan cached under ``key`` (built by ``build`` the first time) on ``inputs``, into new
-        float32 tensors of ``output_shapes``."""
-        outputs = [paddle.empty(shape, dtype="float32") for shape in output_shapes]
+        float32 tensors of ``output_shapes``. oneDNN's engine is the CPU's: every pointer it is handed must
+        be host memory, so the inputs are checked and the outputs made on the CPU whatever Paddle's
+        current device is (on a GPU build it would otherwise be the GPU)."""
+        for tensor in inputs:
+            if not tensor.place.is_cpu_place():
+                raise OneDNNError(f"oneDNN runs on the CPU; an operand is on {tensor.place}")
+        outputs = [cpu_empty(shape) for shape in output_shapes]
         with self.lock:
             self._run(self._plan(key, build), inputs, outputs)
         return outputs
@@ -433,13 +443,26 @@ class OneDNN:
 
 _INSTANCE: OneDNN | None = None
 _FAILED: str | None = None
+_kept_buffer_bytes = KEPT_BUFFER_BYTES
+
+
+def keep_buffers_up_to(size: int) -> None:
+    """Give work buffers larger than ``size`` bytes back after each call (``KEPT_BUFFER_BYTES`` by
+    default). Inference on one picture sets a small size: its largest blocked copies (tens of MB at
+    512²) otherwise stay allocated while the attention, which needs none, reaches the peak. A setting of
+    the process, applied to its binding whenever that is made: asking for the binding here would load
+    oneDNN where nothing runs on it (a GPU)."""
+    global _kept_buffer_bytes
+    _kept_buffer_bytes = size
+    if _INSTANCE is not None:
+        _INSTANCE.kept_buffer_bytes = size
 
 
 def self_check(onednn: OneDNN) -> None:
     """Run one small strided, padded convolution both ways and raise if oneDNN disagrees with Paddle."""
     import paddle.nn.functional as F
     generator = np.random.default_rng(0)
-    x, w, b = (paddle.to_tensor(generator.standard_normal(shape).astype(np.float32))
+    x, w, b = (paddle.to_tensor(generator.standard_normal(shape).astype(np.float32), place=paddle.CPUPlace())
                for shape in ((2, 5, 9, 8), (4, 5, 3, 3), (4,)))
     geometry = Geometry(2, 1, (0, 1, 1, 1))
     ours = onednn.forward(x, w, b, geometry).numpy()
