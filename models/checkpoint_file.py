@@ -68,7 +68,8 @@ class Checkpoint:
         """Local and global critics sized by the record, with these weights; refused if absent."""
         if set(CRITICS) - set(self.critics):
             raise UserError(f"{self.path} holds no critic weights")
-        local, global_ = local_critic(self.spec.critic_local_size), global_critic(self.spec.critic_global_size)
+        local = local_critic(self.spec.critic_local_size)
+        global_ = global_critic(self.spec.critic_global_size, self.spec.gan_with_mask)
         local.set_state_dict(self.critics["critic_local"])
         global_.set_state_dict(self.critics["critic_global"])
         return local, global_
@@ -78,7 +79,7 @@ def generator_for(spec: ModelSpec, per_sample_mask: bool = False) -> InpaintGene
     """An untrained generator of the record's version and width: v1's, or v2's gated one."""
     if spec.version == 2:
         return GatedGenerator(spec.cnum, per_sample_mask)
-    return InpaintGenerator(spec.cnum, per_sample_mask)
+    return InpaintGenerator(spec.cnum, per_sample_mask, spec.padding)
 
 
 def patch_critic_for(state: dict[str, Any]) -> SNPatchGAN:
@@ -182,7 +183,7 @@ def read_checkpoint(path: str) -> Checkpoint:
                                             PATCH_CRITIC, path)
     elif all(key in payload for key in CRITICS):
         builders = {"critic_local": local_critic(spec.critic_local_size),
-                    "critic_global": global_critic(spec.critic_global_size)}
+                    "critic_global": global_critic(spec.critic_global_size, spec.gan_with_mask)}
         critics = {key: check_state(payload[key], builders[key], key, path) for key in CRITICS}
     state = {k: v for k, v in payload.items() if k not in (*MODEL_KEYS, *_LEGACY_KEYS)}
     return Checkpoint(path=path, spec=spec, generator=generator, critics=critics, state=state)

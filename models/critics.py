@@ -2,6 +2,10 @@
 whole image. Four 5×5 stride-2 TF-'SAME' convs with leaky ReLU 0.2, then a linear layer to one score
 (no sigmoid: Wasserstein critic).
 
+With the official GAN_WITH_MASK switch the global critic also sees the hole mask, as a 4th input channel
+after the image's (official: the global critic only, not the local one); its gradient penalty is then the
+gradient with respect to the image channels (``input_gradient``).
+
 Features are flattened in NCHW order here; the official graph flattens NHWC, so the TF checkpoint
 converter reorders the dense kernel (``utils/tf_checkpoint.py``).
 """
@@ -15,11 +19,13 @@ from models.layers import SameConv2D, tf_bias, tf_kernel
 
 
 class Critic(nn.Layer):
-    """One critic for ``input_size`` × ``input_size`` images (the linear layer depends on the size)."""
+    """One critic for ``input_size`` × ``input_size`` images (the linear layer depends on the size); with
+    ``mask_channel`` it also takes the hole mask as a 4th input channel."""
 
-    def __init__(self, widths: tuple[int, ...], input_size: int) -> None:
+    def __init__(self, widths: tuple[int, ...], input_size: int, mask_channel: bool = False) -> None:
         super().__init__()
-        convs, previous, side = [], 3, input_size
+        self.mask_channel = mask_channel
+        convs, previous, side = [], 4 if mask_channel else 3, input_size
         for i, width in enumerate(widths, start=1):
             convs.append((f"conv{i}", SameConv2D(previous, width, 5, stride=2)))
             previous, side = width, -(-side // 2)
@@ -27,27 +33,45 @@ class Critic(nn.Layer):
         self.fc = nn.Linear(previous * side * side, 1, weight_attr=tf_kernel(), bias_attr=tf_bias())
         self.input_size = input_size
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+    def with_mask(self, x: paddle.Tensor, mask: paddle.Tensor | None) -> paddle.Tensor:
+        """The critic's input: ``x``, and with ``mask_channel`` the mask [n, 1, H, W] after it (repeated
+        when ``x`` holds several batches of n, as real and completed images scored together)."""
+        if not self.mask_channel:
+            return x
+        if mask is None:
+            raise ValueError("this critic also sees the hole mask (gan_with_mask); give it")
+        return paddle.concat([x, paddle.tile(mask, [x.shape[0] // mask.shape[0], 1, 1, 1])], axis=1)
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
+        """Scores of images ``x``; ``mask`` (the holes) is used only by a critic with ``mask_channel``."""
         if x.shape[2] != self.input_size or x.shape[3] != self.input_size:
             raise ValueError(f"this critic was built for {self.input_size}×{self.input_size} inputs, "
                              f"got {x.shape[2]}×{x.shape[3]}")
+        return self.score(self.with_mask(x, mask))
+
+    def score(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Scores of the critic's whole input (``with_mask``)."""
         for conv in self.convs:
             x = conv(x, "leaky_relu")
         return self.fc(x.reshape([x.shape[0], -1]))  # reshape, not flatten: the gradient penalty needs its double grad
 
-    def input_gradient(self, x: paddle.Tensor) -> paddle.Tensor:
+    def input_gradient(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
         """d(score)/dx for each image of ``x``, kept in the graph so that the gradient penalty built on it
-        can be minimised (second derivatives).
+        can be minimised (second derivatives). With ``mask_channel``, the score is of ``x`` and ``mask``
+        and the gradient is the image channels' alone: the mask is a condition, the same for real and
+        completed images.
 
         On oneDNN this is the backward pass written out — through the linear layer, each leaky ReLU and
         each convolution's input gradient — because ``paddle.grad`` would also compute every weight's
         gradient there (``models.convolution``'s caveat), a quarter of the penalty's work, thrown away.
         Elsewhere it is ``paddle.grad`` with ``create_graph``."""
+        channels = x.shape[1]
+        x = self.with_mask(x, mask)
         if not runs_on_onednn(x):
             if x.stop_gradient:
                 x = x.detach()
                 x.stop_gradient = False
-            return paddle.grad(self(x), x, create_graph=True)[0]
+            return paddle.grad(self.score(x), x, create_graph=True)[0][:, :channels]
         inputs, outputs = [], []
         for conv in self.convs:
             inputs.append(x.shape)
@@ -56,7 +80,7 @@ class Critic(nn.Layer):
         gradient = self.fc.weight[:, 0].reshape([1, *x.shape[1:]]).expand(x.shape)
         for conv, shape, y in zip(reversed(self.convs), reversed(inputs), reversed(outputs)):
             gradient = conv.input_gradient(leaky_relu_gradient(gradient, y), shape)
-        return gradient
+        return gradient[:, :channels]
 
 
 def local_critic(input_size: int = 128) -> Critic:
@@ -64,6 +88,7 @@ def local_critic(input_size: int = 128) -> Critic:
     return Critic((64, 128, 256, 512), input_size)
 
 
-def global_critic(input_size: int = 256) -> Critic:
-    """Critic of the whole image: widths 64, 128, 256, 256."""
-    return Critic((64, 128, 256, 256), input_size)
+def global_critic(input_size: int = 256, mask_channel: bool = False) -> Critic:
+    """Critic of the whole image: widths 64, 128, 256, 256; ``mask_channel``: also of the hole mask
+    (official GAN_WITH_MASK)."""
+    return Critic((64, 128, 256, 256), input_size, mask_channel)

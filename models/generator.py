@@ -7,6 +7,8 @@ multiples of 8 (``inpaint.py`` pads other sizes).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -25,32 +27,33 @@ ATTENTION_RATE = 2  # matching at 1/8 of the image: features at 1/4, downscaled 
 DECODER_START = "conv11"   # the coarse network's first layer after its dilated convs
 
 
-def _dilated_stack(prefix: str, channels: int) -> list[tuple[str, GenConv]]:
-    return [(f"{prefix}{i}_atrous", GenConv(channels, channels, 3, dilation=rate))
+def _dilated_stack(prefix: str, channels: int, padding: str) -> list[tuple[str, GenConv]]:
+    return [(f"{prefix}{i}_atrous", GenConv(channels, channels, 3, dilation=rate, padding=padding))
             for i, rate in zip((7, 8, 9, 10), (2, 4, 8, 16))]
 
 
 class CoarseNetwork(nn.Layer):
     """Stage 1: encoder, four dilated convs, decoder; output clipped to [-1, 1]."""
 
-    def __init__(self, cnum: int = 32) -> None:
+    def __init__(self, cnum: int = 32, padding: str = "SAME") -> None:
         super().__init__()
         c = cnum
+        conv, deconv = partial(GenConv, padding=padding), partial(GenDeconv, padding=padding)
         self.body = nn.Sequential(
-            ("conv1", GenConv(5, c, 5)),
-            ("conv2_downsample", GenConv(c, 2 * c, 3, 2)),
-            ("conv3", GenConv(2 * c, 2 * c, 3)),
-            ("conv4_downsample", GenConv(2 * c, 4 * c, 3, 2)),
-            ("conv5", GenConv(4 * c, 4 * c, 3)),
-            ("conv6", GenConv(4 * c, 4 * c, 3)),
-            *_dilated_stack("conv", 4 * c),
-            ("conv11", GenConv(4 * c, 4 * c, 3)),
-            ("conv12", GenConv(4 * c, 4 * c, 3)),
-            ("conv13_upsample", GenDeconv(4 * c, 2 * c)),
-            ("conv14", GenConv(2 * c, 2 * c, 3)),
-            ("conv15_upsample", GenDeconv(2 * c, c)),
-            ("conv16", GenConv(c, c // 2, 3)),
-            ("conv17", GenConv(c // 2, 3, 3, activation=None)),
+            ("conv1", conv(5, c, 5)),
+            ("conv2_downsample", conv(c, 2 * c, 3, 2)),
+            ("conv3", conv(2 * c, 2 * c, 3)),
+            ("conv4_downsample", conv(2 * c, 4 * c, 3, 2)),
+            ("conv5", conv(4 * c, 4 * c, 3)),
+            ("conv6", conv(4 * c, 4 * c, 3)),
+            *_dilated_stack("conv", 4 * c, padding),
+            ("conv11", conv(4 * c, 4 * c, 3)),
+            ("conv12", conv(4 * c, 4 * c, 3)),
+            ("conv13_upsample", deconv(4 * c, 2 * c)),
+            ("conv14", conv(2 * c, 2 * c, 3)),
+            ("conv15_upsample", deconv(2 * c, c)),
+            ("conv16", conv(c, c // 2, 3)),
+            ("conv17", conv(c // 2, 3, 3, activation=None)),
         )
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
@@ -72,39 +75,40 @@ class CoarseNetwork(nn.Layer):
 class RefineNetwork(nn.Layer):
     """Stage 2: hallucination branch (dilated convs) ‖ attention branch (contextual attention), merged."""
 
-    def __init__(self, cnum: int = 32, per_sample_mask: bool = False) -> None:
+    def __init__(self, cnum: int = 32, per_sample_mask: bool = False, padding: str = "SAME") -> None:
         super().__init__()
         c = self.cnum = cnum
+        conv, deconv = partial(GenConv, padding=padding), partial(GenDeconv, padding=padding)
         self.per_sample_mask = per_sample_mask
         self.hallucination = nn.Sequential(
-            ("xconv1", GenConv(5, c, 5)),
-            ("xconv2_downsample", GenConv(c, c, 3, 2)),
-            ("xconv3", GenConv(c, 2 * c, 3)),
-            ("xconv4_downsample", GenConv(2 * c, 2 * c, 3, 2)),
-            ("xconv5", GenConv(2 * c, 4 * c, 3)),
-            ("xconv6", GenConv(4 * c, 4 * c, 3)),
-            *_dilated_stack("xconv", 4 * c),
+            ("xconv1", conv(5, c, 5)),
+            ("xconv2_downsample", conv(c, c, 3, 2)),
+            ("xconv3", conv(c, 2 * c, 3)),
+            ("xconv4_downsample", conv(2 * c, 2 * c, 3, 2)),
+            ("xconv5", conv(2 * c, 4 * c, 3)),
+            ("xconv6", conv(4 * c, 4 * c, 3)),
+            *_dilated_stack("xconv", 4 * c, padding),
         )
         self.attention_encoder = nn.Sequential(
-            ("pmconv1", GenConv(5, c, 5)),
-            ("pmconv2_downsample", GenConv(c, c, 3, 2)),
-            ("pmconv3", GenConv(c, 2 * c, 3)),
-            ("pmconv4_downsample", GenConv(2 * c, 4 * c, 3, 2)),
-            ("pmconv5", GenConv(4 * c, 4 * c, 3)),
-            ("pmconv6", GenConv(4 * c, 4 * c, 3, activation="relu")),
+            ("pmconv1", conv(5, c, 5)),
+            ("pmconv2_downsample", conv(c, c, 3, 2)),
+            ("pmconv3", conv(c, 2 * c, 3)),
+            ("pmconv4_downsample", conv(2 * c, 4 * c, 3, 2)),
+            ("pmconv5", conv(4 * c, 4 * c, 3)),
+            ("pmconv6", conv(4 * c, 4 * c, 3, activation="relu")),
         )
         self.attention_decoder = nn.Sequential(
-            ("pmconv9", GenConv(4 * c, 4 * c, 3)),
-            ("pmconv10", GenConv(4 * c, 4 * c, 3)),
+            ("pmconv9", conv(4 * c, 4 * c, 3)),
+            ("pmconv10", conv(4 * c, 4 * c, 3)),
         )
         self.merge = nn.Sequential(
-            ("allconv11", GenConv(8 * c, 4 * c, 3)),
-            ("allconv12", GenConv(4 * c, 4 * c, 3)),
-            ("allconv13_upsample", GenDeconv(4 * c, 2 * c)),
-            ("allconv14", GenConv(2 * c, 2 * c, 3)),
-            ("allconv15_upsample", GenDeconv(2 * c, c)),
-            ("allconv16", GenConv(c, c // 2, 3)),
-            ("allconv17", GenConv(c // 2, 3, 3, activation=None)),
+            ("allconv11", conv(8 * c, 4 * c, 3)),
+            ("allconv12", conv(4 * c, 4 * c, 3)),
+            ("allconv13_upsample", deconv(4 * c, 2 * c)),
+            ("allconv14", conv(2 * c, 2 * c, 3)),
+            ("allconv15_upsample", deconv(2 * c, c)),
+            ("allconv16", conv(c, c // 2, 3)),
+            ("allconv17", conv(c // 2, 3, 3, activation=None)),
         )
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
@@ -146,12 +150,14 @@ class InpaintGenerator(nn.Layer):
 
     ``x`` should already have its hole zeroed (the official ``x_incomplete``); stage 2 sees the coarse
     result pasted into the hole. Neither output is composited with the known pixels — callers do that.
+    ``padding`` is the official PADDING switch of every conv ("SAME", "SYMMETRIC", "REFLECT"; see
+    ``models.layers``); it changes no weight's shape.
     """
 
-    def __init__(self, cnum: int = 32, per_sample_mask: bool = False) -> None:
+    def __init__(self, cnum: int = 32, per_sample_mask: bool = False, padding: str = "SAME") -> None:
         super().__init__()
-        self.coarse = CoarseNetwork(cnum)
-        self.refine = RefineNetwork(cnum, per_sample_mask)
+        self.coarse = CoarseNetwork(cnum, padding)
+        self.refine = RefineNetwork(cnum, per_sample_mask, padding)
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor, needed: np.ndarray | None = None,
                 holes: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:

@@ -135,7 +135,8 @@ def window_back(layers: list[nn.Layer], window: Window) -> Window:
 def run_window(layers: list[nn.Layer], x: paddle.Tensor, source: Window, target: Window) -> paddle.Tensor:
     """``layers`` applied to ``x``, the content of their input over ``source`` (``window_back`` of
     ``target``), cut to ``target`` of their output. Exact: each layer spoils only the rim of its input
-    that lies inside the map (at the map's own edges its zero padding is the full map's), and ``source``
+    that lies inside the map (at the map's own edges its padding — zeros, or the mirror of
+    padding=SYMMETRIC/REFLECT, which reaches as far as the zeros' — is the full map's), and ``source``
     includes every such rim."""
     for layer in layers:
         x = layer(x)

@@ -10,7 +10,10 @@ export, ``inpainting/export.py``): a side is then a graph value, not an int. The
 a side that is a multiple of the stride (every side in the generator is, for pictures whose sides are
 multiples of 8), and the resize computes its source rows in the graph, with the same float32 arithmetic.
 
-``GenConv`` / ``GenDeconv`` are the generator's ``gen_conv`` / ``gen_deconv`` built from them.
+``GenConv`` / ``GenDeconv`` are the generator's ``gen_conv`` / ``gen_deconv`` built from them. With the
+official PADDING switch at SYMMETRIC or REFLECT, ``gen_conv`` instead mirrors p = rate·(k−1)/2 rows and
+columns on every side of its input and convolves without padding (``mirror_pad``); the stride-2 convs then
+start one row and column earlier than with 'SAME'.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from models.convolution import conv2d, conv2d_input_gradient, runs_on_onednn, upsample_conv2d
+from utils.errors import UserError
 
 
 def known_side(size: object) -> bool:
@@ -55,17 +59,43 @@ def tf_bias() -> paddle.ParamAttr:
     return paddle.ParamAttr(initializer=nn.initializer.Constant(0.0))
 
 
+def mirror_pad(x: paddle.Tensor, pad: int, mode: str) -> paddle.Tensor:
+    """``tf.pad`` of NCHW ``x`` by ``pad`` rows and columns on every side, mode "SYMMETRIC" (the edge row is
+    repeated: c b a | a b c …) or "REFLECT" (it is not: c b | a b c …). Paddle's ``F.pad`` has no
+    symmetric mode, so both are flipped slices, which also trace with a dynamic height and width. Too
+    small a map (TF refuses it too) is a user error: a picture too small for the model."""
+    edge = 0 if mode == "SYMMETRIC" else 1
+    for axis in (2, 3):
+        side = x.shape[axis]
+        if known_side(side) and pad + edge > side:
+            raise UserError(f"a {side}-pixel feature map is too small for {mode} padding of {pad} "
+                            f"(the picture is too small for this model's padding={mode})")
+        cut = [slice(None)] * 4
+        cut[axis] = slice(edge, edge + pad)
+        before = paddle.flip(x[tuple(cut)], [axis])
+        cut[axis] = slice(-pad - edge, -edge or None)
+        after = paddle.flip(x[tuple(cut)], [axis])
+        x = paddle.concat([before, x, after], axis=axis)
+    return x
+
+
 class SameConv2D(nn.Conv2D):
-    """Conv2D whose padding is TF 'SAME', computed from the input size at call time; initialised as TF's."""
+    """Conv2D whose padding is TF 'SAME', computed from the input size at call time; initialised as TF's.
+    With ``padding`` "SYMMETRIC" or "REFLECT" (the official PADDING switch) the input is mirrored by
+    dilation·(k−1)/2 on every side instead and the convolution has no padding (official ``gen_conv``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1) -> None:
+                 dilation: int = 1, padding: str = "SAME") -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
                          dilation=dilation, weight_attr=tf_kernel(), bias_attr=tf_bias())
         self.k, self.s, self.d = kernel_size, stride, dilation
+        self.mode = padding
 
     def forward(self, x: paddle.Tensor, activation: str | None = None) -> paddle.Tensor:
         """The convolution, followed by ``activation`` (``models.convolution.conv2d``; fused on the CPU)."""
+        if self.mode != "SAME":
+            x = mirror_pad(x, self.d * (self.k - 1) // 2, self.mode)
+            return conv2d(x, self.weight, self.bias, self.s, self.d, (0, 0, 0, 0), activation)
         return conv2d(x, self.weight, self.bias, self.s, self.d, self.padding_for(x.shape), activation)
 
     def padding_for(self, shape) -> tuple[int, int, int, int]:
@@ -141,9 +171,9 @@ class GenConv(nn.Layer):
     """``gen_conv``: TF-'SAME' conv with bias, ELU by default (``activation=None`` for the output layer)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 dilation: int = 1, activation: str | None = "elu") -> None:
+                 dilation: int = 1, activation: str | None = "elu", padding: str = "SAME") -> None:
         super().__init__()
-        self.conv = SameConv2D(in_channels, out_channels, kernel_size, stride, dilation)
+        self.conv = SameConv2D(in_channels, out_channels, kernel_size, stride, dilation, padding)
         self.activation = {"elu": F.elu, "relu": F.relu, None: None}[activation]
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -156,13 +186,13 @@ class GenConv(nn.Layer):
 class GenDeconv(nn.Layer):
     """``gen_deconv``: nearest ×2 upsampling (align_corners=True) followed by a 3×3 ``GenConv``."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "SAME") -> None:
         super().__init__()
-        self.conv = GenConv(in_channels, out_channels, 3)
+        self.conv = GenConv(in_channels, out_channels, 3, padding=padding)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if known_side(x.shape[2]) and known_side(x.shape[3]):
-            if runs_on_onednn(x):
+            if runs_on_onednn(x) and self.conv.conv.mode == "SAME":   # the fused path pads with zeros
                 conv = self.conv.conv
                 return upsample_conv2d(x, conv.weight, conv.bias, elu=self.conv.activation is F.elu)
             return self.conv(upsample_twice(x))

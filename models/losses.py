@@ -60,8 +60,10 @@ def wgan_generator_loss(fake_local: paddle.Tensor, fake_global: paddle.Tensor,
 
 def gradient_penalty(critic: Critic, real: paddle.Tensor, fake: paddle.Tensor,
                      alpha: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-    """mean((‖∇D(x̂) ⊙ mask‖ − 1)²) at x̂ = real + α (fake − real), one α per sample, norm over the hole."""
+    """mean((‖∇D(x̂) ⊙ mask‖ − 1)²) at x̂ = real + α (fake − real), one α per sample, norm over the hole
+    (a critic that also sees the hole, ``Critic.mask_channel``, is given ``mask``; its gradient is the
+    image channels')."""
     interpolates = (real + alpha * (fake - real)).detach()
-    gradient = critic.input_gradient(interpolates)
+    gradient = critic.input_gradient(interpolates, mask)
     slopes = paddle.sqrt(paddle.sum(gradient * gradient * mask, axis=[1, 2, 3]))
     return paddle.mean((slopes - 1.0) ** 2)

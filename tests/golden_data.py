@@ -73,6 +73,41 @@ def rebuild_weights() -> dict[str, np.ndarray]:
     return weights
 
 
+MASK_CHANNEL_KERNEL = "discriminator/discriminator_global/conv1/kernel"
+MASK_CHANNEL_SEED = 2019
+
+
+def mask_channel_kernel() -> np.ndarray:
+    """The global critic's ``conv1`` kernel slice for the hole-mask input channel (``gan_with_mask``,
+    official GAN_WITH_MASK), [5, 5, 1, 64] in TF layout: ``weights.json``'s recipe extended — drawn from
+    ``numpy.random.default_rng(2019)`` as ``standard_normal · sqrt(1/75)``, the scale of the recipe's
+    3-channel kernel, whose channels stay as they are (``tests/golden/make_switch_golden.py``)."""
+    rng = np.random.default_rng(MASK_CHANNEL_SEED)
+    return (rng.standard_normal((5, 5, 1, 64)) * np.sqrt(1 / 75)).astype(np.float32)
+
+
+def load_switches() -> dict[str, dict[str, np.ndarray]]:
+    """One official training step for each non-default value of a switch (``tests/golden/switches.npz``,
+    made by ``tests/golden/make_switch_golden.py``), by the settings that give it (``"padding=symmetric"``):
+    each a dict as ``load_train_step``'s — ``loss/<name>``, ``grad{norm,sum,abssum,maxabs,proj}/<variable>``
+    and a few whole ``grad/<variable>``."""
+    packed = _load_npz(os.path.join(GOLDEN_DIR, "switches.npz"))
+    variables, losses = list(packed.pop("variables")), list(packed.pop("losses"))
+    cases: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in packed.items():
+        case, kind = key.split("/", 1)
+        if "=" not in case:
+            continue
+        step = cases.setdefault(case, {})
+        if kind == "loss":
+            step.update({f"loss/{name}": v for name, v in zip(losses, value)})
+        elif kind.startswith("grad/"):
+            step[kind] = value
+        else:
+            step.update({f"{kind}/{name}": v for name, v in zip(variables, value)})
+    return cases
+
+
 def distractors() -> dict[str, np.ndarray]:
     """The golden bundle's entries that are not weights: optimiser slots and bookkeeping variables."""
     return {item["name"]: np.full(item["shape"], item["value"], dtype=item["dtype"])

@@ -74,7 +74,7 @@ def test_wgan_losses():
 class StandIn(paddle.nn.Layer):
     """A critic with a known gradient; ``input_gradient`` as ``Critic``'s off oneDNN."""
 
-    def input_gradient(self, x: paddle.Tensor) -> paddle.Tensor:
+    def input_gradient(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
         x = x.detach()
         x.stop_gradient = False
         return paddle.grad(self(x), x, create_graph=True)[0]

@@ -8,6 +8,11 @@ batch and hole; losses as in the official ``build_graph_with_losses`` (SPEC §4)
   generator loss of the completed image (stage 2 pasted into the hole); when pretraining the coarse
   network, l1 and ae of stage 1 alone.
 
+The official inpaint.yml switches that change training are settings too: ``ae_loss`` (AE_LOSS) and
+``discounted_mask`` (DISCOUNTED_MASK) here, ``gan_with_mask`` (the global critic also sees the hole,
+``models.critics``), ``padding`` (the generator's, ``models.layers``) and ``gradient_clip`` (the generator's
+optimiser, ``training.clipping``); ``tests/test_switches.py`` checks each against the official graph.
+
 Two settings leave the adversarial part out: ``pretrain_coarse`` for the whole run (the official
 PRETRAIN_COARSE_NETWORK), ``reconstruction_iters`` for the first N generator updates of a run, which then
 train both stages on l1 + ae alone without critic updates — a warm start that lets a short run reach
@@ -32,6 +37,7 @@ from models.generator import InpaintGenerator
 from models.hole_reach import fill_holes
 from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
                            wgan_critic_loss, wgan_generator_loss)
+from training.clipping import ClipByAverageNorm
 from utils.config import Config
 
 Update = Callable[[paddle.optimizer.Optimizer, list], None]
@@ -56,16 +62,17 @@ class Networks:
     def __init__(self, config: Config) -> None:
         use_onednn(config.onednn)
         with paddle.utils.unique_name.guard():
-            self.generator = InpaintGenerator(config.cnum, config.per_image_masks)
+            self.generator = InpaintGenerator(config.cnum, config.per_image_masks, config.padding)
             self.local_critic: Critic = local_critic(config.hole_size)
-            self.global_critic: Critic = global_critic(config.image_size)
+            self.global_critic: Critic = global_critic(config.image_size, config.gan_with_mask)
+            clip = ClipByAverageNorm(config.gradient_clip_value) if config.gradient_clip else None
             self.opt_g = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
-                                               parameters=self.generator.parameters())
+                                               parameters=self.generator.parameters(), grad_clip=clip)
             self.critic_parameters = self.local_critic.parameters() + self.global_critic.parameters()
             self.opt_d = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
                                                parameters=self.critic_parameters)
-        self.discount = paddle.to_tensor(
-            spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)[None, None])
+        discount = spatial_discount(config.hole_size, config.hole_size, config.discount_gamma)
+        self.discount = paddle.to_tensor((discount if config.discounted_mask else np.ones_like(discount))[None, None])
 
     def completion_without_gradient(self, images: paddle.Tensor, mask: paddle.Tensor,
                                     holes: np.ndarray | None = None) -> paddle.Tensor:
@@ -82,10 +89,11 @@ def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor
     return x_stage2 * mask + images * (1.0 - mask)
 
 
-def _scored_together(critic: Critic, real: paddle.Tensor, fake: paddle.Tensor) -> list[paddle.Tensor]:
+def _scored_together(critic: Critic, real: paddle.Tensor, fake: paddle.Tensor, mask: paddle.Tensor
+                     ) -> list[paddle.Tensor]:
     """The critic's scores of ``real`` and of ``fake`` from one pass over both, as the official graph
-    scores them (one batch is faster than two half batches)."""
-    return paddle.split(critic(paddle.concat([real, fake])), 2)
+    scores them (one batch is faster than two half batches); ``mask`` for a critic that sees it."""
+    return paddle.split(critic(paddle.concat([real, fake]), mask), 2)
 
 
 def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Config) -> dict[str, paddle.Tensor]:
@@ -94,12 +102,12 @@ def critic_losses(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: C
     images, mask, boxes = batch.images, batch.mask, batch.boxes
     completed = complete(images, mask, nets.completion_without_gradient(images, mask, batch.holes))
     local_real, local_fake = local_patches(images, boxes), local_patches(completed, boxes)
-    scores = dict(zip(CRITIC_SCORES, (*_scored_together(nets.local_critic, local_real, local_fake),
-                                      *_scored_together(nets.global_critic, images, completed))))
+    local_mask = local_patches(mask, boxes)
+    scores = dict(zip(CRITIC_SCORES, (*_scored_together(nets.local_critic, local_real, local_fake, local_mask),
+                                      *_scored_together(nets.global_critic, images, completed, mask))))
     d_loss_local = wgan_critic_loss(scores["real_local"], scores["fake_local"])
     d_loss_global = wgan_critic_loss(scores["real_global"], scores["fake_global"])
-    penalty_local = gradient_penalty(nets.local_critic, local_real, local_fake, alphas[0],
-                                     local_patches(mask, boxes))
+    penalty_local = gradient_penalty(nets.local_critic, local_real, local_fake, alphas[0], local_mask)
     penalty_global = gradient_penalty(nets.global_critic, images, completed, alphas[1], mask)
     d_loss = d_loss_local + d_loss_global
     gp_loss = config.wgan_gp_lambda * (penalty_local + penalty_global)
@@ -126,10 +134,13 @@ def generator_losses(nets: Networks, batch: Batch, config: Config, adversarial: 
                                              config.coarse_l1_alpha, coarse_only=config.pretrain_coarse,
                                              known_fraction=batch.known_fraction)
     losses = {"l1_loss": l1_loss, "ae_loss": ae_loss}
-    total = config.l1_loss_alpha * l1_loss + config.ae_loss_alpha * ae_loss
+    total = config.l1_loss_alpha * l1_loss
+    if config.ae_loss:
+        total = total + config.ae_loss_alpha * ae_loss
     if adversarial and not config.pretrain_coarse:
         completed = complete(images, mask, x_stage2)
-        fake_local, fake_global = nets.local_critic(local_patches(completed, boxes)), nets.global_critic(completed)
+        fake_local = nets.local_critic(local_patches(completed, boxes))
+        fake_global = nets.global_critic(completed, mask)
         losses["g_loss"] = wgan_generator_loss(fake_local, fake_global, config.global_wgan_loss_alpha)
         losses["g_loss_local"], losses["g_loss_global"] = -paddle.mean(fake_local), -paddle.mean(fake_global)
         total = total + config.gan_loss_alpha * losses["g_loss"]

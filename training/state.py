@@ -32,7 +32,10 @@ from utils.files import atomic_path, check_writable_folder, remove_stale_tempora
 TRAINING_KEYS = ("opt_g", "opt_d", "rng", "step", "consumed")
 BEST_NAME = "best.pdparams"
 """The checkpoint with the lowest validation hole l1 of a run (``keep_best``), beside its step_*.pdparams."""
-RECORDED_SETTINGS = ("channel_order", "cnum", "version")
+MODEL_SWITCHES = ("padding", "gan_with_mask")
+"""Official switches that change the model itself (the generator's padding, the global critic's inputs): a
+resumed run takes them from its checkpoint's record too (``adopt_record``), so it rebuilds the same model."""
+RECORDED_SETTINGS = ("channel_order", "cnum", "version", *MODEL_SWITCHES)
 """Settings a checkpoint's record fixes for a run that starts from it (``adopt_record``); the shipped configs
 leave them unset so that the record, not a config file, decides."""
 
@@ -80,7 +83,8 @@ def set_random_state(stored: np.ndarray) -> None:
 def model_spec(config: Config) -> ModelSpec:
     """The record of the model a run with these settings trains."""
     return ModelSpec(cnum=config.cnum, channel_order=config.channel_order, image_size=config.image_size,
-                     hole_size=config.hole_size, source=f"trained in {config.run_dir}", version=config.version)
+                     hole_size=config.hole_size, source=f"trained in {config.run_dir}", version=config.version,
+                     padding=config.padding, gan_with_mask=config.gan_with_mask)
 
 
 def critic_layers(nets: Networks | NetworksV2) -> dict[str, paddle.nn.Layer]:
@@ -91,11 +95,12 @@ def critic_layers(nets: Networks | NetworksV2) -> dict[str, paddle.nn.Layer]:
     return {"critic_local": nets.local_critic, "critic_global": nets.global_critic}
 
 
-def adopt_record(config: Config, checkpoint: Checkpoint) -> Config:
-    """Settings for starting from ``checkpoint``: its channel order and width unless the user chose
-    others, which is refused because the weights would be fed the wrong pictures or not fit."""
+def adopt_record(config: Config, checkpoint: Checkpoint, names: tuple[str, ...] = RECORDED_SETTINGS) -> Config:
+    """Settings for starting from ``checkpoint``: its channel order, width, padding and critic inputs
+    (``names``) unless the user chose others, which is refused because the weights would be fed the wrong
+    pictures, not fit, or compute another function."""
     spec, changes = checkpoint.spec, {}
-    for name in RECORDED_SETTINGS:
+    for name in names:
         ours, theirs = getattr(config, name), getattr(spec, name)
         if ours == theirs:
             continue

@@ -40,6 +40,7 @@ class Trainer:
         start = None
         if resume:
             start = state.resume_checkpoint(config)
+            config = state.adopt_record(config, start, state.MODEL_SWITCHES)
         else:
             state.check_fresh(config)
             if config.init_checkpoint:

@@ -17,6 +17,23 @@ from utils.errors import UserError
 from utils.image_io import MAX_PIXELS
 
 
+PADDINGS = ("SAME", "SYMMETRIC", "REFLECT")
+"""The generator's padding modes (official PADDING). 'SAME' is TF's zero padding; the other two pad each
+conv's input by rate·(k−1)/2 on every side by mirroring, then convolve without padding (``gen_conv``)."""
+MISSPELT_PADDING = "REFELECT"
+"""The official spelling of REFLECT in ``gen_conv``'s assert and ``inpaint.yml``'s comment, accepted as REFLECT:
+the official code hands it to ``tf.pad``, which refuses it, so REFLECT never ran there."""
+IMPLEMENTED_GAN = "wgan_gp"
+UNIMPLEMENTED_GANS = ("dcgan", "lsgan", "one_wgan_gp")
+"""Values of the official GAN that ``inpaint.yml`` lists but ``build_graph_with_losses`` builds no loss for."""
+
+
+def padding_mode(value: str) -> str:
+    """A padding setting as one of ``PADDINGS`` (any case; the official misspelling REFELECT = REFLECT)."""
+    upper = value.upper()
+    return "REFLECT" if upper == MISSPELT_PADDING else upper
+
+
 def setting(default: Any, meaning: str) -> Any:
     """A field of ``Config`` with its one line of meaning (shown by ``--help``)."""
     return field(default=default, metadata={"help": meaning})
@@ -46,6 +63,12 @@ class Config:
     version: int = setting(1, "DeepFill version: 1 (contextual attention, WGAN-GP critics) or 2 (gated "
                            "convolutions, SN-PatchGAN critic, hinge loss; configs/places2_v2.yaml)")
     cnum: int = setting(32, "channel width of the generator (official: 32; v2: 48)")
+    padding: str = setting("SAME", "PADDING of the generator's convs: SAME (zeros, official), SYMMETRIC or "
+                           "REFLECT (mirror rate*(k-1)/2 rows on each side, then no padding); the official "
+                           "REFELECT is REFLECT, which its misspelling kept from running in the official code")
+    gan_with_mask: bool = setting(False, "GAN_WITH_MASK: the global critic also sees the hole mask as a 4th "
+                                  "input channel (official: the global critic only; its gradient penalty, which "
+                                  "fails in the official code, is taken over the image channels)")
     # losses (SPEC §4)
     coarse_l1_alpha: float = setting(1.2, 'COARSE_L1_ALPHA: weight of stage-1 terms in l1 and ae')
     l1_loss_alpha: float = setting(1.2, 'L1_LOSS_ALPHA')
@@ -54,11 +77,21 @@ class Config:
     global_wgan_loss_alpha: float = setting(1.0, 'GLOBAL_WGAN_LOSS_ALPHA')
     wgan_gp_lambda: float = setting(10.0, 'WGAN_GP_LAMBDA')
     discount_gamma: float = setting(0.9, "SPATIAL_DISCOUNTING_GAMMA (the paper's text says 0.99)")
+    discounted_mask: bool = setting(True, "DISCOUNTED_MASK: weigh l1 by the spatial discount; false: plain l1 "
+                                    "over the local box")
+    l1_loss: bool = setting(True, "L1_LOSS: the official code adds l1 to g_loss whatever it says, so false is refused")
+    ae_loss: bool = setting(True, "AE_LOSS: add ae_loss_alpha * ae to the generator loss (false: l1 and WGAN only)")
+    gan: str = setting(IMPLEMENTED_GAN, "GAN: wgan_gp only; the official dcgan, lsgan, one_wgan_gp are declared "
+                       "but not implemented there")
     # optimisation (Algorithm 1)
     lr: float = setting(1e-4, "Adam learning rate of generator and critics")
     beta1: float = setting(0.5, "Adam beta1")
     beta2: float = setting(0.9, "Adam beta2")
     critic_steps: int = setting(5, 'critic updates per generator update')
+    gradient_clip: bool = setting(False, "GRADIENT_CLIP: scale each generator gradient tensor g by "
+                                  "min(1, value*size(g)/|g|) (tf.clip_by_average_norm); the official trainer "
+                                  "clips the generator's only, never the critics'")
+    gradient_clip_value: float = setting(0.1, "GRADIENT_CLIP_VALUE: the largest average norm |g|/size(g)")
     max_iters: int = setting(1_000_000, 'generator updates to train for')
     pretrain_coarse: bool = setting(False, 'PRETRAIN_COARSE_NETWORK: train stage 1 alone on l1 + ae, no critics')
     reconstruction_iters: int = setting(0, 'the first N generator updates train both stages on l1 + ae alone (no critics), then Algorithm 1 (official: 0)')
@@ -108,7 +141,35 @@ class Config:
         for name in ("reconstruction_iters", "val_every", "val_count"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        self._validate_switches()
         return self
+
+    def _validate_switches(self) -> None:
+        """The official inpaint.yml switches: canonical padding names, and a refusal for what the official
+        code declares but does not implement."""
+        self.padding = padding_mode(self.padding)
+        if self.padding not in PADDINGS:
+            raise UserError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+        smallest = {"SAME": 8, "SYMMETRIC": 64, "REFLECT": 72}[self.padding]
+        if self.image_size < smallest:
+            raise UserError(f"padding={self.padding} needs image_size >= {smallest}: the generator's last "
+                            f"dilated conv mirrors 16 rows of a map of image_size/4 = {self.image_size // 4}")
+        if self.gan in UNIMPLEMENTED_GANS:
+            raise UserError(f"gan={self.gan} is declared in the official inpaint.yml but not implemented by the "
+                            f"official code (only {IMPLEMENTED_GAN} builds losses); set gan={IMPLEMENTED_GAN}")
+        if self.gan != IMPLEMENTED_GAN:
+            raise UserError(f"gan must be {IMPLEMENTED_GAN}, got {self.gan!r}")
+        if not self.l1_loss:
+            raise UserError("l1_loss=false (L1_LOSS: False) is declared in the official inpaint.yml but not "
+                            "implemented: the official code always adds the l1 term; set l1_loss=true")
+        if self.gradient_clip_value <= 0:
+            raise UserError(f"gradient_clip_value must be above 0, got {self.gradient_clip_value}")
+        v1_only = {"padding": "SAME", "gan_with_mask": False, "gradient_clip": False, "ae_loss": True,
+                   "discounted_mask": True}
+        changed = [name for name, default in v1_only.items() if getattr(self, name) != default]
+        if self.version == 2 and changed:
+            raise UserError(f"{changed[0]} is a switch of the v1 recipe (inpaint.yml of v1.0.0); version=2 "
+                            f"does not use it, leave it at {v1_only[changed[0]]}")
 
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False,
                                 metadata={"help": None})  # keys the user set (a given file or --set)
