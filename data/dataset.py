@@ -28,7 +28,7 @@ import paddle
 from data.stream import BatchStream, first_line, in_process_batches
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, read_image, to_rgb8
-from utils.pixels import to_model
+from utils.pixels import to_model_layout
 
 IMAGE_FITS = ("scale_crop", "random_crop", "resize")
 
@@ -133,7 +133,8 @@ def skipped_indices(pairs: np.ndarray, count: int) -> list[int]:
 
 
 class ImageDataset(paddle.io.Dataset):
-    """Items are ``(index, crop_seed)`` pairs → (float32 [3, S, S] on [-1, 1], int64 [requested index,
+    """Items are ``(index, crop_seed)`` pairs → (uint8 [3, S, S] in the model's channel order (the trainer
+    puts it on [-1, 1] on the device: ``utils.pixels.to_model_on_device``), int64 [requested index,
     delivered index]); the two indices differ when unreadable files were skipped, and the delivered index
     is -1 (with a blank image) when no file at all could be read."""
 
@@ -158,8 +159,8 @@ class ImageDataset(paddle.io.Dataset):
         return training_view(image, self.image_size, self.image_fit, self.flip, rng)
 
     def load(self, index: int, crop_seed: int) -> np.ndarray:
-        """Image ``index`` as the model sees it: float32 [3, S, S] on [-1, 1] in the channel order."""
-        return to_model(self.load_rgb(index, crop_seed), self.channel_order)[0]
+        """Image ``index`` in the model's layout: uint8 [3, S, S] in the channel order."""
+        return to_model_layout(self.load_rgb(index, crop_seed), self.channel_order)[0]
 
     def _first_readable(self, index: int, crop_seed: int) -> tuple[np.ndarray | None, int]:
         """Image ``index``, or the next readable one, and the index it came from ((None, -1) if none
@@ -179,7 +180,7 @@ class ImageDataset(paddle.io.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         image, delivered = self._first_readable(*item)
         if image is None:
-            image = np.zeros((3, self.image_size, self.image_size), np.float32)
+            image = np.zeros((3, self.image_size, self.image_size), np.uint8)
         return image, np.array([item[0], delivered], np.int64)
 
     def check_readable(self, source: str) -> None:
@@ -249,7 +250,7 @@ def training_dataset(config) -> ImageDataset:
 
 def training_loader(dataset: ImageDataset, config, consumed: int = 0, rank: int = 0,
                     world: int = 1) -> BatchStream:
-    """Endless training batches (images [B/world, 3, S, S], index pairs [B/world, 2]) of this process's
+    """Endless training batches (uint8 images [B/world, 3, S, S], index pairs [B/world, 2]) of this process's
     share, resuming after ``consumed`` batches; loaded in this process (``num_workers=0``) or by Paddle's
     loader processes, never by Paddle's single-process loader (see ``data.stream``)."""
     sampler = ResumableBatches(len(dataset), config.batch_size, config.seed, consumed, rank, world)

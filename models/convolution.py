@@ -178,6 +178,36 @@ class _BiasELU(PyLayer):
         return dz if ctx.wants[0] else None, dz.sum(axis=[0, 2, 3]) if ctx.wants[1] else None
 
 
+class _ELUFromOutput(PyLayer):
+    """ELU (α = 1) that keeps only its output for backward: dx = dy where y > 0, else dy · (y + 1), the
+    formula of Paddle's own ELU gradient kernels, which read the output too. Paddle's ``elu`` node keeps its
+    input as well, so on Paddle's kernels (a GPU) each generator layer held its convolution's output beside
+    the ELU's, which the next convolution keeps anyway. First derivatives only, as ``_ConvolutionELU``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = F.elu(x)
+        ctx.save_for_backward(y.detach())   # not y itself: y → its node → ctx → y would never be freed
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        if paddle.is_grad_enabled():
+            raise NotImplementedError("second derivatives through the generator's ELU are not implemented")
+        (y,) = ctx.saved_tensor()
+        return paddle.where(y > 0, dy, dy * (y + 1.0))
+
+
+@paddle.jit.not_to_static
+def elu(x: paddle.Tensor) -> paddle.Tensor:
+    """ELU (α = 1) with the values and gradients of ``F.elu``, remembering only its output for backward
+    (``_ELUFromOutput``) where a gradient will be taken; ``F.elu`` itself elsewhere (no gradient, static
+    graphs)."""
+    if paddle.in_dynamic_mode() and paddle.is_grad_enabled() and not x.stop_gradient:
+        return _ELUFromOutput.apply(x)
+    return F.elu(x)
+
+
 UPSAMPLED_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)
 """Row r of the 4-tap kernel on the small image that equals taps 0..2 of a 3-tap kernel on the
 image upsampled ×2 by repeating rows (``upsample_conv2d``)."""
@@ -281,5 +311,5 @@ def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, 
         return _onednn_conv2d(x, weight, bias, Geometry(stride, dilation, tuple(padding)), activation)
     y = F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))
     if activation == "elu":
-        return F.elu(y)
+        return elu(y)
     return F.leaky_relu(y, onednn.LEAKY_SLOPE) if activation == "leaky_relu" else y

@@ -24,7 +24,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from models.convolution import conv2d, conv2d_input_gradient, runs_on_onednn, upsample_conv2d
+from models.convolution import conv2d, conv2d_input_gradient, elu, runs_on_onednn, upsample_conv2d
 from utils.errors import UserError
 
 
@@ -174,10 +174,10 @@ class GenConv(nn.Layer):
                  dilation: int = 1, activation: str | None = "elu", padding: str = "SAME") -> None:
         super().__init__()
         self.conv = SameConv2D(in_channels, out_channels, kernel_size, stride, dilation, padding)
-        self.activation = {"elu": F.elu, "relu": F.relu, None: None}[activation]
+        self.activation = {"elu": elu, "relu": F.relu, None: None}[activation]
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if self.activation is F.elu:
+        if self.activation is elu:
             return self.conv(x, "elu")
         x = self.conv(x)
         return self.activation(x) if self.activation is not None else x
@@ -194,7 +194,7 @@ class GenDeconv(nn.Layer):
         if known_side(x.shape[2]) and known_side(x.shape[3]):
             if runs_on_onednn(x) and self.conv.conv.mode == "SAME":   # the fused path pads with zeros
                 conv = self.conv.conv
-                return upsample_conv2d(x, conv.weight, conv.bias, elu=self.conv.activation is F.elu)
+                return upsample_conv2d(x, conv.weight, conv.bias, elu=self.conv.activation is elu)
             return self.conv(upsample_twice(x))
         return self.conv(resize_nearest(x, x.shape[2] * 2, x.shape[3] * 2))
 

@@ -127,6 +127,45 @@ def test_fused_elu_refuses_second_derivatives():
         paddle.grad(y.sum(), [x, w], create_graph=True)
 
 
+def test_elu_from_its_output_is_paddles_elu_bit_for_bit():
+    """Paddle's kernels' ELU (what a GPU runs) backed by its output alone: the same values and gradients as
+    ``F.elu``, at and around 0 and where exp saturates."""
+    x0 = np.concatenate([np.linspace(-20, 20, 4001), [0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0]]).astype(np.float32)
+    dy = paddle.to_tensor(np.random.default_rng(3).standard_normal(x0.shape).astype(np.float32))
+    results = []
+    for elu in (paddle.nn.functional.elu, convolution.elu):
+        x = paddle.to_tensor(x0, stop_gradient=False)
+        y = elu(x)
+        y.backward(dy)
+        results.append((y.numpy(), x.grad.numpy()))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+    x = paddle.to_tensor(x0, stop_gradient=False)
+    with pytest.raises(Exception, match="second derivatives"):
+        paddle.grad(convolution.elu(x).sum(), [x], create_graph=True)
+
+
+def test_paddle_kernels_keep_one_tensor_per_convolution_and_elu():
+    """On Paddle's kernels a stack of convolution + ELU layers keeps, for backward, each layer's ELU output
+    (also the next convolution's input) and not its convolution's output as well: about half the memory of
+    ``F.elu``'s, which keeps both."""
+    from paddle.base import core
+    convolution.use_onednn(False)
+    x = paddle.to_tensor(np.random.default_rng(4).standard_normal((1, 8, 128, 128)).astype(np.float32),
+                         stop_gradient=False)
+    w = paddle.to_tensor(np.full((8, 8, 3, 3), 0.05, np.float32), stop_gradient=False)
+    kept = []
+    for elu in (paddle.nn.functional.elu, convolution.elu):
+        start = core.host_memory_stat_current_value("Allocated", 0)
+        y = x
+        for _ in range(6):
+            y = elu(convolution.conv2d(y, w, None, 1, 1, (1, 1, 1, 1)))
+        kept.append(core.host_memory_stat_current_value("Allocated", 0) - start)
+        y.sum().backward()
+        del y
+    layer = 8 * 128 * 128 * 4
+    assert kept[1] < 6.5 * layer and kept[0] > 11 * layer, [k / layer for k in kept]
+
+
 @pytest.mark.parametrize("elu", [True, False])
 def test_upsample_convolution_is_upsampling_then_convolving(elu):
     """``upsample_conv2d`` (one transposed convolution) against the upsampled image convolved, on Paddle's

@@ -5,12 +5,14 @@ import os
 
 import cv2
 import numpy as np
+import paddle
 import pytest
 
 from data.dataset import (ImageDataset, ResumableBatches, fit_square, list_sources, skipped_indices,
                           training_view)
 from data.masks import random_masks
 from utils.cli import UserError
+from utils.pixels import to_model, to_model_layout, to_model_on_device
 
 
 def pattern(height: int, width: int) -> np.ndarray:
@@ -96,7 +98,7 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path, capfd):
              str(tmp_path / "a.png")]
     dataset = ImageDataset(paths, 32)
     image, delivered = dataset[(1, 5)]                       # broken and gone are replaced by the next one
-    assert image.shape == (3, 32, 32) and np.allclose(image, 200 / 127.5 - 1)
+    assert image.shape == (3, 32, 32) and image.dtype == np.uint8 and (image == 200).all()
     assert delivered.tolist() == [1, 3] and skipped_indices(np.array([delivered]), 4) == [1, 2]
     assert skipped_indices(np.array([[3, 1], [0, 0]]), 4) == [3, 0]
     err = capfd.readouterr().err
@@ -104,6 +106,21 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path, capfd):
     dataset.check_readable("the list")
     with pytest.raises(UserError, match="none of the 2 images in the list can be read"):
         ImageDataset(paths[1:3], 32).check_readable("the list")
+
+
+def test_uint8_batches_reach_the_model_as_the_float_normalisation_made_them():
+    """The loader sends uint8 in the model's layout; on the device they become bit for bit what
+    ``to_model`` (x / 127.5 - 1 in NumPy) makes of the pictures, for every value and both channel orders."""
+    rng = np.random.default_rng(5)
+    pictures = np.concatenate([np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3),
+                               rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)])
+    for order in ("RGB", "BGR"):
+        sent = to_model_layout(pictures, order)
+        assert sent.dtype == np.uint8 and sent.nbytes * 4 == to_model(pictures, order).nbytes
+        on_device = to_model_on_device(sent)
+        assert on_device.dtype == paddle.float32
+        assert np.array_equal(on_device.numpy(), to_model(pictures, order))
+    assert np.array_equal(to_model_layout(pictures, "BGR")[:, 0], pictures[..., 2])
 
 
 def test_batches_resume_exactly_and_cover_each_epoch():

@@ -113,6 +113,10 @@ def test_benchmarks_print_their_numbers(project):
     result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
                          "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1", cwd=project)
     assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr
+    result = run_command("benchmarks/step_memory.py", "--set", "image_size=32", "hole_size=16", "max_delta=4",
+                         "cnum=8", "critic_steps=1", "onednn=false", cwd=project)
+    peaks = re.findall(r"(critic|generator) update (\d+) MiB", result.stdout)
+    assert result.returncode == 0 and [kind for kind, _ in peaks] == ["critic", "generator"], result.stderr
     result = run_command("benchmarks/hd_strategy.py", "--strategy", "crop", "--size", "600", "--hole", "16",
                          "--repeats", "1", cwd=project)
     assert result.returncode == 0, result.stderr

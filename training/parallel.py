@@ -35,7 +35,9 @@ class DataParallel:
         return slice(self.rank * share, (self.rank + 1) * share)
 
     def average_gradients(self, parameters: list) -> None:
-        """Replace each gradient by its mean over the processes (one flat all-reduce)."""
+        """Replace each gradient by its mean over the processes (one flat all-reduce), in place on the
+        device. Not ``Tensor.set_value``: on Paddle 2.6 it hands the new value to the tensor's ``set`` as an
+        array, which copies it to the host and back (3.x copies on the device)."""
         if self.world == 1:
             return
         grads = [p.grad for p in parameters if p.grad is not None]
@@ -44,7 +46,7 @@ class DataParallel:
         flat = flat / self.world
         offset = 0
         for grad in grads:
-            grad.set_value(flat[offset:offset + grad.size].reshape(grad.shape))
+            paddle.assign(flat[offset:offset + grad.size].reshape(grad.shape), output=grad)
             offset += grad.size
 
     def average(self, values: paddle.Tensor) -> paddle.Tensor:

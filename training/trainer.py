@@ -20,6 +20,7 @@ from training.algorithm_v2 import NetworksV2
 from training.parallel import DataParallel
 from training.validation import Validation
 from utils.config import Config
+from utils.pixels import to_model_on_device
 
 
 STOP_PATIENCE_SECONDS = 10.0
@@ -130,7 +131,7 @@ class Trainer:
                                     c.per_image_masks, c.mask_type)
         holes = masks[self.share]
         known = float(1.0 - masks.mean(dtype=np.float64)) if self.world > 1 else None
-        return Batch(paddle.to_tensor(images), paddle.to_tensor(holes), boxes[self.share], holes, known)
+        return Batch(to_model_on_device(images), paddle.to_tensor(holes), boxes[self.share], holes, known)
 
     def critic_step(self) -> dict[str, float]:
         """One critic update on a fresh batch, with fresh interpolation factors for the penalty (v1)."""
