@@ -81,6 +81,22 @@ def golden_checkpoint(tmp_path_factory, golden_tf_checkpoint) -> str:
 
 
 @pytest.fixture(scope="session")
+def golden_v2_tf_checkpoint(tmp_path_factory) -> str:
+    """A folder holding the v2 golden TF checkpoint, as a v2 release folder holds one."""
+    from tests import golden_v2_data
+    return golden_v2_data.write_v2_bundle(str(tmp_path_factory.mktemp("golden_v2") / "tf_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def golden_v2_checkpoint(tmp_path_factory, golden_v2_tf_checkpoint) -> str:
+    """The v2 golden TF checkpoint converted with the real command line (DeepFill v2, cnum 48, 256/128)."""
+    out = str(tmp_path_factory.mktemp("converted_v2") / "official_v2_golden.pdparams")
+    result = run_command("tools/convert_tf_checkpoint.py", golden_v2_tf_checkpoint, out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def shared_golden() -> str:
     """The full golden data, ../shared/golden/official_v1, for extra checks; skipped when it is absent."""
     if not os.path.isdir(golden_data.SHARED_GOLDEN_DIR):
