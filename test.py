@@ -48,7 +48,7 @@ def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]
     parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
     parser.add_argument("--checkpoint", help="weights: a file, a training run folder (its latest), a "
                         "converted official checkpoint or a pretrained name (places2, celeba, celebahq, "
-                        "imagenet) (default: checkpoint, else run_dir)")
+                        "imagenet, places2_v2, celebahq_v2) (default: checkpoint, else run_dir)")
     parser.add_argument("--data", help="validation images: folder, file list or 'demo' (default: val_data)")
     parser.add_argument("--mask", help="box (v1's training holes), center (hole_size square), free_form (v2's "
                         "training holes: brush strokes and the box) or a folder of mask pictures, white = hole "
