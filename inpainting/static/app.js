@@ -257,8 +257,16 @@ function setBusy(busy, label = "Filling…") {
 async function fill() {
   if (state.busy) return;
   if (!state.picture) { showError("Open a picture first."); return; }
+  // Say "filling" from the click on (before the mask is encoded), so that whoever waits for the fill's end
+  // never mistakes the previous fill's "filled" for it.
+  const previousState = document.body.dataset.state;
+  document.body.dataset.state = "filling";
   const mask = await maskBlob();
-  if (!mask) { showError("Paint over what should be filled first (or load a mask file)."); return; }
+  if (!mask) {
+    document.body.dataset.state = previousState;
+    showError("Paint over what should be filled first (or load a mask file).");
+    return;
+  }
   const form = new FormData();
   form.append("image", state.picture.blob, state.picture.name);
   form.append("mask", mask, "mask.png");
