@@ -4,33 +4,22 @@
 
 Open the address it prints. The API (``POST /api/inpaint``, ``GET /api/model``, ``GET /health``) is
 described at ``/docs``. Without ``--checkpoint`` the newest checkpoint you have is used: a pretrained model
-from the cache folder (``$DEEPFILL_HOME``, default ``~/.cache/deepfill``), else the demo run
-``checkpoints/demo``.
+from the cache folder (``$DEEPFILL_HOME``, default ``~/.cache/deepfill``), a DeepFill v2 one (made for
+brush strokes) before a v1 one, else the demo run ``checkpoints/demo``. The page says which model runs and,
+when the cache holds several, offers a menu to switch between them.
 """
 from __future__ import annotations
 
-import os
 import socket
 
 from utils.environment import prepare_paddle
 
 prepare_paddle()
 
-import paddle  # noqa: E402
-
-from inpainting.inpainter import Inpainter  # noqa: E402
-from inpainting.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, Model, create_app, default_checkpoint  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
+from inpainting.served_model import open_served  # noqa: E402
+from inpainting.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app, default_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
-
-def model_name(requested: str, path: str) -> str:
-    """What the page calls the model: a pretrained name as given, a file's name, or run folder @ step."""
-    if not os.path.exists(requested):
-        return requested
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return f"{os.path.basename(os.path.normpath(requested))} @ {stem}" if os.path.isdir(requested) else stem
-
 
 def listen(host: str, port: int) -> socket.socket:
     """Bind the listening socket here, so that a busy port is one clear line instead of a server log."""
@@ -48,7 +37,8 @@ def listen(host: str, port: int) -> socket.socket:
 def main() -> None:
     parser = ArgumentParser(prog="app.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="pretrained name, .pdparams file or training run folder "
-                                             "(default: the newest in the cache, else checkpoints/demo)")
+                                             "(default: the newest v2 in the cache, else the newest v1, else "
+                                             "checkpoints/demo)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (0.0.0.0 opens it to your network; there is no login)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (0: any free port)")
@@ -63,17 +53,15 @@ def main() -> None:
 
     sock = listen(args.host, args.port)
     requested = args.checkpoint or default_checkpoint()
-    checkpoint = load_checkpoint(requested)
     pick_device(args.device)
-    model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec,
-                  model_name(requested, checkpoint.path), paddle.device.get_device())
+    model = open_served(requested)
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))
 
     import uvicorn
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"DeepFill v1 ({model.name}, {checkpoint.path}) at http://{shown}:{port}/ — API docs at "
-          f"http://{shown}:{port}/docs; Ctrl-C stops", flush=True)
+    print(f"DeepFill v{model.spec.version} ({model.name}, {model.trained_on}) at http://{shown}:{port}/ — API "
+          f"docs at http://{shown}:{port}/docs; Ctrl-C stops", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 

@@ -3,8 +3,9 @@
     python inpaint.py --checkpoint CKPT --image IMG --mask MASK --output OUT [--flow FLOW.png]
                       [--hd-strategy full|crop|resize|auto]
 
-CKPT may be a pretrained name (places2, celeba, celebahq, imagenet): the official model is downloaded and
-converted on first use and kept in $DEEPFILL_HOME (see tools/download_pretrained.py).
+CKPT may be a pretrained name (v1: places2, celeba, celebahq, imagenet; v2, for free-form holes: places2_v2,
+celebahq_v2): the official model is downloaded and converted on first use and kept in $DEEPFILL_HOME (see
+tools/download_pretrained.py).
 
 IMG/OUT may be folders: every image in IMG is done, with MASK either one mask for all or a folder of
 masks with the same file names; a picture that cannot be done (unreadable, too large, no matching size) is
@@ -35,7 +36,8 @@ def main() -> None:
     parser = ArgumentParser(prog="inpaint.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True,
                         help="our .pdparams (trained or converted), a training run's folder (→ latest), a "
-                             "pretrained name: places2, celeba, celebahq, imagenet (fetched on first use), or "
+                             "pretrained name: places2, celeba, celebahq, imagenet, places2_v2, celebahq_v2 "
+                             "(fetched on first use), or "
                              "a folder written by tools/export_model.py")
     parser.add_argument("--image", required=True, help="image file, or a folder of images")
     parser.add_argument("--mask", required=True, help="mask file (white = hole), or a folder of masks")

@@ -8,9 +8,10 @@ that see the same images and the same holes.
 Each picture gives ``val_windows`` views: with 1, the centre of the training view (``image_fit``); with
 N > 1, N ``image_size`` windows cut as training cuts them, at positions drawn from (seed, picture, window).
 Each view gets a hole that depends only on its place in the list of views: ``--mask box`` draws the
-training recipe's box from (seed, place), ``--mask center`` is the paper's centred ``hole_size`` square and
-``--mask DIR`` gives view i the i-th mask file of DIR (sorted; white = hole; resized to the image). Every
-run and every method therefore sees the same views and holes. Unreadable images (damaged, foreign,
+training recipe's box from (seed, place), ``--mask center`` is the paper's centred ``hole_size`` square,
+``--mask free_form`` draws DeepFill v2's training holes (its brush strokes united with the box) from (seed,
+place), and ``--mask DIR`` gives view i the i-th mask file of DIR (sorted; white = hole; resized to the
+image). Every run and every method therefore sees the same views and holes. Unreadable images (damaged, foreign,
 declaring more than ``max_image_pixels``) are skipped, named on stderr and counted in the report.
 ``--report`` and ``--save-dir`` are checked writable before any work.
 
@@ -47,10 +48,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[Config, argparse.Namespace]
     parser.add_argument("--config", help=f"YAML settings (default: the demo, {os.path.relpath(DEMO_CONFIG)})")
     parser.add_argument("--checkpoint", help="weights: a file, a training run folder (its latest), a "
                         "converted official checkpoint or a pretrained name (places2, celeba, celebahq, "
-                        "imagenet) (default: checkpoint, else run_dir)")
+                        "imagenet, places2_v2, celebahq_v2) (default: checkpoint, else run_dir)")
     parser.add_argument("--data", help="validation images: folder, file list or 'demo' (default: val_data)")
-    parser.add_argument("--mask", help="box (training holes), center (hole_size square) or a folder of mask "
-                        "pictures, white = hole (default: val_mask)")
+    parser.add_argument("--mask", help="box (v1's training holes), center (hole_size square), free_form (v2's "
+                        "training holes: brush strokes and the box) or a folder of mask pictures, white = hole "
+                        "(default: val_mask)")
     parser.add_argument("--baselines", help=f"comma-separated, from {', '.join(BASELINES)}; '' for none "
                         "(default: baselines)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images (default: val_count)")

@@ -63,8 +63,9 @@ class Inpainter:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> "Inpainter":
-        """Load ``places2``, ``celeba``, ``celebahq`` or ``imagenet`` (downloaded, converted and cached on
-        first use), or a checkpoint file / training run folder. ``device``: auto, cpu, gpu or gpu:N."""
+        """Load ``places2``, ``celeba``, ``celebahq``, ``imagenet`` (DeepFill v1) or ``places2_v2``,
+        ``celebahq_v2`` (DeepFill v2; downloaded, converted and cached on first use), or a checkpoint file /
+        training run folder. ``device``: auto, cpu, gpu or gpu:N."""
         return cls(load_checkpoint(os.fspath(name_or_path)), device)
 
     def __call__(self, image: object, mask: object) -> np.ndarray:

@@ -11,7 +11,7 @@ validation during training are both built on it.
 """
 from evaluation.baselines import usable_baselines
 from evaluation.geometry import evaluation_geometry
-from evaluation.holes import HoleSource, box_hole, center_hole, file_hole, hole_source
+from evaluation.holes import HoleSource, box_hole, center_hole, file_hole, free_form_hole, hole_source
 from evaluation.outputs import check_outputs, write_report
 from evaluation.pictures import MODEL, SHEET_ROWS, TITLES, grid_titles
 from evaluation.report import Report, finite_or_none, table
@@ -21,6 +21,7 @@ from evaluation.views import (View, check_readable, check_stems, load_truth, loa
 
 __all__ = ["Evaluation", "Fill", "HoleSource", "MODEL", "Report", "SHEET_ROWS", "TITLES", "View", "box_hole",
            "center_hole", "check_outputs", "check_readable", "check_stems", "evaluate", "evaluate_pictures",
-           "evaluation_geometry", "file_hole", "finite_or_none", "grid_titles", "hole_source", "load_truth",
+           "evaluation_geometry", "file_hole", "finite_or_none", "free_form_hole", "grid_titles", "hole_source",
+           "load_truth",
            "load_views", "picture_views", "read_views", "table", "usable_baselines", "view_stem",
            "write_report"]

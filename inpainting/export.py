@@ -4,8 +4,9 @@
 What is exported is the official full graph — the coarse network, the paste, the refinement network's two
 branches and the contextual attention over every position (``models.attention_graph``) — with a dynamic
 batch, height and width, not the hole-only shortcut ``inpaint.py`` runs eagerly (whose work depends on
-the hole). It is the ``InpaintGenerator``'s own layers called in its own order; only the attention is the
-traceable form of the same computation.
+the hole). It is the generator's own layers called in its own order; only the attention is the
+traceable form of the same computation. DeepFill v2's ``GatedGenerator`` has the same stages under the
+same names (gated layers, stage 2 reading the picture alone), so either generation exports alike.
 
 Inputs: ``image`` N×3×H×W float32 on [-1, 1] in the checkpoint's channel order, the hole zeroed; ``mask``
 1×1×H×W (one hole for the batch) or N×1×H×W (one per image), 1 = hole; H and W multiples of 8. Outputs:
@@ -220,7 +221,7 @@ def describe(checkpoint: Checkpoint, formats: tuple[str, ...], files: dict, chec
     spec = checkpoint.spec
     return {
         "format": EXPORT_FORMAT,
-        "model": "DeepFill v1 generator, official full graph (contextual attention included)",
+        "model": f"DeepFill v{spec.version} generator, official full graph (contextual attention included)",
         "channel_order": spec.channel_order,
         "value_range": [-1.0, 1.0],
         "side_multiple": MULTIPLE,
@@ -306,7 +307,7 @@ def read_export(folder: str) -> dict:
     except (OSError, ValueError) as error:
         raise UserError(f"{path} is not readable ({type(error).__name__})") from None
     if not isinstance(info, dict) or info.get("format") != EXPORT_FORMAT or not isinstance(info.get("files"), dict):
-        raise UserError(f"{path} does not describe an exported DeepFill v1 model")
+        raise UserError(f"{path} does not describe an exported DeepFill model")
     if info.get("channel_order") not in ("RGB", "BGR"):
         raise UserError(f"{path} has no valid channel_order")
     return info

@@ -2,6 +2,8 @@
 
 One model call at a time: every fill (decoding, the model, encoding) runs on a single worker thread, so
 requests queue up instead of competing for memory, and the event loop stays free to answer ``/health``.
+Switching to another model of the menu (``inpainting.served_model``) runs on the same thread: fills queued
+before it use the old model, fills after it the new one, and only one model is held in memory.
 Decoding runs there too, because ``decode_image`` briefly redirects the process's stderr. Uploads are
 decoded only by ``utils.image_io`` (``decode_image``, ``mask_from_image``), with the checks the command line
 gets. Every refusal is JSON ``{"error": "..."}`` with a status that says whose fault it is.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import glob
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,36 +28,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from inpainting.inpainter import Inpainter, TooLarge
+from inpainting.inpainter import TooLarge
+from inpainting.served_model import DEMO_RUN, Model, default_checkpoint, menu, open_served
 from inpainting.strategy import CHOICES, auto_crop_side, fill_picture
-from models.checkpoint_file import latest_checkpoint
-from models.pretrained import cache_home, is_pretrained_name
-from models.spec import ModelSpec
 from utils.errors import UserError
 from utils.image_io import ImageTooLarge, decode_image, encode_image, image_size_from_header, mask_from_image
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_PIXELS = 25_000_000     # a 6000×4000 camera photo; "full" refuses far less, by memory (413)
 DEFAULT_MAX_WAITING = 8
-DEMO_RUN = os.path.join("checkpoints", "demo")
-
-
-def default_checkpoint() -> str:
-    """The newest checkpoint the user has: the most recently fetched pretrained model (by name, so that
-    its checksum is verified on loading), else the demo run (relative to the current folder, where
-    ``python train.py`` writes it)."""
-    cached = [path for path in glob.glob(os.path.join(cache_home(), "*.pdparams"))
-              if is_pretrained_name(os.path.splitext(os.path.basename(path))[0])]
-    if cached:
-        return os.path.splitext(os.path.basename(max(cached, key=os.path.getmtime)))[0]
-    try:
-        latest_checkpoint(DEMO_RUN)
-        return DEMO_RUN
-    except UserError:
-        pass
-    raise UserError(f"no checkpoint found (none in {cache_home()}, none in {DEMO_RUN}): get the pretrained "
-                    "Places2 model with `python tools/download_pretrained.py places2`, or train the demo with "
-                    "`python train.py`, or pass --checkpoint PATH")
+__all__ = ["DEMO_RUN", "Model", "create_app", "default_checkpoint"]
 
 
 BYTES_PER_PIXEL_UPLOAD = 8          # 16-bit RGBA, uncompressed: no real picture file is larger per pixel
@@ -71,15 +53,6 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
-class Model:
-    """What the app serves: the inpainter and the record of its weights."""
-    inpainter: Inpainter
-    spec: ModelSpec
-    name: str
-    device: str
-
-
-@dataclass(frozen=True)
 class Answer:
     """One finished fill, encoded."""
     png: bytes
@@ -88,6 +61,7 @@ class Answer:
     seconds: float
     width: int
     height: int
+    model: str
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -117,9 +91,11 @@ def _decode(data: bytes, what: str, filename: str | None, max_pixels: int) -> np
         raise ApiError(400, str(error)) from None
 
 
-def fill_request(model: Model, image_data: bytes, image_name: str | None, mask_data: bytes,
+def fill_request(served: dict[str, Model], image_data: bytes, image_name: str | None, mask_data: bytes,
                  mask_name: str | None, strategy: str, flow: bool, max_pixels: int) -> Answer:
-    """Decode, check, fill and encode one request (runs on the worker thread)."""
+    """Decode, check, fill and encode one request (runs on the worker thread, with the model served when
+    its turn comes)."""
+    model = served["model"]
     start = time.perf_counter()
     original = _decode(image_data, "image", image_name, max_pixels)
     height, width = original.shape[:2]
@@ -139,7 +115,21 @@ def fill_request(model: Model, image_data: bytes, image_name: str | None, mask_d
         raise ApiError(400, str(error)) from None
     png = encode_image(filled.picture)
     flow_png = encode_image(filled.flow[:, :, ::-1]) if flow else None
-    return Answer(png, flow_png, filled.mode, time.perf_counter() - start, width, height)
+    return Answer(png, flow_png, filled.mode, time.perf_counter() - start, width, height, model.name)
+
+
+def switch_model(served: dict[str, Model], name: str, reference: str) -> Model:
+    """Serve model ``name`` (loaded from ``reference``) from now on (runs on the worker thread); the old
+    model is let go first, so that two models never share the memory."""
+    if served["model"].name == name:
+        return served["model"]
+    previous = served.pop("model")
+    try:
+        served["model"] = open_served(reference)
+    except UserError:
+        served["model"] = previous
+        raise
+    return served["model"]
 
 
 _INPAINT_BODY = {
@@ -162,9 +152,10 @@ _INPAINT_BODY = {
 }
 _INPAINT_RESPONSES = {
     200: {"description": "the filled picture, in the image's own layout, identical outside the hole; headers "
-                         "X-HD-Strategy (the mode that ran) and X-Fill-Seconds",
+                         "X-HD-Strategy (the mode that ran) and X-Fill-Seconds; as JSON also the model's name",
           "content": {"image/png": {}, "application/json": {"example": {
-              "image": "<base64 PNG>", "flow": "<base64 PNG>", "hd_strategy": "full", "seconds": 0.4}}}},
+              "image": "<base64 PNG>", "flow": "<base64 PNG>", "hd_strategy": "full", "seconds": 0.4,
+              "model": "places2_v2"}}}},
     400: {"description": "not an image, mask of another size, empty mask, missing field, bad option"},
     413: {"description": "over the pixel limit, or more than the memory available holds"},
     415: {"description": "the request is not multipart/form-data"},
@@ -174,17 +165,19 @@ _INPAINT_RESPONSES = {
 
 def create_app(model: Model, max_pixels: int = DEFAULT_MAX_PIXELS, max_waiting: int = DEFAULT_MAX_WAITING,
                log: Callable[[str], None] = print) -> FastAPI:
-    """The FastAPI application: ``/`` (the page), ``/api/inpaint``, ``/api/model``, ``/health``, ``/docs``."""
+    """The FastAPI application: ``/`` (the page), ``/api/inpaint``, ``/api/model`` (GET: the model served
+    and the menu; POST: switch), ``/health``, ``/docs``. ``model`` is the model served first."""
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaint")
+    served, first = {"model": model}, model
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         worker.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="DeepFill v1 inpainting", lifespan=lifespan,
-                  description="Paint the hole, get the fill: the paper's model with its attention picture.",
-                  version="1.1.0")
+    app = FastAPI(title="DeepFill inpainting", lifespan=lifespan,
+                  description="Paint the hole, get the fill: DeepFill v1 or v2 with its attention picture.",
+                  version="1.2.0")
     queue = {"waiting": 0}
     max_bytes = max_pixels * BYTES_PER_PIXEL_UPLOAD * 2 + 2 ** 20
 
@@ -215,12 +208,42 @@ def create_app(model: Model, max_pixels: int = DEFAULT_MAX_PIXELS, max_waiting: 
     async def health() -> dict[str, Any]:
         return {"status": "ok", "waiting": queue["waiting"]}
 
-    @app.get("/api/model", summary="The loaded model: name, source, channel order, training geometry")
-    async def model_info() -> dict[str, Any]:
-        return {"name": model.name, "source": model.spec.source, "channel_order": model.spec.channel_order,
-                "image_size": model.spec.image_size, "hole_size": model.spec.hole_size, "cnum": model.spec.cnum,
-                "device": model.device, "max_pixels": max_pixels, "hd_strategies": list(CHOICES),
-                "auto_crop_side": auto_crop_side(model.spec.image_size)}
+    def model_info() -> dict[str, Any]:
+        current = served["model"]
+        return {**current.describe(), "max_pixels": max_pixels, "hd_strategies": list(CHOICES),
+                "auto_crop_side": auto_crop_side(current.spec.image_size), "models": menu(first.name)}
+
+    async def queued(job: Callable[..., Any], *args: Any) -> Any:
+        """Run ``job`` on the worker thread after what is already waiting (503 when too much is)."""
+        if queue["waiting"] >= max_waiting:
+            raise ApiError(503, f"{queue['waiting']} fills are already queued; try again in a moment")
+        queue["waiting"] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(worker, job, *args)
+        finally:
+            queue["waiting"] -= 1
+
+    @app.get("/api/model", summary="The model served (name, DeepFill version, what it was trained on, "
+                                   "channel order, training geometry) and the menu of models it can switch to")
+    async def get_model() -> dict[str, Any]:
+        return model_info()
+
+    @app.post("/api/model", summary="Serve another model of the menu: JSON {\"name\": NAME}; answers as GET")
+    async def set_model(request: Request) -> dict[str, Any]:
+        try:
+            name = json.loads(await request.body())["name"]
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, 'send JSON {"name": NAME}, NAME one of GET /api/model\'s "models"') from None
+        choices = menu(first.name)
+        if name not in choices:
+            raise ApiError(400, f"no model {name!r} here; choose one of {', '.join(map(str, choices))}")
+        reference = (first.reference or first.name) if name == first.name else name
+        try:
+            loaded = await queued(switch_model, served, name, reference)
+        except UserError as error:
+            raise ApiError(500, f"cannot load {name}: {error}") from None
+        log(f"now serving {loaded.name} (DeepFill v{loaded.spec.version})")
+        return model_info()
 
     @app.post("/api/inpaint", summary="Fill the white part of the mask in the image",
               response_class=Response, openapi_extra={"requestBody": _INPAINT_BODY}, responses=_INPAINT_RESPONSES)
@@ -249,21 +272,14 @@ def create_app(model: Model, max_pixels: int = DEFAULT_MAX_PIXELS, max_waiting: 
         strategy = str(form.get("hd_strategy", "full"))
         if strategy not in CHOICES:
             raise ApiError(400, f"hd_strategy must be one of {', '.join(CHOICES)}, got {strategy!r}")
-        if queue["waiting"] >= max_waiting:
-            raise ApiError(503, f"{queue['waiting']} fills are already queued; try again in a moment")
-        queue["waiting"] += 1
-        try:
-            answer = await asyncio.get_running_loop().run_in_executor(
-                worker, fill_request, model, *parts["image"], *parts["mask"], strategy, flow, max_pixels)
-        finally:
-            queue["waiting"] -= 1
-        log(f"filled {answer.width}x{answer.height} ({answer.mode}) in {answer.seconds:.2f} s")
+        answer = await queued(fill_request, served, *parts["image"], *parts["mask"], strategy, flow, max_pixels)
+        log(f"filled {answer.width}x{answer.height} ({answer.mode}) in {answer.seconds:.2f} s with {answer.model}")
         headers = {"X-HD-Strategy": answer.mode, "X-Fill-Seconds": f"{answer.seconds:.3f}"}
         if flow:
             return JSONResponse({"image": base64.b64encode(answer.png).decode("ascii"),
                                  "flow": base64.b64encode(answer.flow_png).decode("ascii"),
-                                 "hd_strategy": answer.mode, "seconds": round(answer.seconds, 3)},
-                                headers=headers)
+                                 "hd_strategy": answer.mode, "seconds": round(answer.seconds, 3),
+                                 "model": answer.model}, headers=headers)
         return Response(answer.png, media_type="image/png", headers=headers)
 
     return app

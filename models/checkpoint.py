@@ -1,7 +1,7 @@
 """Opening a checkpoint by any reference a user may give: a checkpoint file, a training run's folder (its
-latest checkpoint) or a pretrained name (``places2``, ``celeba``, ``celebahq``, ``imagenet``: fetched into the
-cache of ``models.pretrained`` on first use, checksum verified). The file format itself is
-``models.checkpoint_file``.
+latest checkpoint) or a pretrained name (``places2``, ``celeba``, ``celebahq``, ``imagenet``, ``places2_v2``,
+``celebahq_v2``: fetched into the cache of ``models.pretrained`` on first use, checksum verified). The file
+format itself is ``models.checkpoint_file``.
 """
 from __future__ import annotations
 

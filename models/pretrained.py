@@ -1,13 +1,15 @@
 """The official release models by name: fetched once, converted, kept in a cache folder, checked on every use.
 
-``places2``, ``celeba``, ``celebahq`` and ``imagenet`` are the models of the official v1.0.0 release
-(256×256, BGR), published as Google Drive folders. The first use of a name downloads its folder (with
+``places2``, ``celeba``, ``celebahq`` and ``imagenet`` are the DeepFill v1 models of the official v1.0.0
+release; ``places2_v2`` and ``celebahq_v2`` the DeepFill v2 models of the v2.0.0 release (all 256×256, BGR),
+published as Google Drive folders. The first use of a name downloads its folder (with
 ``gdown``; or from a plain HTTP(S) mirror, or a folder downloaded by hand), checks that the TF bundle is
 complete and is not a web page (Drive answers its quota and permission errors with HTML), converts it
-(``models.tf_convert``) and keeps the result as ``NAME.pdparams`` in ``$DEEPFILL_HOME`` (default
-``~/.cache/deepfill``) with its sha256 beside it in ``NAME.sha256`` (``sha256sum -c`` format). Every later
-use verifies that checksum, so a damaged file is refused with the command that fetches it again rather than
-loaded as a silently wrong model.
+(``models.tf_convert``: the generator and critic the official graph names, optimiser state dropped) and
+checks that it is the generation the name promises, then keeps the result as ``NAME.pdparams`` in
+``$DEEPFILL_HOME`` (default ``~/.cache/deepfill``) with its sha256 beside it in ``NAME.sha256`` (``sha256sum
+-c`` format). Every later use verifies that checksum, so a damaged file is refused with the command that
+fetches it again rather than loaded as a silently wrong model.
 
 All work happens in a temporary folder inside the cache folder and the finished files are renamed into
 place, the checksum last: an interrupted download or conversion leaves no entry. A lock per name lets the
@@ -48,11 +50,13 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Release:
-    """One model of the official release: its name here, what it was trained on, its Drive folder."""
+    """One model of the official releases: its name here, what it was trained on, its Drive folder and
+    its DeepFill generation (the v1.0.0 or the v2.0.0 release)."""
 
     name: str
     dataset: str
     drive_folder: str
+    version: int = 1
 
     @property
     def drive_url(self) -> str:
@@ -61,7 +65,7 @@ class Release:
     @property
     def source(self) -> str:
         """What the converted file's model record names as its origin."""
-        return f"pretrained {self.name} (official v1.0.0 release, {self.dataset})"
+        return f"pretrained {self.name} (official v{self.version}.0.0 release, {self.dataset})"
 
     def manual_steps(self) -> str:
         """What to do when the automatic download cannot work: one sentence, for the end of an error."""
@@ -69,12 +73,14 @@ class Release:
                 f"{self.name} --from DIR")
 
 
-# Folder ids from the "Pretrained models" section of the official README, branch v1.0.0.
+# Folder ids from the "Pretrained models" section of the official README: branch v1.0.0 for v1, master for v2.
 RELEASES = {release.name: release for release in (
     Release("places2", "Places2", "1M3AFy7x9DqXaI-fINSynW7FJSXYROfv-"),
     Release("celeba", "CelebA", "1sP8ViF3mxUMN--xpKqonEeW9d8S8pJEo"),
     Release("celebahq", "CelebA-HQ", "1lpluFXyWDxTY6wcjixQGWX8jxUUMlyBW"),
     Release("imagenet", "ImageNet", "136APWSdPRAF7-XoS8sMBTLV-X3f-ogE0"),
+    Release("places2_v2", "Places2", "1y7Irxm3HSHGvp546hZdAZwuNmhLUVcjO", version=2),
+    Release("celebahq_v2", "CelebA-HQ", "1uvcDgMer-4hgWlm6_G9xjvEQGP8neW15", version=2),
 )}
 
 
@@ -182,6 +188,9 @@ def _fill(model: Release, folder: str | None, url: str | None, force: bool) -> s
     with tempfile.TemporaryDirectory(dir=cache_home(), prefix=f".tmp-{name}-") as work:
         bundle = _bundle_in(folder, folder, model) if folder is not None else _download(model, url, work)
         spec, weights = convert(bundle, source=model.source)
+        if spec.version != model.version:
+            raise UserError(f"the release files given for {name} hold DeepFill v{spec.version}, but {name} is the "
+                            f"official DeepFill v{model.version} model; {model.manual_steps()}")
         converted = os.path.join(work, f"{name}.pdparams")
         save_checkpoint(converted, spec, weights)
         os.chmod(converted, 0o666 & ~_umask())        # written private; a shared cache must be readable

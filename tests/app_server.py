@@ -40,9 +40,11 @@ def _drain(process: subprocess.Popen, lines: list[str], started: threading.Event
 
 
 @contextmanager
-def serving(checkpoint: str, *extra: str, cwd: str = ROOT) -> Iterator[Server]:
-    """Run ``app.py --checkpoint CHECKPOINT --port 0 EXTRA...`` until the block ends."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH"))))}
+def serving(checkpoint: str, *extra: str, cwd: str = ROOT, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``app.py --checkpoint CHECKPOINT --port 0 EXTRA...`` (with ``env`` added to the environment) until
+    the block ends."""
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH"))))}
     with tempfile.NamedTemporaryFile("w+", prefix="app_stderr_", suffix=".txt", delete=False) as errors:
         pass
     with open(errors.name, "w") as stderr:

@@ -81,6 +81,22 @@ def golden_checkpoint(tmp_path_factory, golden_tf_checkpoint) -> str:
 
 
 @pytest.fixture(scope="session")
+def golden_v2_tf_checkpoint(tmp_path_factory) -> str:
+    """A folder holding the v2 golden TF checkpoint, as a v2 release folder holds one."""
+    from tests import golden_v2_data
+    return golden_v2_data.write_v2_bundle(str(tmp_path_factory.mktemp("golden_v2") / "tf_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def golden_v2_checkpoint(tmp_path_factory, golden_v2_tf_checkpoint) -> str:
+    """The v2 golden TF checkpoint converted with the real command line (DeepFill v2, cnum 48, 256/128)."""
+    out = str(tmp_path_factory.mktemp("converted_v2") / "official_v2_golden.pdparams")
+    result = run_command("tools/convert_tf_checkpoint.py", golden_v2_tf_checkpoint, out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
 def shared_golden() -> str:
     """The full golden data, ../shared/golden/official_v1, for extra checks; skipped when it is absent."""
     if not os.path.isdir(golden_data.SHARED_GOLDEN_DIR):
@@ -92,9 +108,37 @@ APP_MAX_PIXELS = 256 * 256
 
 
 @pytest.fixture(scope="session")
-def app_server(golden_checkpoint):
-    """``app.py`` serving the golden checkpoint on 127.0.0.1 (pictures over 256×256 refused), for the API
-    and the browser tests; stopped at the end of the session."""
+def app_server(golden_checkpoint, tmp_path_factory):
+    """``app.py`` serving the golden checkpoint on 127.0.0.1 (pictures over 256×256 refused, an empty
+    cache folder), for the API and the browser tests; stopped at the end of the session."""
     from tests.app_server import serving
-    with serving(golden_checkpoint, "--max-pixels", str(APP_MAX_PIXELS)) as server:
+    home = str(tmp_path_factory.mktemp("empty_cache"))
+    with serving(golden_checkpoint, "--max-pixels", str(APP_MAX_PIXELS), env={"DEEPFILL_HOME": home}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def model_cache(golden_tf_checkpoint, golden_v2_tf_checkpoint, tmp_path_factory) -> str:
+    """A cache folder ($DEEPFILL_HOME) holding ``places2`` (the golden v1 bundle) and, fetched before it,
+    ``places2_v2`` (the golden v2 bundle), converted by ``models.pretrained`` as a download would be."""
+    from models import pretrained
+    home = str(tmp_path_factory.mktemp("model_cache"))
+    previous = os.environ.get(pretrained.HOME_VARIABLE)
+    os.environ[pretrained.HOME_VARIABLE] = home
+    try:
+        pretrained.fetch("places2_v2", folder=golden_v2_tf_checkpoint)
+        pretrained.fetch("places2", folder=golden_tf_checkpoint)
+    finally:
+        if previous is None:
+            del os.environ[pretrained.HOME_VARIABLE]
+        else:
+            os.environ[pretrained.HOME_VARIABLE] = previous
+    return home
+
+
+@pytest.fixture(scope="session")
+def menu_server(model_cache):
+    """``app.py --checkpoint places2_v2`` with ``model_cache``: two models in its menu."""
+    from tests.app_server import serving
+    with serving("places2_v2", "--max-pixels", str(APP_MAX_PIXELS), env={"DEEPFILL_HOME": model_cache}) as server:
         yield server

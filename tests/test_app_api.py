@@ -117,11 +117,55 @@ def test_model_and_health(server):
     model = json.loads(body)
     assert status == 200 and model["name"] == "official_golden" and model["channel_order"] == "BGR"
     assert (model["image_size"], model["hole_size"], model["max_pixels"]) == (128, 64, APP_MAX_PIXELS)
-    assert model["source"]
+    assert model["source"] and model["version"] == 1 and model["models"] == ["official_golden"]
+    assert model["trained_on"] == f"{model['source']}, 128×128 pictures with boxes"
     status, _, body = request(server.url + "/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
     status, _, body = request(server.url + "/openapi.json")
     assert status == 200 and {"/api/inpaint", "/api/model", "/health"} <= set(json.loads(body)["paths"])
+
+
+def post_json(url: str, body: bytes) -> tuple[int, dict]:
+    status, _, answer = request(url, body, "application/json")
+    return status, json.loads(answer)
+
+
+def cli_fill(checkpoint: str, files: dict[str, str], output: str, cache: str) -> bytes:
+    result = run_command("inpaint.py", "--checkpoint", checkpoint, "--image", files["image"], "--mask",
+                         files["mask"], "--output", output, env={"DEEPFILL_HOME": cache})
+    assert result.returncode == 0, result.stderr
+    with open(output, "rb") as handle:
+        return handle.read()
+
+
+def test_the_menu_switches_between_the_cached_models(menu_server, model_cache, files, tmp_path):
+    """``--checkpoint places2_v2`` serves DeepFill v2; the menu holds both cached releases; switching loads
+    the other on the server, and each fill is what inpaint.py gives with that model."""
+    url = menu_server.url
+    model = json.loads(request(url + "/api/model")[2])
+    assert (model["name"], model["version"], model["cnum"]) == ("places2_v2", 2, 48)
+    assert model["trained_on"] == "Places2, 256×256 pictures with boxes and free-form brush strokes"
+    assert model["source"] == "pretrained places2_v2 (official v2.0.0 release, Places2)"
+    assert model["models"] == ["places2", "places2_v2"]
+    status, _, body = inpaint(menu_server, files["image"], files["mask"], flow="true")
+    answer = json.loads(body)
+    assert status == 200 and answer["model"] == "places2_v2"
+    assert base64.b64decode(answer["image"]) == cli_fill("places2_v2", files, str(tmp_path / "v2.png"), model_cache)
+
+    status, switched = post_json(url + "/api/model", b'{"name": "places2"}')
+    assert status == 200 and (switched["name"], switched["version"], switched["image_size"]) == ("places2", 1, 128)
+    assert switched["models"] == model["models"] and "now serving places2 (DeepFill v1)" in menu_server.log()
+    assert json.loads(request(url + "/api/model")[2])["name"] == "places2"
+    status, _, body = inpaint(menu_server, files["image"], files["mask"])
+    assert status == 200 and body == cli_fill("places2", files, str(tmp_path / "v1.png"), model_cache)
+
+    for bad, words in ((b'{"name": "imagenet"}', ["no model 'imagenet'", "places2, places2_v2"]),
+                       (b'{"name": "/etc/passwd"}', ["no model '/etc/passwd'"]),
+                       (b"places2", ['send JSON {"name": NAME}'])):
+        status, refused = post_json(url + "/api/model", bad)
+        assert status == 400 and all(word in refused["error"] for word in words), refused
+    status, back = post_json(url + "/api/model", b'{"name": "places2_v2"}')
+    assert status == 200 and back["version"] == 2
 
 
 @pytest.mark.parametrize("case, status, words", [
@@ -190,6 +234,11 @@ def test_default_checkpoint_is_the_newest_in_the_cache_else_the_demo(tmp_path, m
         os.utime(f"cache/{name}.pdparams", (1e9 - age, 1e9 - age))
     assert default_checkpoint() == "celeba"          # by name, so that its checksum is verified
     open("cache/mine.pdparams", "wb").close()        # not a release name: never picked
+    assert default_checkpoint() == "celeba"
+    for age, name in ((500, "celebahq_v2"), (400, "places2_v2")):
+        open(f"cache/{name}.pdparams", "wb").close()
+        os.utime(f"cache/{name}.pdparams", (1e9 - age, 1e9 - age))
+    assert default_checkpoint() == "places2_v2"      # a v2 model, made for brush strokes, before any v1
 
 
 def test_a_busy_port_is_one_line(server, golden_checkpoint):

@@ -76,3 +76,49 @@ def test_a_refusal_appears_in_the_page(page, tmp_path):
     error = driver.find_element(By.ID, "error")
     assert error.is_displayed() and "HTTP 413" in error.text and "300x300" in error.text
     assert driver.find_element(By.ID, "fill").is_enabled()      # the page stays usable
+
+
+@pytest.fixture(scope="module")
+def menu_page(menu_server):
+    """A Chromium window on ``app.py --checkpoint places2_v2`` with places2 also in its cache."""
+    missing = browser.available()
+    if missing:
+        if os.environ.get("DEEPFILL_REQUIRE_BROWSER"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    driver = browser.chromium()
+    try:
+        yield driver, menu_server.url + "/"
+    finally:
+        driver.quit()
+
+
+def test_the_page_names_its_model_and_switches_with_the_menu(menu_page, photo, tmp_path):
+    """The header says which model fills (name, generation, what it learnt from); the menu loads the other
+    cached model on the server, and the next fill is made with it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    driver, url = menu_page
+    browser.open_picture(driver, url, photo)
+    assert driver.find_element(By.ID, "title").text == "DeepFill v2"
+    described = driver.find_element(By.ID, "model").text
+    assert "places2_v2 · trained on Places2, 256×256 pictures with boxes and free-form brush strokes" in described
+    menu = Select(driver.find_element(By.ID, "model-menu"))
+    assert menu.first_selected_option.text == "places2_v2"
+    assert [option.text for option in menu.options] == ["places2", "places2_v2"]
+    screenshot = str(tmp_path / "menu.png")
+    first = browser.paint_and_fill(driver, screenshot=screenshot)
+    assert "places2_v2:" in first.status
+
+    menu.select_by_visible_text("places2")
+    WebDriverWait(driver, browser.WAIT_SECONDS).until(
+        lambda d: d.find_element(By.ID, "title").text == "DeepFill v1" and d.find_element(By.ID, "fill").is_enabled())
+    assert "brush strokes suit a v2 model" in driver.find_element(By.ID, "model").text
+    assert "Now filling with places2" in driver.find_element(By.ID, "status").text
+    second = browser.paint_and_fill(driver, stroke=((0.2, 0.8), (0.5, 0.75)))
+    assert "places2:" in second.status and "mode: full" in second.status
+    inside, outside = regions(first.result.shape[:2], second)
+    assert (second.result[outside] == first.result[outside]).all()
+    assert (second.result[inside] != first.result[inside]).any(axis=-1).mean() > 0.9
+    shot = cv2.imread(screenshot)
+    assert shot is not None and shot.shape[1] >= 1000

@@ -18,6 +18,7 @@ import pytest
 import tester
 from tester import METRICS, average, image_metrics, total_variation
 from data.dataset import list_sources
+from data.masks import random_masks
 from evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
                         evaluate_pictures, evaluation_geometry, hole_source, load_views, read_views)
 from inpainting.inpainter import Inpainter
@@ -396,6 +397,44 @@ def test_converted_official_checkpoint_is_evaluated(golden_checkpoint, tmp_path)
     assert data["count"] == 2 and data["channel_order"] == "BGR" and list(data["baselines"]) == ["opencv_telea"]
 
 
+def test_free_form_holes_are_v2s_training_holes_drawn_from_the_seed():
+    """``--mask free_form``: view i's hole is v2's training hole (strokes united with the box) drawn from
+    (seed, i), the same at every call; the views get different holes and the strokes reach past the box."""
+    config = load_config(None, ["image_size=256", "hole_size=128", "max_delta=32"], DEMO)
+    config.val_mask = "free_form"
+    hole_of, largest = hole_source(config, 6)
+    assert largest == 256 * 256
+    holes = [hole_of(index) for index in range(6)]
+    for index, hole in enumerate(holes):
+        assert hole.dtype == bool and hole.shape == (256, 256)
+        np.testing.assert_array_equal(hole, hole_of(index))
+        masks, _ = random_masks(np.random.default_rng([config.seed, index]), 1, 256, 128, 32, per_image=True,
+                                kind="box_and_strokes")
+        np.testing.assert_array_equal(hole, masks[0, 0] > 0.5)
+        box = box_hole(config, index)                  # the same draws start with the same box
+        assert hole[box].all() and hole.sum() > box.sum() and not hole.all()
+    assert len({hole.tobytes() for hole in holes}) == 6
+    reseeded, _ = hole_source(dataclasses.replace(config, seed=config.seed + 1), 6)
+    assert not np.array_equal(reseeded(0), holes[0])
+
+
+def test_v2_checkpoint_is_evaluated_with_free_form_holes_the_same_twice(golden_v2_checkpoint, tmp_path):
+    """The converted official v2 checkpoint through test.py --mask free_form at its training geometry:
+    two runs give the same report."""
+    reports = [str(tmp_path / f"report{run}.json") for run in (1, 2)]
+    for report in reports:
+        result = run_command("test.py", "--checkpoint", golden_v2_checkpoint, "--data", "demo", "--mask",
+                             "free_form", "--limit", "2", "--baselines", "mean_fill", "--report", report,
+                             "--set", "val_windows=1")
+        assert result.returncode == 0, result.stderr
+        assert "256x256 with 128x128 free_form holes; model: DeepFill v2" in result.stdout
+    first = strict_json(reports[0])
+    assert first["count"] == 2 and first["mask"] == "free_form" and first["model_spec"]["version"] == 2
+    assert set(first["model"]) == set(METRICS) and list(first["baselines"]) == ["mean_fill"]
+    assert 0 < first["model"]["l1"] < first["model"]["l1_hole"]       # the truth is kept outside the holes
+    assert first == strict_json(reports[1])
+
+
 def test_test_py_refuses_mistakes_in_one_line(workspace, tmp_path):
     report = str(tmp_path / "report.json")
     text = tmp_path / "notes.pdparams"
@@ -450,7 +489,7 @@ def test_bad_checkpoints_images_and_masks_are_refused(workspace, tmp_path):
     assert "covers the whole picture" in refusal(hole_source, with_masks, 1)
     cv2.imwrite(str(few / "m.png"), np.zeros((8, 8), np.uint8))
     assert "has no hole" in refusal(hole_source, with_masks, 1)
-    assert "--mask must be box, center" in refusal(hole_source, dataclasses.replace(config, val_mask="circle"), 4)
+    assert "--mask must be box, center, free_form" in refusal(hole_source, dataclasses.replace(config, val_mask="circle"), 4)
     assert "hole_size < image_size" in refusal(hole_source, dataclasses.replace(config, val_mask="center",
                                                                                  hole_size=64), 4)
     twins = tmp_path / "twins"

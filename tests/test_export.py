@@ -90,6 +90,63 @@ def test_exported_model_reproduces_the_official_graph(exported, golden, backend)
     assert (absolute == golden["ca_offsets"]).all(axis=-1).mean() > 0.99
 
 
+@pytest.fixture(scope="session")
+def exported_v2(golden_v2_checkpoint, tmp_path_factory) -> str:
+    """The converted official v2 golden checkpoint exported with the command line (both formats when ONNX
+    is installed)."""
+    folder = str(tmp_path_factory.mktemp("export_v2") / "golden_v2_export")
+    result = run_command("tools/export_model.py", "--checkpoint", golden_v2_checkpoint, "--output", folder,
+                         "--format", "both" if HAVE_ONNX else "paddle")
+    assert result.returncode == 0, result.stderr
+    assert "DeepFill v2, cnum 48" in result.stdout
+    return folder
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exported_v2_model_reproduces_the_official_v2_graph(exported_v2, backend):
+    """DeepFill v2 exported: the official v2 graph's golden input (2 pictures, one 128×192 mask with a box
+    and strokes) gives its x_stage2 and attention offsets."""
+    from tests import golden_v2_data
+    golden_v2 = golden_v2_data.load_tensors()
+    with open(os.path.join(exported_v2, MODEL_JSON), encoding="utf-8") as handle:
+        info = json.load(handle)
+    assert info["spec"]["version"] == 2 and info["model"].startswith("DeepFill v2 generator")
+    runner = open_model(exported_v2, backend).runner
+    x_stage2, offsets = runner(nchw(golden_v2["x_incomplete"]).numpy(), nchw(golden_v2["mask"]).numpy())
+    error = np.abs(x_stage2.transpose(0, 2, 3, 1) - golden_v2["x_stage2"]).max()
+    assert error < TOLERANCE, f"{backend}: x_stage2 max abs error {error}"
+    height, width = golden_v2["ca_offsets"].shape[1:3]
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    absolute = (offsets + np.stack([rows, cols])[None]).transpose(0, 2, 3, 1)
+    assert (absolute == golden_v2["ca_offsets"]).all(axis=-1).mean() > 0.99
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inpainting_with_the_exported_v2_model_gives_the_official_output(exported_v2, backend, tmp_path):
+    """The exported v2 model filling the golden v2 picture (``inpaint.py --checkpoint DIR`` for Paddle
+    Inference, its ``Inpainter`` for each runtime): within one grey level of the official graph inside the
+    holes (its ``(x + 1) * 127.5`` truncated to uint8), the input outside."""
+    from tests import golden_v2_data
+    golden_v2 = golden_v2_data.load_tensors()
+    image = golden_v2["x"][0].astype(np.uint8)           # channel order as the model was fed (BGR record)
+    hole = golden_v2["mask"][0, :, :, 0] > 0.5
+    mask = golden_v2["mask"][0]
+    official = np.floor((golden_v2["x_stage2"][0] * mask + golden_v2["x_incomplete"][0] * (1 - mask) + 1) * 127.5)
+    completed, _ = open_model(exported_v2, backend)(image[:, :, ::-1], hole)
+    results = {backend: completed[:, :, ::-1].astype(np.float64)}
+    if backend == "paddle-inference":
+        cv2.imwrite(str(tmp_path / "image.png"), image)
+        cv2.imwrite(str(tmp_path / "mask.png"), hole.astype(np.uint8) * 255)
+        output = str(tmp_path / "out.png")
+        result = run_command("inpaint.py", "--checkpoint", exported_v2, "--image", str(tmp_path / "image.png"),
+                             "--mask", str(tmp_path / "mask.png"), "--output", output, "--hd-strategy", "full")
+        assert result.returncode == 0, result.stderr
+        results["inpaint.py"] = cv2.imread(output).astype(np.float64)
+    for how, written in results.items():
+        assert np.abs(written[hole] - official[hole]).max() <= 1, how
+        assert (written[~hole] == image[~hole]).all(), how
+
+
 def _held_out(batch: int, height: int, width: int, per_image: bool) -> tuple[np.ndarray, np.ndarray]:
     """Images with several holes each; a different set per image when ``per_image``."""
     rng = np.random.default_rng(height * width + batch)

@@ -57,12 +57,20 @@ def release_folder(tmp_path_factory, golden_tf_checkpoint) -> str:
 
 
 @pytest.fixture(scope="module")
-def mirror_folder(tmp_path_factory, release_folder) -> str:
-    """A mirror of the releases: ``places2/`` and ``celeba/`` hold the golden bundle, ``quota/`` holds a
-    Drive quota page where the index should be."""
+def v2_release_folder(tmp_path_factory, golden_v2_tf_checkpoint) -> str:
+    """The v2 golden TF checkpoint (with its Adam slots) as one v2 release folder downloaded by hand."""
+    return as_drive_delivers(golden_v2_tf_checkpoint, str(tmp_path_factory.mktemp("by_hand_v2") / "release"))
+
+
+@pytest.fixture(scope="module")
+def mirror_folder(tmp_path_factory, release_folder, v2_release_folder) -> str:
+    """A mirror of the releases: ``places2/`` and ``celeba/`` hold the golden bundle, ``places2_v2/`` and
+    ``celebahq_v2/`` the v2 golden bundle, ``quota/`` holds a Drive quota page where the index should be."""
     root = tmp_path_factory.mktemp("mirror")
     for name in ("places2", "celeba", "quota"):
         shutil.copytree(release_folder, root / name)
+    for name in ("places2_v2", "celebahq_v2"):
+        shutil.copytree(v2_release_folder, root / name)
     (root / "quota" / "snap-0.index").write_text("<!DOCTYPE html><html><body>Google Drive - Quota exceeded"
                                                  "</body></html>")
     return str(root)
@@ -144,6 +152,88 @@ def test_first_use_downloads_converts_caches_and_inpaints(mirror, cache, golden_
     result = run_command("tools/download_pretrained.py", "places2")
     assert result.returncode == 0 and "already in the cache" in result.stdout, result.stderr
     assert len(requests(log)) == count
+
+
+def test_v2_first_use_downloads_converts_caches_and_inpaints(mirror, cache, golden_v2_checkpoint, pictures,
+                                                             tmp_path, monkeypatch):
+    """``--checkpoint places2_v2`` fetches the v2 release from the mirror, converts what the official graph
+    names (generator and SN-PatchGAN critic, not the Adam slots) and fills with DeepFill v2."""
+    url, log = mirror
+    image, mask = pictures
+    monkeypatch.setenv("DEEPFILL_MIRROR", url)
+    before = len(requests(log))
+    output = str(tmp_path / "filled.png")
+    result = run_command("inpaint.py", "--checkpoint", "places2_v2", "--image", image, "--mask", mask,
+                         "--output", output)
+    assert result.returncode == 0, result.stderr
+    assert "fetching it once from " + url + "/places2_v2/" in result.stderr
+    assert requests(log)[before:] == ["/places2_v2/checkpoint.txt", "/places2_v2/snap-0.index",
+                                      "/places2_v2/snap-0.data-00000-of-00001"]
+    assert entry_files(cache) == ["places2_v2.pdparams", "places2_v2.sha256"]
+    filled, original = cv2.imread(output), cv2.imread(image)
+    hole = cv2.imread(mask, cv2.IMREAD_GRAYSCALE) > 127
+    assert filled.shape == original.shape and (filled[~hole] == original[~hole]).all()
+    assert not (filled[hole] == original[hole]).all()
+
+    cached, converted = load_checkpoint("places2_v2"), load_checkpoint(golden_v2_checkpoint)
+    assert cached.spec.source == "pretrained places2_v2 (official v2.0.0 release, Places2)"
+    assert (cached.spec.version, cached.spec.cnum, cached.spec.channel_order) == (2, 48, "BGR")
+    assert (cached.spec.image_size, cached.spec.hole_size) == (256, 128)
+    assert sorted(cached.critics) == ["critic"] and not any("Adam" in name for name in cached.generator)
+    assert sorted(cached.generator) == sorted(converted.generator)
+    for name, value in converted.generator.items():
+        np.testing.assert_array_equal(cached.generator[name], value, err_msg=name)
+    for name, value in converted.critics["critic"].items():
+        np.testing.assert_array_equal(cached.critics["critic"][name], value, err_msg=name)
+
+
+def test_v2_by_url_by_hand_and_through_the_python_api(mirror, v2_release_folder, cache):
+    url, _ = mirror
+    result = run_command("tools/download_pretrained.py", "celebahq_v2", "--url", url + "/celebahq_v2")
+    assert result.returncode == 0, result.stderr
+    assert "celebahq_v2 (DeepFill v2, CelebA-HQ)" in result.stdout and "DeepFill v2, cnum 48" in result.stdout
+    result = run_command("tools/download_pretrained.py", "places2_v2", "--from", v2_release_folder)
+    assert result.returncode == 0, result.stderr
+    assert entry_files(cache) == ["celebahq_v2.pdparams", "celebahq_v2.sha256", "places2_v2.pdparams",
+                                  "places2_v2.sha256"]
+    from deepfill import Inpainter
+    inpainter = Inpainter.from_pretrained("celebahq_v2", device="cpu")
+    assert inpainter.spec.version == 2 and "celebahq_v2" in inpainter.spec.source
+    image = np.full((64, 96, 3), 120, np.uint8)
+    image[:, 48:] = 30
+    hole = np.zeros((64, 96), bool)
+    hole[20:40, 30:60] = True
+    completed = inpainter(image, hole)
+    assert completed.shape == image.shape and (completed[~hole] == image[~hole]).all()
+
+
+def test_a_release_of_the_other_generation_is_refused(release_folder, v2_release_folder, cache):
+    with pytest.raises(UserError, match="hold DeepFill v1, but places2_v2 is the official DeepFill v2 model"):
+        pretrained.fetch("places2_v2", folder=release_folder)
+    with pytest.raises(UserError, match="hold DeepFill v2, but celeba is the official DeepFill v1 model"):
+        pretrained.fetch("celeba", folder=v2_release_folder)
+    assert entry_files(cache) == []
+
+
+def test_what_a_v2_release_lacks_is_named_in_one_line(cache, tmp_path, capfd):
+    """A release without part of the critic still gives the generator (the critic is left out, named); one
+    without part of the generator is refused, naming the tensor."""
+    from tests import golden_v2_data
+    from tests.tf_bundle_writer import write_bundle, write_checkpoint_state
+    tensors = golden_v2_data.rebuild_weights()
+    del tensors["discriminator/sn_patch_gan/conv6/kernel_sn/u"]
+    folder = tmp_path / "no_critic"
+    folder.mkdir()
+    write_bundle(str(folder / "snap-0"), tensors)
+    write_checkpoint_state(str(folder), "snap-0")
+    pretrained.fetch("places2_v2", folder=str(folder))
+    notes = [line for line in capfd.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "discriminator/sn_patch_gan/conv6/kernel_sn/u" in notes[0], notes
+    assert load_checkpoint("places2_v2").critics == {}
+    del tensors["inpaint_net/conv1/kernel"]
+    write_bundle(str(folder / "snap-0"), tensors)
+    with pytest.raises(UserError, match="not a complete DeepFill v2 generator: inpaint_net/conv1/kernel"):
+        pretrained.fetch("celebahq_v2", folder=str(folder))
 
 
 def test_download_command_takes_a_url_and_force_fetches_again(mirror, cache):
@@ -254,7 +344,7 @@ def test_google_drive_folder_is_fetched_with_gdown(release_folder, cache, monkey
 
     def download_folder(id: str, output: str, quiet: bool) -> list[str]:  # noqa: A002 - gdown's name
         calls.append(id)
-        assert output.startswith(os.path.join(cache, ".tmp-celebahq-")) and not quiet
+        assert output.startswith(os.path.join(cache, ".tmp-")) and not quiet
         shutil.copytree(release_folder, os.path.join(output, "release_celebahq_256"))
         return sorted(os.listdir(os.path.join(output, "release_celebahq_256")))
 
@@ -262,6 +352,11 @@ def test_google_drive_folder_is_fetched_with_gdown(release_folder, cache, monkey
     assert load_checkpoint("celebahq").spec.source == "pretrained celebahq (official v1.0.0 release, CelebA-HQ)"
     assert calls == ["1lpluFXyWDxTY6wcjixQGWX8jxUUMlyBW"]
     assert entry_files(cache) == ["celebahq.pdparams", "celebahq.sha256"]
+    with pytest.raises(UserError, match="hold DeepFill v1, but places2_v2"):     # the v2 folder ids go to gdown
+        load_checkpoint("places2_v2")
+    with pytest.raises(UserError, match="hold DeepFill v1, but celebahq_v2"):
+        load_checkpoint("celebahq_v2")
+    assert calls[1:] == ["1y7Irxm3HSHGvp546hZdAZwuNmhLUVcjO", "1uvcDgMer-4hgWlm6_G9xjvEQGP8neW15"]
 
 
 def test_google_drive_failures_are_one_clear_error(release_folder, cache, monkeypatch):

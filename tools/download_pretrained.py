@@ -1,8 +1,9 @@
-"""Fetch an official pretrained DeepFill v1 model by name, convert it and keep it in the cache folder.
+"""Fetch an official pretrained DeepFill v1 or v2 model by name, convert it and keep it in the cache folder.
 
     python tools/download_pretrained.py NAME [--from DIR] [--url URL] [--force]
 
-NAME is places2, celeba, celebahq or imagenet (the official v1.0.0 release, 256x256). The release folder
+NAME is places2, celeba, celebahq or imagenet (DeepFill v1, the official v1.0.0 release) or places2_v2 or
+celebahq_v2 (DeepFill v2, the official v2.0.0 release for free-form holes; all 256x256). The release folder
 comes from Google Drive (with gdown), from a plain HTTP(S) folder (--url, or $DEEPFILL_MIRROR/NAME/), or
 from a folder you downloaded by hand (--from). The result is $DEEPFILL_HOME/NAME.pdparams (default
 ~/.cache/deepfill) with its sha256 in NAME.sha256; afterwards `--checkpoint NAME` works in inpaint.py,
@@ -29,7 +30,7 @@ def main() -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog=f"{HOME_VARIABLE}: the cache folder (now {cache_home()}). {MIRROR_VARIABLE}: a "
                                    "mirror URL holding each release under NAME/, used instead of Google Drive.")
-    parser.add_argument("name", help=f"which model: {', '.join(RELEASES)}")
+    parser.add_argument("name", help=f"which model: {', '.join(RELEASES)} (the _v2 names are DeepFill v2)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--from", dest="folder", metavar="DIR",
                         help="convert this folder, downloaded by hand from the official release (no network)")
@@ -47,7 +48,7 @@ def main() -> None:
         return
     mirror = os.environ.get(MIRROR_VARIABLE)
     origin = args.folder or args.url or (mirror_url(mirror, model.name) if mirror else model.drive_url)
-    print(f"fetching {model.name} ({model.dataset}) from {origin} into {cache_home()}")
+    print(f"fetching {model.name} (DeepFill v{model.version}, {model.dataset}) from {origin} into {cache_home()}")
     start = time.perf_counter()
     fetch(model.name, folder=args.folder, url=args.url, force=args.force)
     checkpoint = load_checkpoint(model.name)

@@ -1,4 +1,4 @@
-"""Export a DeepFill v1 generator for deployment: Paddle Inference and/or ONNX, with a model.json.
+"""Export a DeepFill v1 or v2 generator for deployment: Paddle Inference and/or ONNX, with a model.json.
 
     python tools/export_model.py --checkpoint CKPT --output DIR [--format paddle|onnx|both]
 
@@ -30,7 +30,8 @@ def folder_size(folder: str) -> str:
 def main() -> None:
     parser = ArgumentParser(prog="export_model.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True,
-                        help="our .pdparams (trained or converted), or a training run's folder (→ latest)")
+                        help="our .pdparams (trained or converted, v1 or v2), a training run's folder (→ latest) "
+                             "or a pretrained name")
     parser.add_argument("--output", required=True, help="folder to create for the exported model")
     parser.add_argument("--format", default="paddle", choices=FORMATS,
                         help="paddle (Paddle Inference, the default), onnx (ONNX Runtime) or both")

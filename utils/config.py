@@ -108,7 +108,7 @@ class Config:
     val_count: int = setting(0, 'pictures to evaluate, the first N of val_data: test.py 0 = all; validation '
                              'during training 0 = the official STATIC_VIEW_SIZE, 30')
     val_windows: int = setting(1, 'test.py: views per picture: 1 = the centre of the training view, N = N windows at positions drawn from the seed')
-    val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square) or a mask folder')
+    val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square), free_form (v2: strokes and box) or a mask folder')
     baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
     onednn: bool = setting(True, "on the CPU, run the convolutions and their gradients on oneDNN, 2-4x faster "
                            "than Paddle's own CPU kernels; false: Paddle's own")

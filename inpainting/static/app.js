@@ -246,18 +246,27 @@ function base64Blob(text) {
   return new Blob([bytes], { type: "image/png" });
 }
 
-function setBusy(busy) {
+function setBusy(busy, label = "Filling…") {
   state.busy = busy;
   document.body.classList.toggle("busy", busy);
-  $("fill").textContent = busy ? "Filling…" : "Fill";
+  $("stage").dataset.busyLabel = label;
+  $("fill").textContent = busy ? label : "Fill";
   updateButtons();
 }
 
 async function fill() {
   if (state.busy) return;
   if (!state.picture) { showError("Open a picture first."); return; }
+  // Say "filling" from the click on (before the mask is encoded), so that whoever waits for the fill's end
+  // never mistakes the previous fill's "filled" for it.
+  const previousState = document.body.dataset.state;
+  document.body.dataset.state = "filling";
   const mask = await maskBlob();
-  if (!mask) { showError("Paint over what should be filled first (or load a mask file)."); return; }
+  if (!mask) {
+    document.body.dataset.state = previousState;
+    showError("Paint over what should be filled first (or load a mask file).");
+    return;
+  }
   const form = new FormData();
   form.append("image", state.picture.blob, state.picture.name);
   form.append("mask", mask, "mask.png");
@@ -292,7 +301,7 @@ async function fill() {
     setResult(result, base64Blob(body.flow));
     const seconds = (performance.now() - started) / 1000;
     setStatus(`Filled ${previous.width}×${previous.height} in ${seconds.toFixed(2)} s ` +
-      `(model ${body.seconds.toFixed(2)} s) · mode: ${body.hd_strategy}. Paint again to fill more.`);
+      `(${body.model}: ${body.seconds.toFixed(2)} s) · mode: ${body.hd_strategy}. Paint again to fill more.`);
     document.body.dataset.state = "filled";
     document.body.dataset.mode = body.hd_strategy;
   } catch (error) {
@@ -393,16 +402,64 @@ window.addEventListener("resize", fit);
 window.addEventListener("error", (event) => showError(`The page failed: ${event.message}`));
 window.addEventListener("unhandledrejection", (event) => showError(`The page failed: ${event.reason}`));
 
+// ---- the model --------------------------------------------------------------------------------------
+
+function showModel(model) {
+  const holes = model.version === 1 ? " (made for rectangular holes; brush strokes suit a v2 model)" : "";
+  $("title").textContent = `DeepFill v${model.version}`;
+  $("model").textContent = `${model.name} · trained on ${model.trained_on}${holes} · ${model.device}`;
+  $("model").title = `source: ${model.source}`;
+  document.body.dataset.model = model.name;
+  state.autoCropSide = model.auto_crop_side;
+  const auto = `crop for pictures over ${model.auto_crop_side} px on a side, else full`;
+  $("strategy").title = `How big pictures are filled: auto = ${auto}`;
+  $("strategy").querySelector('option[value="auto"]').title = auto;
+  const menu = $("model-menu");
+  menu.replaceChildren(...model.models.map((name) => new Option(name, name, false, name === model.name)));
+  menu.hidden = model.models.length < 2;
+}
+
+async function answerOf(response, what) {
+  let body = null;
+  try { body = await response.json(); } catch (error) { /* not JSON: reported below */ }
+  if (!response.ok || !body) {
+    const reason = body && body.error ? body.error : `${response.statusText || "no answer"}`;
+    throw new Error(`${what} (HTTP ${response.status}): ${reason}`);
+  }
+  return body;
+}
+
+async function switchModel(name) {
+  if (state.busy) return;
+  showError("");
+  setBusy(true, `Loading ${name}…`);
+  $("model-menu").disabled = true;
+  setStatus(`Loading ${name}…`);
+  try {
+    let response;
+    try {
+      response = await fetch("/api/model", { method: "POST", headers: { "Content-Type": "application/json" },
+                                             body: JSON.stringify({ name }) });
+    } catch (error) {
+      throw new Error(`Cannot reach the server (${error.message}); is app.py still running?`);
+    }
+    showModel(await answerOf(response, `The server did not switch to ${name}`));
+    setStatus(`Now filling with ${name}.`);
+  } catch (error) {
+    showError(error.message);
+    setStatus("");
+    $("model-menu").value = document.body.dataset.model || "";
+  } finally {
+    $("model-menu").disabled = false;
+    setBusy(false);
+  }
+}
+
+$("model-menu").addEventListener("change", (event) => reportErrors(switchModel(event.target.value)));
+
 fetch("/api/model")
-  .then((response) => response.ok ? response.json() : Promise.reject(new Error(`HTTP ${response.status}`)))
-  .then((model) => {
-    $("model").textContent = `${model.name} · trained on ${model.image_size}×${model.image_size} pictures ` +
-      `with holes up to ${model.hole_size}×${model.hole_size} · ${model.device}`;
-    state.autoCropSide = model.auto_crop_side;
-    const auto = `crop for pictures over ${model.auto_crop_side} px on a side, else full`;
-    $("strategy").title = `How big pictures are filled: auto = ${auto}`;
-    $("strategy").querySelector('option[value="auto"]').title = auto;
-  })
+  .then((response) => answerOf(response, "The server did not describe its model"))
+  .then(showModel)
   .catch((error) => showError(`Cannot ask the server about its model (${error.message}); is app.py running?`));
 setBrushSize(brushSize());
 updateButtons();
