@@ -7,8 +7,6 @@ in every module that asks it and ``onednn.instance`` raising, and then run what 
 from __future__ import annotations
 
 import collections
-import importlib.util
-import os
 import sys
 
 import cv2
@@ -16,6 +14,8 @@ import numpy as np
 import paddle
 import pytest
 
+from data.dataset import list_sources
+from evaluation import evaluate_pictures, evaluation_geometry, hole_source
 from inpainting.export import export_model
 from inpainting.inpainter import Inpainter
 from inpainting.server import Model, fill_request
@@ -24,11 +24,11 @@ from models.checkpoint import load_checkpoint
 from models.checkpoint_file import save_checkpoint
 from models.generator import InpaintGenerator
 from models.spec import ModelSpec
-from tests.conftest import ROOT
 from tests.test_training import noise_pictures, tiny_config
 from training import algorithm
 from training.trainer import Trainer, TrainingDiverged
 from utils import onednn
+from utils.config import load_config
 
 
 def _no_onednn(*args, **kwargs):
@@ -176,17 +176,16 @@ def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, t
     model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec, "tiny", paddle.device.get_device())
     png = cv2.imencode(".png", image)[1].tobytes()
     mask = cv2.imencode(".png", hole.astype(np.uint8) * 255)[1].tobytes()
-    answer = fill_request(model, png, "image.png", mask, "mask.png", "full", False, 10 ** 6)
+    answer = fill_request({"model": model}, png, "image.png", mask, "mask.png", "full", False, 10 ** 6)
     assert (answer.width, answer.height) == (88, 72) and answer.png
 
-    noise_pictures(tmp_path / "images", 2)
-    spec = importlib.util.spec_from_file_location("evaluation_cli", os.path.join(ROOT, "test.py"))
-    evaluation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluation)
-    report = str(tmp_path / "report.json")
-    evaluation.main(["--checkpoint", tiny_checkpoint, "--data", str(tmp_path / "images"), "--report", report,
-                     "--baselines", "", "--set", "device=cpu"])
-    assert os.path.isfile(report)
+    noise_pictures(tmp_path / "images", 2)      # test.py's evaluation: the library it runs
+    config = evaluation_geometry(load_config(None, [f"val_data={tmp_path / 'images'}", "val_windows=1"]),
+                                 checkpoint.spec)
+    paths = list_sources(config.val_data)
+    holes, _ = hole_source(config, len(paths))
+    report = evaluate_pictures(inpainter, paths, config, holes, progress=False)
+    assert report.count == 2 and np.isfinite(report.model["l1_hole"])
 
     info = export_model(checkpoint, str(tmp_path / "exported"), ("paddle",), report=lambda line: None)
     assert max(info["self_check_max_error"].values()) < 1e-3
