@@ -30,6 +30,16 @@ class Server:
         with open(self.errors, encoding="utf-8", errors="replace") as handle:
             return "".join(self.lines) + handle.read()
 
+    def logged(self, text: str, timeout: float = 10) -> bool:
+        """Whether the server prints ``text`` within ``timeout`` seconds (its output is read by a thread, so
+        a line printed just before an answer may reach ``log`` just after it)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 def _drain(process: subprocess.Popen, lines: list[str], started: threading.Event) -> None:
     for line in process.stdout:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 
 import numpy as np
 import pytest
@@ -137,8 +138,18 @@ def model_cache(golden_tf_checkpoint, golden_v2_tf_checkpoint, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def menu_server(model_cache):
+def menu_server_process(model_cache):
     """``app.py --checkpoint places2_v2`` with ``model_cache``: two models in its menu."""
     from tests.app_server import serving
     with serving("places2_v2", "--max-pixels", str(APP_MAX_PIXELS), env={"DEEPFILL_HOME": model_cache}) as server:
         yield server
+
+
+@pytest.fixture()
+def menu_server(menu_server_process):
+    """The menu server serving places2_v2, as it started, whatever model an earlier test switched it to."""
+    request = urllib.request.Request(menu_server_process.url + "/api/model", data=b'{"name": "places2_v2"}',
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        assert answer.status == 200
+    return menu_server_process

@@ -154,7 +154,7 @@ def test_the_menu_switches_between_the_cached_models(menu_server, model_cache, f
 
     status, switched = post_json(url + "/api/model", b'{"name": "places2"}')
     assert status == 200 and (switched["name"], switched["version"], switched["image_size"]) == ("places2", 1, 128)
-    assert switched["models"] == model["models"] and "now serving places2 (DeepFill v1)" in menu_server.log()
+    assert switched["models"] == model["models"] and menu_server.logged("now serving places2 (DeepFill v1)")
     assert json.loads(request(url + "/api/model")[2])["name"] == "places2"
     status, _, body = inpaint(menu_server, files["image"], files["mask"])
     assert status == 200 and body == cli_fill("places2", files, str(tmp_path / "v1.png"), model_cache)

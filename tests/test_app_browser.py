@@ -78,7 +78,7 @@ def test_a_refusal_appears_in_the_page(page, tmp_path):
     assert driver.find_element(By.ID, "fill").is_enabled()      # the page stays usable
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def menu_page(menu_server):
     """A Chromium window on ``app.py --checkpoint places2_v2`` with places2 also in its cache."""
     missing = browser.available()
