@@ -94,6 +94,7 @@ def golden_v2_checkpoint(tmp_path_factory, golden_v2_tf_checkpoint) -> str:
     out = str(tmp_path_factory.mktemp("converted_v2") / "official_v2_golden.pdparams")
     result = run_command("tools/convert_tf_checkpoint.py", golden_v2_tf_checkpoint, out)
     assert result.returncode == 0, result.stderr
+    assert "DeepFill v2" in result.stdout
     return out
 
 

@@ -27,23 +27,8 @@ def golden_v2() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def v2_tf_checkpoint(tmp_path_factory) -> str:
-    return golden_v2_data.write_v2_bundle(str(tmp_path_factory.mktemp("golden_v2") / "tf_checkpoint"))
-
-
-@pytest.fixture(scope="module")
-def v2_checkpoint(tmp_path_factory, v2_tf_checkpoint) -> str:
-    """The v2 golden TF checkpoint converted with the real command line."""
-    out = str(tmp_path_factory.mktemp("converted_v2") / "official_v2_golden.pdparams")
-    result = run_command("tools/convert_tf_checkpoint.py", v2_tf_checkpoint, out)
-    assert result.returncode == 0, result.stderr
-    assert "DeepFill v2" in result.stdout
-    return out
-
-
-@pytest.fixture(scope="module")
-def converted(v2_checkpoint):
-    return load_checkpoint(v2_checkpoint)
+def converted(golden_v2_checkpoint):
+    return load_checkpoint(golden_v2_checkpoint)
 
 
 @pytest.fixture(params=[True, False], ids=["onednn", "paddle"])
@@ -133,7 +118,7 @@ def test_incomplete_v2_generator_is_refused_naming_the_missing_tensor(tmp_path):
     assert_refused(result, out, "inpaint_net/allconv16/kernel", "DeepFill v2")
 
 
-def test_inpaint_cli_reproduces_the_official_v2_output(v2_checkpoint, golden_v2, tmp_path):
+def test_inpaint_cli_reproduces_the_official_v2_output(golden_v2_checkpoint, golden_v2, tmp_path):
     """The converted golden checkpoint through ``inpaint.py``: within one grey level of the official graph
     inside the holes (the official test.py's ``(x + 1) * 127.5`` truncated to uint8), the input outside."""
     image = golden_v2["x"][0].astype(np.uint8)          # channel order as the model was fed (BGR record)
@@ -141,7 +126,7 @@ def test_inpaint_cli_reproduces_the_official_v2_output(v2_checkpoint, golden_v2,
     cv2.imwrite(str(tmp_path / "image.png"), image)
     cv2.imwrite(str(tmp_path / "mask.png"), hole.astype(np.uint8) * 255)
     out = str(tmp_path / "out.png")
-    result = run_command("inpaint.py", "--checkpoint", v2_checkpoint, "--image", str(tmp_path / "image.png"),
+    result = run_command("inpaint.py", "--checkpoint", golden_v2_checkpoint, "--image", str(tmp_path / "image.png"),
                          "--mask", str(tmp_path / "mask.png"), "--output", out, "--hd-strategy", "full")
     assert result.returncode == 0, result.stderr
     written = cv2.imread(out).astype(np.float64)

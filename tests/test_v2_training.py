@@ -20,7 +20,6 @@ from tests import golden_v2_data
 from tests.conftest import nchw, run_command
 from tests.golden_data import gradient_projection
 from tests.test_training import logged_steps
-from tests.test_v2_golden import v2_checkpoint, v2_tf_checkpoint  # noqa: F401  (fixtures)
 from training import algorithm_v2
 from training.algorithm import Batch
 from utils.config import load_config
@@ -51,7 +50,7 @@ def test_v2_holes_unite_the_box_and_strokes_over_the_whole_image():
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["onednn", "paddle-kernels"])
-def step(request, v2_checkpoint, train_step_v2):  # noqa: F811
+def step(request, golden_v2_checkpoint, train_step_v2):
     """One official v2 step with the library's loss code: the critic's gradients of d_loss and the
     generator's of g_loss, each from a pass that starts from the same power-iteration vectors, as the
     official graph computes both from one pass."""
@@ -60,7 +59,7 @@ def step(request, v2_checkpoint, train_step_v2):  # noqa: F811
     count = images.shape[0]
     config = load_config(None, ["version=2", f"onednn={request.param}"])
     nets = algorithm_v2.NetworksV2(config)
-    checkpoint = load_checkpoint(v2_checkpoint)
+    checkpoint = load_checkpoint(golden_v2_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
     batch = Batch(images, nchw(np.repeat(golden["mask"], count, axis=0)), [])
     gradients, losses = {}, {}
