@@ -9,18 +9,25 @@ divided by 4, as in the official graph. Matching runs at
 1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
 
 The official graph builds the whole (foreground × background) score matrix, which grows with the fourth
-power of the image side (17 GB at 2048²). Here the same numbers are computed for a chunk of foreground
-positions at a time, each chunk a few matrix products on unfolded patches:
+power of the image side (17 GB at 2048²). Here the same numbers are computed for a tile of foreground
+positions at a time (``_Tile``), each tile two matrix products on unfolded patches:
 
 * the fuse step (two passes of a 3×3 identity convolution over the score matrix, first in row-major, then
-  in column-major order of the positions) only reaches neighbouring rows and columns, so a chunk computes
-  its raw scores on the chunk plus that halo, and the fuse becomes shifted gathers of the raw scores;
-* background patches that touch the hole get zero attention after the softmax; they are left out of the
-  matrix products (only the halo the fuse needs is scored) and enter the softmax's denominator as the
-  ``exp(0)`` terms they are in the official graph;
-* foreground positions whose output cannot reach the pixels a caller keeps (``needed``) are skipped.
+  in column-major order of the positions) adds the score matrix at shifts along its diagonal. A tile
+  scores its positions plus the ring the fuse reads against every background patch (row-major, with a
+  zero patch at each end), in a layout where every shift of either pass is one constant offset into the
+  flattened scores: a pass is the sum of three views of one buffer, without gathering rows or columns
+  (``_fuse``; gathers were half of the attention's time at 2048²);
+* background patches that touch the hole get zero attention after the softmax; they are dropped after the
+  fuse (which still reads their scores) and enter the softmax's denominator as the ``exp(0)`` terms they
+  are in the official graph;
+* foreground positions whose output cannot reach the pixels a caller keeps (``needed``) are skipped, and
+  the paste covers only the box around the others.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import paddle
@@ -30,7 +37,7 @@ from models.convolution import conv2d_input_gradient, runs_on_onednn
 from models.layers import resize_nearest, resize_nearest_array, same_padding
 from models.matmul import matmul
 
-CHUNK_ELEMENTS = 2 ** 24  # raw scores held per chunk (64 MB in float32); a few such buffers are alive at once
+CHUNK_ELEMENTS = 2 ** 24  # scores held per tile (64 MB in float32); a few buffers of that size are alive at once
 
 
 _GATHER_GRADIENT_OK = not paddle.__version__.startswith("2.")
@@ -52,47 +59,9 @@ def _same_unfold(x: paddle.Tensor, kernel: int, stride: int) -> paddle.Tensor:
     return F.unfold(x, kernel_sizes=kernel, strides=stride, paddings=[top, left, bottom, right])
 
 
-def _neighbours(ids: np.ndarray, grid: tuple[int, int], shifts: np.ndarray, column_major: bool) -> np.ndarray:
-    """Row-major ids of the positions ``shifts`` steps away from ``ids`` along the flattened grid, counted
-    in row-major or column-major order (the orders of the two fuse passes); -1 past either end.
-    Returns [len(shifts), len(ids)]."""
-    height, width = grid
-    order = (ids % width) * height + ids // width if column_major else ids
-    moved = order[None, :] + shifts[:, None]
-    inside = (moved >= 0) & (moved < height * width)
-    if column_major:
-        moved = (moved % height) * width + moved // height
-    return np.where(inside, moved, -1)
-
-
-class _FuseAxis:
-    """Along one axis of the score matrix (foreground rows or background columns), which positions the two
-    fuse passes read for the output positions ``ids``.
-
-    Pass 2 (column-major order) reads pass-1 results at ``mid``; pass 1 (row-major order) reads raw scores
-    at ``raw``. ``pass1``/``pass2`` hold, per shift, gather indices into each pass's input, which carries
-    one zero entry past its end (TF's zero padding of the score matrix); pass 1 gathers that zero entry
-    once more at the end, so that its own output carries the zero entry pass 2 needs. All are host arrays
-    (``gathers`` lists them in the order ``_fuse`` takes them, to be sent to the device in one copy)."""
-
-    def __init__(self, ids: np.ndarray, grid: tuple[int, int], fuse_k: int) -> None:
-        before, _ = same_padding(1, fuse_k)
-        shifts = np.arange(fuse_k) - before
-        to_mid = _neighbours(ids, grid, shifts, column_major=True)
-        self.mid = _present(to_mid)
-        to_raw = _neighbours(self.mid, grid, shifts, column_major=False)
-        self.raw = _present(to_raw)
-        self.pass1 = [_positions(np.append(ids_k, -1), self.raw, grid) for ids_k in to_raw]
-        self.pass2 = [_positions(ids_k, self.mid, grid) for ids_k in to_mid]
-
-    @property
-    def gathers(self) -> list[np.ndarray]:
-        return [*self.pass1, *self.pass2]
-
-
 def _to_device(*arrays: np.ndarray) -> list[paddle.Tensor]:
     """Integer host arrays as device tensors of the same shapes, sent in one copy: on a GPU every
-    ``paddle.to_tensor`` is a blocking transfer, and a chunk of the attention needs a dozen index arrays."""
+    ``paddle.to_tensor`` is a blocking transfer, and a tile of the attention needs several index arrays."""
     flat = paddle.to_tensor(np.concatenate([np.asarray(a, np.int64).reshape(-1) for a in arrays]))
     tensors, start = [], 0
     for array in arrays:
@@ -101,56 +70,178 @@ def _to_device(*arrays: np.ndarray) -> list[paddle.Tensor]:
     return tensors
 
 
-def _fuse(scores: paddle.Tensor, rows: list[paddle.Tensor], cols: list[paddle.Tensor]) -> paddle.Tensor:
-    """The official fuse (a k×k identity convolution over the score matrix, in row-major and then in
-    column-major order of the positions) as sums of shifted gathers of the raw scores, which end in a
-    zero row and column. ``rows`` and ``cols``: the ``_FuseAxis.gathers`` of each axis, on the device."""
-    half = len(rows) // 2
-    for row_gathers, col_gathers in ((rows[:half], cols[:half]), (rows[half:], cols[half:])):
+def _row_major(column_major: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Row-major ids of positions given by their column-major index; -1 outside the grid."""
+    height, width = grid
+    inside = (column_major >= 0) & (column_major < height * width)
+    return np.where(inside, (column_major % height) * width + column_major // height, -1)
+
+
+@dataclass(frozen=True)
+class _Fuse:
+    """The fuse's geometry: it adds the scores at diagonal shifts -``before``…``after`` (TF 'SAME' padding
+    of a ``fuse_k``-wide identity kernel; no shift but 0 without the fuse)."""
+    before: int
+    after: int
+
+    @classmethod
+    def of(cls, fuse_k: int, fuse: bool) -> "_Fuse":
+        return cls(*same_padding(1, fuse_k)) if fuse else cls(0, 0)
+
+    @property
+    def shifts(self) -> range:
+        return range(-self.before, self.after + 1)
+
+    @property
+    def ring(self) -> int:
+        return self.before + self.after
+
+    @property
+    def guard(self) -> tuple[int, int]:
+        """Zero score rows before and after a tile's runs, so that every shifted view of either pass lies
+        inside the buffer (a view reaches one row and one background row beyond the ring)."""
+        return (self.before + 2, self.after + 2) if self.ring else (0, 0)
+
+
+class _Tile:
+    """A rectangle of foreground positions (at matching resolution) and the layout of its score rows.
+
+    The scores are ``runs`` runs of ``stride`` rows, between zero guard rows. Run j holds the foreground
+    row ``top - before + j`` — above and below the rectangle, the positions the second pass reads there:
+    the column-major neighbours, which wrap into the next column at the picture's top and bottom — over
+    the rectangle's columns, widened by the ``before``/``after`` positions the first pass reads on either
+    side. Each run is consecutive in row-major order, so the first pass's shift s is s rows away and the
+    second's s runs away. ``rows``: the row-major foreground id of every score row (-1: a zero row);
+    ``blank``: the score rows whose first-pass result is zero in the official graph (a column-major
+    neighbour past the picture's corner: its padding)."""
+
+    def __init__(self, rectangle: tuple[int, int, int, int], grid: tuple[int, int], fuse: _Fuse) -> None:
+        top, bottom, left, right = rectangle
+        height, width = grid
+        self.top, self.left, self.height, self.width = top, left, bottom - top, right - left
+        self.grid_width = width
+        self.stride = self.width + fuse.ring
+        run_rows = np.arange(top - fuse.before, bottom + fuse.after)
+        ids = _row_major(np.arange(left, right)[None, :] * height + run_rows[:, None], grid)
+        inside = ids >= 0
+        start = np.where(inside[:, 0], ids[:, 0], ids[:, min(1, self.width - 1)] - 1)   # continue over a -1
+        runs = start[:, None] + np.arange(-fuse.before, self.width + fuse.after)[None, :]
+        runs[(runs < 0) | (runs >= height * width) | ~inside.any(axis=1, keepdims=True)] = -1
+        front, back = fuse.guard
+        self.rows = np.concatenate([np.full(front, -1), runs.reshape(-1), np.full(back, -1)])
+        slots = front + np.arange(len(run_rows))[:, None] * self.stride + fuse.before + np.arange(self.width)
+        self.blank = slots[~inside & inside.any(axis=1, keepdims=True)]
+        self.first = front + fuse.before * self.stride        # the first score row of the rectangle's runs
+
+    @property
+    def count(self) -> int:
+        """Score rows from ``first`` that cover the rectangle (with the ring slots between its rows)."""
+        return self.height * self.stride
+
+    def positions(self, fuse: _Fuse) -> tuple[np.ndarray, np.ndarray]:
+        """Row-major ids of the rectangle's positions and their rows among its ``count`` rows."""
+        ys, xs = np.meshgrid(np.arange(self.height), np.arange(self.width), indexing="ij")
+        ids = (self.top + ys) * self.grid_width + self.left + xs
+        return ids.reshape(-1), (ys * self.stride + fuse.before + xs).reshape(-1)
+
+
+def _tiles(wanted: np.ndarray, rows_per_tile: int, fuse: _Fuse) -> list[tuple[int, int, int, int]]:
+    """Rectangles (top, bottom, left, right) covering the ``wanted`` positions, each with about
+    ``rows_per_tile`` score rows or fewer (ring and guards included): near-square, since the ring grows
+    with the perimeter; each shrunk to the wanted positions inside it, empty ones left out."""
+    ys, xs = np.nonzero(wanted)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    room = max(1, rows_per_tile - sum(fuse.guard))
+    width = max(1, min(right - left, math.isqrt(room) - fuse.ring))
+    height = max(1, min(bottom - top, room // (width + fuse.ring) - fuse.ring))
+    if height == bottom - top:
+        width = max(width, min(right - left, room // (height + fuse.ring) - fuse.ring))
+    width = -(-(right - left) // -(-(right - left) // width))          # even out the tiles
+    height = -(-(bottom - top) // -(-(bottom - top) // height))
+    rectangles = []
+    for y in range(top, bottom, height):
+        for x in range(left, right, width):
+            rows, cols = np.nonzero(wanted[y:y + height, x:x + width])
+            if rows.size:
+                rectangles.append((y + rows.min(), y + rows.max() + 1, x + cols.min(), x + cols.max() + 1))
+    return rectangles
+
+
+class _WrappedColumns:
+    """The second pass along the background axis. Its shift s is s background rows (a constant offset)
+    except in the first ``before`` and last ``after`` rows, where the column-major order wraps into the
+    neighbouring column (or past the ends, to the zero padding): those columns are summed again from
+    their true neighbours (``bands``: column ranges, with per shift the neighbour's column and whether
+    it exists)."""
+
+    def __init__(self, grid: tuple[int, int], fuse: _Fuse) -> None:
+        height, width = grid
+        size = height * width
+        edges = [(0, min(size, fuse.before * width)), (max(0, size - fuse.after * width), size)]
+        if edges[0][1] >= edges[1][0]:
+            edges = [(0, size)]
+        self.bands = []
+        for low, high in edges:
+            if high <= low:
+                continue
+            columns = np.arange(low, high)
+            column_major = (columns % width) * height + columns // width
+            sources = [_row_major(column_major + shift, grid) for shift in fuse.shifts]
+            index, exists = _to_device(np.maximum(np.stack(sources), 0) + fuse.before, np.stack(sources) >= 0)
+            self.bands.append((low + fuse.before, high + fuse.before, index, exists))
+
+
+def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int]) -> paddle.Tensor:
+    """Sum over ``offsets`` of ``flat[start + offset : start + offset + length]``: views of one buffer."""
+    for offset in offsets:
+        if start + offset < 0 or start + offset + length > flat.shape[0]:
+            raise AssertionError(f"shifted view [{start + offset}, +{length}) outside {flat.shape[0]}")
+    views = [flat[start + offset:start + offset + length] for offset in offsets]
+    return views[0] if len(views) == 1 else paddle.add_n(views)
+
+
+def _fuse(scores: paddle.Tensor, tile: _Tile, wrapped: _WrappedColumns, blank: paddle.Tensor | None,
+          fuse: _Fuse, bg_width: int) -> paddle.Tensor:
+    """The official fuse of one image's tile scores [rows, Lp] (``_Tile`` layout; background patches in
+    row-major order at columns ``before``…, zero columns on either side): both passes, for the
+    rectangle's ``count`` rows from ``tile.first``, as [count, Lp] with the same columns."""
+    rows, width = scores.shape
+    flat = scores.reshape([-1])
+    # pass 1, row-major order: shift s is s rows and s columns, kept from score row before + 1 on
+    first_row = fuse.before + 1
+    once_rows = rows - fuse.ring - 2
+    once = _shifted_sum(flat, first_row * width, once_rows * width, [s * (width + 1) for s in fuse.shifts])
+    if blank is not None:
+        for row in blank.tolist():
+            once[(row - first_row) * width:(row - first_row + 1) * width] = 0.0
+    # pass 2, column-major order: shift s is s runs and s background rows
+    start = tile.first - first_row
+    twice = _shifted_sum(once, start * width, tile.count * width,
+                         [s * (tile.stride * width + bg_width) for s in fuse.shifts])
+    twice = twice.reshape([tile.count, width])
+    once = once.reshape([once_rows, width])
+    for low, high, index, exists in wrapped.bands:
         total = None
-        for row_index, col_index in zip(row_gathers, col_gathers):
-            term = _take(_take(scores, row_index, 1), col_index, 2)
+        for k, shift in enumerate(fuse.shifts):
+            source = once[start + shift * tile.stride:start + shift * tile.stride + tile.count]
+            term = _take(source, index[k], 1) * exists[k].astype(scores.dtype)
             total = term if total is None else total + term
-        scores = total
-    return scores
+        twice[:, low:high] = total
+    return twice
 
 
-def _present(ids: np.ndarray) -> np.ndarray:
-    return np.unique(ids[ids >= 0])
-
-
-def _positions(ids: np.ndarray, subset: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """Index of each id within the sorted ``subset``; -1 ids map to the zero entry past its end."""
-    lookup = np.full(grid[0] * grid[1] + 1, len(subset), np.int64)
-    lookup[subset] = np.arange(len(subset))
-    return lookup[ids]
-
-
-def _usable_background(mask: paddle.Tensor | np.ndarray | None, bg: tuple[int, int], ksize: int, stride: int
-                       ) -> np.ndarray:
-    """[M, Lb] bool: background patches that lie wholly outside the hole (M = 1 or the batch). A host
-    ``mask`` is used as it is; a device one is read back (a synchronisation on a GPU)."""
-    if mask is None:
-        return np.ones((1, bg[0] * bg[1]), bool)
-    if isinstance(mask, paddle.Tensor):
-        mask = mask.numpy()
-    hole = resize_nearest_array(np.asarray(mask)[:, 0], *bg) != 0      # masks are 0 (known) or 1 (hole)
-    top, bottom = same_padding(bg[0], ksize, stride)
-    left, right = same_padding(bg[1], ksize, stride)
-    padded = np.pad(hole, ((0, 0), (top, bottom), (left, right)))
-    rows, cols = (bg[0] + top + bottom - ksize) // stride + 1, (bg[1] + left + right - ksize) // stride + 1
-    touched = np.zeros((hole.shape[0], rows, cols), bool)
-    for dy in range(ksize):
-        for dx in range(ksize):
-            touched |= padded[:, dy:dy + stride * (rows - 1) + 1:stride, dx:dx + stride * (cols - 1) + 1:stride]
-    return ~touched.reshape(hole.shape[0], -1)
-
-
-def _chunks(ids: np.ndarray, fg_width: int, per_chunk: int) -> list[np.ndarray]:
-    """Split foreground ids (row-major order) into runs of about ``per_chunk`` positions, never fewer than a
-    row: the fuse halo is about two rows, so smaller chunks would mostly recompute halo."""
-    size = max(per_chunk, fg_width)
-    return [ids[start:start + size] for start in range(0, len(ids), size)]
+def _softmax(logits: paddle.Tensor, zeros: int) -> tuple[paddle.Tensor, paddle.Tensor | None]:
+    """Softmax over the last axis as if ``zeros`` further logits equal to 0 were present, as
+    ``(softmax, factor)``: the plain softmax (one fused kernel) and the per-row factor [.., 1] that scales
+    it to the one with the zeros (None without). With m the largest logit, the softmax's own sum is
+    1 / its value at m, so the zeros' exp(-m) terms give factor = 1 / (1 + zeros·exp(-m)·softmax(m))."""
+    attention = F.softmax(logits, axis=-1)
+    if not zeros:
+        return attention, None
+    top = paddle.argmax(attention, axis=-1, keepdim=True)
+    largest = paddle.take_along_axis(logits, top, axis=-1)
+    at_top = paddle.take_along_axis(attention, top, axis=-1)
+    return attention, 1.0 / (1.0 + zeros * paddle.exp(-largest) * at_top)
 
 
 def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor | np.ndarray | None = None,
@@ -169,7 +260,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         rate: matching runs at 1/rate resolution; pasting uses 2·rate × 2·rate raw patches.
         needed: optional bool (H/rate, W/rate): the foreground positions whose output the caller uses;
             the others are not computed (their output is 0 and their offset is 0).
-        chunk_elements: raw scores computed at once; bounds the memory, not the result.
+        chunk_elements: scores computed at once; bounds the memory, not the result.
     Returns:
         y: like ``f``. offsets: int64 [N, 2, H/rate, W/rate], the (row, col) displacement from each
             foreground position to its best-matching background patch, at matching resolution.
@@ -183,61 +274,105 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     fg, bg = (height // rate, width // rate), (b.shape[2] // rate, b.shape[3] // rate)
     if needed is not None and needed.shape != fg:
         raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
-    f_small = resize_nearest(f, *fg)
-    f_patches = _same_unfold(f_small, ksize, 1)
-    b_small = f_small if b is f else resize_nearest(b, *bg)
-    b_patches = f_patches if b_small is f_small and stride == 1 else _same_unfold(b_small, ksize, stride)
-
+    wanted = needed if needed is not None else np.ones(fg, bool)
     usable = _usable_background(mask if per_sample_mask or mask is None else mask[:1], bg, ksize, stride)
     cols = np.flatnonzero(usable.any(axis=0))
-    rows = np.flatnonzero(needed.reshape(-1)) if needed is not None else np.arange(fg[0] * fg[1])
-    fg_size = fg[0] * fg[1]
-    if len(cols) == 0 or len(rows) == 0:
-        return _nothing_attended(f, fg, bg)
+    if len(cols) == 0 or not wanted.any():
+        return _nothing_attended(f, fg, bg, wanted)
+    fg_size, bg_size = fg[0] * fg[1], bg[0] * bg[1]
+    outside = bg_size - len(cols)                # unusable everywhere: exp(0) terms of the softmax
+    geometry = _Fuse.of(fuse_k, fuse)
 
-    outside = bg[0] * bg[1] - len(cols)          # unusable everywhere: exp(0) terms of the softmax
-    col_plan = _FuseAxis(cols, bg, fuse_k) if fuse else None
-    score_cols = np.append(col_plan.raw, -1) if fuse else cols
-    skipped_rows = len(rows) < fg_size
-    cols_index, usable_cols, score_index, *col_gathers = _to_device(
-        cols, usable[:, cols], score_cols, *(col_plan.gathers if fuse else []),
-        *([_scatter_index(rows, fg_size)] if skipped_rows else []))
-    scatter = col_gathers.pop() if skipped_rows else None
-    weight = usable_cols.astype(f.dtype).unsqueeze(1)
-    raw_used = _take(_same_unfold(b, 2 * rate, rate * stride), cols_index, 2)
-    used_index = paddle.maximum(score_index, paddle.zeros_like(score_index))
-    b_used = _take(b_patches, used_index, 2)
-    col_scale = _take(1.0 / patch_norms(b_small, ksize, stride), used_index, 2) \
-        * (score_index >= 0).astype(f.dtype)     # -1: the zero patch, scored 0
-    per_chunk = max(1, chunk_elements // (batch * len(score_cols)))
-    on_onednn = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
-                 and batch * len(rows) * len(cols) <= chunk_elements)   # see _paste
-    pasted, best = [], []
-    for chunk in _chunks(rows, fg[1], per_chunk):
-        if fuse:
-            row_plan = _FuseAxis(chunk, fg, fuse_k)
-            raw_rows, *row_gathers = _to_device(row_plan.raw, *row_plan.gathers)
-            scores = _fuse(_match(f_patches, b_used, col_scale, raw_rows, zero_row=True), row_gathers, col_gathers)
-        else:
-            scores = _match(f_patches, b_used, col_scale, *_to_device(chunk))
-        attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
-        best.append(paddle.argmax(attention, axis=-1))
-        pasted.append(attention if on_onednn else matmul(attention, raw_used, transpose_b=True))
+    cols_index, usable_cols = _to_device(cols, usable[:, cols])
+    score_cols = cols_index + geometry.before
+    weight = usable_cols.astype(f.dtype) if usable.shape[0] > 1 and not usable[:, cols].all() else None
+    raw_used = _take(_same_unfold(b, 2 * rate, rate * stride), cols_index, 2)   # before the patches: its
+    f_small = resize_nearest(f, *fg)                                             # unfold is the biggest
+    b_small = f_small if b is f else resize_nearest(b, *bg)
+    norms = patch_norms(b_small, ksize, stride)
+    keys = _same_unfold(b_small, ksize, stride) * (softmax_scale / norms)      # cosine × scale, [N, K, Lb]
+    if geometry.ring:
+        keys = paddle.concat([paddle.zeros([batch, keys.shape[1], geometry.before], keys.dtype), keys,
+                              paddle.zeros([batch, keys.shape[1], geometry.after], keys.dtype)], axis=2)
+    if b_small is f_small and stride == 1:      # the foreground's own patches, unscaled again
+        queries, query_offset, query_scale = keys, geometry.before, norms / softmax_scale
+    else:
+        queries, query_offset = _same_unfold(f_small, ksize, 1), 0
+        query_scale = paddle.ones([batch, 1, fg_size], f.dtype)
+    query_scale = paddle.concat([query_scale, paddle.zeros([batch, 1, 1], f.dtype)], axis=2)   # -1: zero
 
-    columns = paddle.concat(pasted, axis=1)
-    best_cols = paddle.gather(cols_index, paddle.concat(best, axis=1).reshape([-1]))
-    best_cols = best_cols.reshape([batch, len(rows)])
-    if skipped_rows:
-        columns, best_cols = _scatter_rows(columns, best_cols, scatter)
-    offsets = _offsets(best_cols, fg, bg, rows if len(rows) < fg_size else None)
+    wrapped = _WrappedColumns(bg, geometry)
+    whole_map = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
+                 and batch * fg_size * len(cols) <= chunk_elements)   # see _paste
+    rows_per_tile = max(1, chunk_elements // (batch * keys.shape[2]))
+    raw_images = paddle.unbind(raw_used, axis=0) if batch > 1 else [raw_used[0]]
+    pasted, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
+    placed = np.zeros(fg_size, np.int64)            # 1 + row among all tiles' rows; 0: not computed
+    done = 0
+    for rectangle in _tiles(wanted, rows_per_tile, geometry):
+        tile = _Tile(rectangle, fg, geometry)
+        ids, offsets_in_tile = tile.positions(geometry)
+        keep = wanted.reshape(-1)[ids]
+        placed[ids[keep]] = 1 + done + offsets_in_tile[keep]
+        done += tile.count
+        arrays = [np.where(tile.rows >= 0, tile.rows + query_offset, 0), np.where(tile.rows >= 0, tile.rows, fg_size)]
+        query_index, scale_index, *blank = _to_device(*arrays, *([tile.blank] if len(tile.blank) else []))
+        rows = _take(queries, query_index, 2) * _take(query_scale, scale_index, 2)
+        scores = matmul(rows, keys, transpose_a=True)                            # [N, rows, Lp]
+        for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if batch > 1 else [scores[0]]):
+            if geometry.ring:
+                image_scores = _fuse(image_scores, tile, wrapped, blank[0] if blank else None, geometry, bg[1])
+            logits = _take(image_scores, score_cols, 1)
+            if weight is not None:
+                logits = logits * weight[image]
+            attention, factor = _softmax(logits, outside)
+            if weight is not None:
+                attention = attention * weight[image]
+            best[image].append(paddle.argmax(attention, axis=-1))
+            if whole_map:
+                pasted[image].append(attention if factor is None else attention * factor)
+            else:
+                columns = matmul(attention.unsqueeze(0), raw_images[image].unsqueeze(0), transpose_b=True)[0]
+                pasted[image].append(columns if factor is None else columns * factor)
+
+    skipped = not wanted.all()
+    box = _box(wanted) if not whole_map else (0, fg[0], 0, fg[1])
+    box_ids = (np.arange(box[0], box[1])[:, None] * fg[1] + np.arange(box[2], box[3])).reshape(-1)
+    everywhere, in_box = _to_device(placed, placed[box_ids])
+    columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
+                                  in_box, 0) for rows in pasted])
+    best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"),
+                                             paddle.gather(cols_index, paddle.concat(image_best))])
+                              for image_best in best])
+    offsets = _offsets(_take(best_cols, everywhere, 1), fg, bg, skipped)
 
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
-    if on_onednn:
+    if whole_map:
         return _paste(columns, raw_used, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
-    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[height, width], kernel_sizes=2 * rate,
-               strides=rate, paddings=[top, left, bottom, right])
-    return y / 4.0, offsets
+    return _fold(columns, box, (height, width), rate, (top, left)) / 4.0, offsets
+
+
+def _box(wanted: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box (top, bottom, left, right) of the wanted positions."""
+    ys, xs = np.nonzero(wanted)
+    return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+
+
+def _fold(columns: paddle.Tensor, box: tuple[int, int, int, int], size: tuple[int, int], rate: int,
+          padding: tuple[int, int]) -> paddle.Tensor:
+    """The paste's overlap-add (``F.fold``) of the attended patches ``columns`` [N, positions, C·(2·rate)²]
+    of the foreground positions in ``box``, placed in a zero map of ``size``: the same sums as folding
+    every position's (mostly zero) patch, over the box's pixels alone."""
+    top, bottom, left, right = box
+    out_height, out_width = rate * (bottom - top + 1), rate * (right - left + 1)
+    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[out_height, out_width], kernel_sizes=2 * rate,
+               strides=rate)
+    row, col = rate * top - padding[0], rate * left - padding[1]       # the box's first pixel in the map
+    y = y[:, :, max(0, -row):out_height - max(0, row + out_height - size[0]),
+          max(0, -col):out_width - max(0, col + out_width - size[1])]
+    row, col = max(row, 0), max(col, 0)
+    return F.pad(y, [col, size[1] - col - y.shape[3], row, size[0] - row - y.shape[2]])
 
 
 def _paste(attention: paddle.Tensor, raw_used: paddle.Tensor, fg: tuple[int, int], size: tuple[int, int],
@@ -268,18 +403,6 @@ def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
     return paddle.sqrt(paddle.clip(paddle.sum(patches * patches, axis=1, keepdim=True), min=1e-8))
 
 
-def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, col_scale: paddle.Tensor, rows: paddle.Tensor,
-           zero_row: bool = False) -> paddle.Tensor:
-    """Cosine scores [N, len(rows), L] of foreground positions ``rows`` against the L patches ``b_used``:
-    their dot products times ``col_scale`` (each patch's inverse norm; fewer numbers to scale than the
-    patches themselves); with ``zero_row``, a last row of zeros (the zero patch, the fuse's padding)."""
-    f_rows = _take(f_patches, rows, 2)
-    scores = matmul(f_rows, b_used, transpose_a=True) * col_scale
-    if zero_row:
-        scores = paddle.concat([scores, paddle.zeros([scores.shape[0], 1, scores.shape[2]], scores.dtype)], axis=1)
-    return scores
-
-
 def patch_norms(features: paddle.Tensor, ksize: int, stride: int) -> paddle.Tensor:
     """``patch_norm`` of the ksize × ksize patches of ``features`` ([N, 1, L]), from the per-pixel sums of
     squares over the channels: the same sums as over the unfolded patches, on a C-times smaller map."""
@@ -287,52 +410,42 @@ def patch_norms(features: paddle.Tensor, ksize: int, stride: int) -> paddle.Tens
     return paddle.sqrt(paddle.clip(paddle.sum(_same_unfold(squares, ksize, stride), axis=1, keepdim=True), min=1e-8))
 
 
-def _masked_softmax(logits: paddle.Tensor, zeros: int) -> paddle.Tensor:
-    """Softmax over the last axis as if ``zeros`` further logits equal to 0 were present."""
-    top = paddle.max(logits, axis=-1, keepdim=True)
-    if zeros:
-        top = paddle.maximum(top, paddle.zeros_like(top))
-    top = top.detach()
-    exp = paddle.exp(logits - top)
-    total = paddle.sum(exp, axis=-1, keepdim=True)
-    if zeros:
-        total = total + zeros * paddle.exp(-top)
-    return exp / total
+def _usable_background(mask: paddle.Tensor | np.ndarray | None, bg: tuple[int, int], ksize: int, stride: int
+                       ) -> np.ndarray:
+    """[M, Lb] bool: background patches that lie wholly outside the hole (M = 1 or the batch). A host
+    ``mask`` is used as it is; a device one is read back (a synchronisation on a GPU)."""
+    if mask is None:
+        return np.ones((1, bg[0] * bg[1]), bool)
+    if isinstance(mask, paddle.Tensor):
+        mask = mask.numpy()
+    hole = resize_nearest_array(np.asarray(mask)[:, 0], *bg) != 0      # masks are 0 (known) or 1 (hole)
+    top, bottom = same_padding(bg[0], ksize, stride)
+    left, right = same_padding(bg[1], ksize, stride)
+    padded = np.pad(hole, ((0, 0), (top, bottom), (left, right)))
+    rows, cols = (bg[0] + top + bottom - ksize) // stride + 1, (bg[1] + left + right - ksize) // stride + 1
+    touched = np.zeros((hole.shape[0], rows, cols), bool)
+    for dy in range(ksize):
+        for dx in range(ksize):
+            touched |= padded[:, dy:dy + stride * (rows - 1) + 1:stride, dx:dx + stride * (cols - 1) + 1:stride]
+    return ~touched.reshape(hole.shape[0], -1)
 
 
-def _scatter_index(rows: np.ndarray, fg_size: int) -> np.ndarray:
-    """For each foreground position, 1 + its place among the computed ``rows``, or 0 (a zero row)."""
-    source = np.zeros(fg_size, np.int64)
-    source[rows] = np.arange(1, len(rows) + 1)
-    return source
-
-
-def _scatter_rows(columns: paddle.Tensor, best_cols: paddle.Tensor, index: paddle.Tensor
-                  ) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Place the computed rows among zero rows for the skipped foreground positions (``_scatter_index``,
-    on the device)."""
-    batch = columns.shape[0]
-    columns = paddle.concat([paddle.zeros([batch, 1, columns.shape[2]], columns.dtype), columns], axis=1)
-    best_cols = paddle.concat([paddle.full([batch, 1], -1, best_cols.dtype), best_cols], axis=1)
-    return _take(columns, index, 1), _take(best_cols, index, 1)
-
-
-def _offsets(best_cols: paddle.Tensor, fg: tuple[int, int], bg: tuple[int, int],
-             rows: np.ndarray | None) -> paddle.Tensor:
-    """(row, col) displacement of each foreground position's best patch; 0 where nothing was computed."""
+def _offsets(best_cols: paddle.Tensor, fg: tuple[int, int], bg: tuple[int, int], skipped: bool) -> paddle.Tensor:
+    """(row, col) displacement of each foreground position's best patch; 0 where nothing was computed
+    (``best_cols`` -1)."""
     batch = best_cols.shape[0]
     best = best_cols.reshape([batch, fg[0], fg[1]])
     own_rows = paddle.arange(fg[0], dtype="int64").reshape([1, -1, 1])
     own_cols = paddle.arange(fg[1], dtype="int64").reshape([1, 1, -1])
     offsets = paddle.stack([best // bg[1] - own_rows, best % bg[1] - own_cols], axis=1)
-    if rows is not None:
+    if skipped:
         offsets = paddle.where((best >= 0).unsqueeze(1), offsets, paddle.zeros_like(offsets))
     return offsets
 
 
-def _nothing_attended(f: paddle.Tensor, fg: tuple[int, int], bg: tuple[int, int]
+def _nothing_attended(f: paddle.Tensor, fg: tuple[int, int], bg: tuple[int, int], wanted: np.ndarray
                       ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """No usable background (or nothing needed): every attention weight is 0, as in the official graph,
-    whose argmax then points at the first background patch."""
-    best = paddle.zeros([f.shape[0], fg[0] * fg[1]], "int64")
-    return paddle.zeros_like(f), _offsets(best, fg, bg, None)
+    whose argmax then points at the first background patch (where wanted)."""
+    best = paddle.to_tensor(np.where(wanted.reshape(1, -1), 0, -1).repeat(f.shape[0], axis=0))
+    return paddle.zeros_like(f), _offsets(best, fg, bg, not wanted.all())
