@@ -167,28 +167,73 @@ def _tiles(wanted: np.ndarray, rows_per_tile: int, fuse: _Fuse) -> list[tuple[in
     return rectangles
 
 
-class _WrappedColumns:
-    """The second pass along the background axis. Its shift s is s background rows (a constant offset)
-    except in the first ``before`` and last ``after`` rows, where the column-major order wraps into the
-    neighbouring column (or past the ends, to the zero padding): those columns are summed again from
-    their true neighbours (``bands``: column ranges, with per shift the neighbour's column and whether
-    it exists)."""
+def _largest_empty_box(full: np.ndarray) -> tuple[int, int, int, int, int]:
+    """The largest rectangle of False in a bool grid, as (area, top, bottom, left, right): per row, the
+    classic stack over the heights of the False columns ending there."""
+    height, width = full.shape
+    heights = np.zeros(width + 1, np.int64)
+    best = (0, 0, 0, 0, 0)
+    for row in range(height):
+        heights[:width] = np.where(full[row], 0, heights[:width] + 1)
+        stack: list[int] = []
+        for col in range(width + 1):
+            while stack and heights[stack[-1]] >= heights[col]:
+                tall = heights[stack.pop()]
+                left = stack[-1] + 1 if stack else 0
+                if tall * (col - left) > best[0]:
+                    best = (tall * (col - left), row + 1 - tall, row + 1, left, col)
+            stack.append(col)
+    return best
 
-    def __init__(self, grid: tuple[int, int], fuse: _Fuse) -> None:
-        height, width = grid
-        size = height * width
-        edges = [(0, min(size, fuse.before * width)), (max(0, size - fuse.after * width), size)]
-        if edges[0][1] >= edges[1][0]:
-            edges = [(0, size)]
-        self.bands = []
-        for low, high in edges:
-            if high <= low:
-                continue
-            columns = np.arange(low, high)
-            column_major = (columns % width) * height + columns // width
-            sources = [_row_major(column_major + shift, grid) for shift in fuse.shifts]
-            index, exists = _to_device(np.maximum(np.stack(sources), 0) + fuse.before, np.stack(sources) >= 0)
-            self.bands.append((low + fuse.before, high + fuse.before, index, exists))
+
+SKIPPED_BACKGROUND = 8   # a hole's inside is left out of the scores when it is over 1/8 of the background
+
+
+def _column_tiles(usable: np.ndarray, whole: bool) -> list[tuple[int, int, int, int]]:
+    """Rectangles of background patches to score, covering the ``usable`` ones (bool grid): one box, or,
+    when the largest box of unusable patches inside it is over 1/``SKIPPED_BACKGROUND`` of it, the four
+    bands around that box (each tile's ring still reads the box's edge, as the fuse needs). A big hole's
+    inside is then not scored at all: a quarter of the matching's work for the benchmark's quarter hole."""
+    top, bottom, left, right = _box(usable)
+    if whole:
+        return [(top, bottom, left, right)]
+    area, hole_top, hole_bottom, hole_left, hole_right = _largest_empty_box(usable[top:bottom, left:right])
+    if area * SKIPPED_BACKGROUND <= (bottom - top) * (right - left):
+        return [(top, bottom, left, right)]
+    hole_top, hole_bottom, hole_left, hole_right = hole_top + top, hole_bottom + top, hole_left + left, hole_right + left
+    bands = [(top, hole_top, left, right), (hole_bottom, bottom, left, right),
+             (hole_top, hole_bottom, left, hole_left), (hole_top, hole_bottom, hole_right, right)]
+    tiles = []
+    for band_top, band_bottom, band_left, band_right in bands:
+        inside = usable[band_top:band_bottom, band_left:band_right]
+        if inside.any():
+            ys, xs = np.nonzero(inside)
+            tiles.append((band_top + ys.min(), band_top + ys.max() + 1, band_left + xs.min(), band_left + xs.max() + 1))
+    return tiles
+
+
+class _Columns:
+    """One column tile: its ``_Tile`` layout over the background grid, the scaled patches of its score
+    columns (``keys``, [N, K, columns], zero for -1), the usable patches among its columns (``usable``:
+    background ids; ``positions``: their columns in the layout), their
+    raw patches for the paste and their per-image weights (None when every image may use them all)."""
+
+    def __init__(self, rectangle, bg, geometry, usable, keys_source, key_scale, raw, dtype) -> None:
+        self.tile = _Tile(rectangle, bg, geometry)
+        ids, positions = self.tile.positions(geometry)
+        keep = usable.any(axis=0)[ids]
+        self.usable, self.positions = ids[keep], self.tile.first + positions[keep]
+        rows = self.tile.rows
+        index, valid, usable_index, self.positions_index, *blank = _to_device(
+            np.maximum(rows, 0), rows >= 0, self.usable, self.positions,
+            *([self.tile.blank] if len(self.tile.blank) else []))
+        self.blank = blank[0] if blank else None
+        self.keys = _take(keys_source, index, 2) * (_take(key_scale, index, 2) * valid.astype(dtype))
+        self.raw = _take(raw, usable_index, 2)
+        self.ids = usable_index
+        image_usable = usable[:, self.usable]
+        self.weight = None if usable.shape[0] == 1 or image_usable.all() else \
+            paddle.to_tensor(image_usable.astype(np.float32)).astype(dtype)
 
 
 def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int]) -> paddle.Tensor:
@@ -200,48 +245,67 @@ def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int
     return views[0] if len(views) == 1 else paddle.add_n(views)
 
 
-def _fuse(scores: paddle.Tensor, tile: _Tile, wrapped: _WrappedColumns, blank: paddle.Tensor | None,
-          fuse: _Fuse, bg_width: int) -> paddle.Tensor:
-    """The official fuse of one image's tile scores [rows, Lp] (``_Tile`` layout; background patches in
-    row-major order at columns ``before``…, zero columns on either side): both passes, for the
-    rectangle's ``count`` rows from ``tile.first``, as [count, Lp] with the same columns."""
-    rows, width = scores.shape
+def _fuse(scores: paddle.Tensor, rows: _Tile, row_blank: paddle.Tensor | None, columns: _Columns,
+          fuse: _Fuse) -> paddle.Tensor:
+    """The official fuse of one image's scores [row layout, column layout] (``_Tile`` layouts on both
+    axes): both passes, for the ``rows.count`` rows from ``rows.first``, as [count, column layout]. Pass 1
+    (row-major order) moves s rows and s columns, pass 2 (column-major) s runs of either layout."""
+    height, width = scores.shape
     flat = scores.reshape([-1])
-    # pass 1, row-major order: shift s is s rows and s columns, kept from score row before + 1 on
-    first_row = fuse.before + 1
-    once_rows = rows - fuse.ring - 2
-    once = _shifted_sum(flat, first_row * width, once_rows * width, [s * (width + 1) for s in fuse.shifts])
-    if blank is not None:
-        for row in blank.tolist():
-            once[(row - first_row) * width:(row - first_row + 1) * width] = 0.0
-    # pass 2, column-major order: shift s is s runs and s background rows
-    start = tile.first - first_row
-    twice = _shifted_sum(once, start * width, tile.count * width,
-                         [s * (tile.stride * width + bg_width) for s in fuse.shifts])
-    twice = twice.reshape([tile.count, width])
+    first = fuse.before + 1                      # pass 1 is kept from score row ``first`` on
+    once_rows = height - fuse.ring - 2
+    once = _shifted_sum(flat, first * width, once_rows * width, [s * (width + 1) for s in fuse.shifts])
+    if row_blank is not None:
+        for row in row_blank.tolist():
+            once[(row - first) * width:(row - first + 1) * width] = 0.0
     once = once.reshape([once_rows, width])
-    for low, high, index, exists in wrapped.bands:
-        total = None
-        for k, shift in enumerate(fuse.shifts):
-            source = once[start + shift * tile.stride:start + shift * tile.stride + tile.count]
-            term = _take(source, index[k], 1) * exists[k].astype(scores.dtype)
-            total = term if total is None else total + term
-        twice[:, low:high] = total
-    return twice
+    if columns.blank is not None:
+        for column in columns.blank.tolist():
+            once[:, column] = 0.0
+    start = rows.first - first
+    twice = _shifted_sum(once.reshape([-1]), start * width, rows.count * width,
+                         [s * (rows.stride * width + columns.tile.stride) for s in fuse.shifts])
+    return twice.reshape([rows.count, width])
 
 
-def _softmax(logits: paddle.Tensor, zeros: int) -> tuple[paddle.Tensor, paddle.Tensor | None]:
-    """Softmax over the last axis as if ``zeros`` further logits equal to 0 were present, as
-    ``(softmax, factor)``: the plain softmax (one fused kernel) and the per-row factor [.., 1] that scales
-    it to the one with the zeros (None without). With m the largest logit, the softmax's own sum is
-    1 / its value at m, so the zeros' exp(-m) terms give factor = 1 / (1 + zeros·exp(-m)·softmax(m))."""
+def _attend(logits: paddle.Tensor, weight: paddle.Tensor | None
+            ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    """The softmax of one column tile's logits [rows, columns] (one fused kernel), with what joining the
+    tiles needs: ``(attention, best, at_best, largest, share)`` — the argmax and the attention there (after
+    the per-image ``weight``, which zeroes patches this image may not use and makes their logits 0), the
+    largest logit and the tile's softmax at it, 1 / its sum of exp(logit - largest)."""
+    if weight is not None:
+        logits = logits * weight
     attention = F.softmax(logits, axis=-1)
-    if not zeros:
-        return attention, None
     top = paddle.argmax(attention, axis=-1, keepdim=True)
     largest = paddle.take_along_axis(logits, top, axis=-1)
-    at_top = paddle.take_along_axis(attention, top, axis=-1)
-    return attention, 1.0 / (1.0 + zeros * paddle.exp(-largest) * at_top)
+    share = paddle.take_along_axis(attention, top, axis=-1)
+    if weight is None:
+        return attention, top, share, largest, share
+    attention = attention * weight
+    best = paddle.argmax(attention, axis=-1, keepdim=True)
+    return attention, best, paddle.take_along_axis(attention, best, axis=-1), largest, share
+
+
+def _join(parts: list[tuple], zeros: int) -> tuple[list[paddle.Tensor], paddle.Tensor]:
+    """``parts``: per column tile, ``_attend``'s results and the tile's usable background ids. The factor [rows, 1] that turns each column tile's softmax into its part of the softmax over all
+    of them plus ``zeros`` logits equal to 0 (the patches no image may use), and the overall argmax as a
+    background id. A tile with largest logit m and sum S (= 1/share) holds S·exp(m - M) of the whole
+    sum, M the largest of all; ties go to the smaller background id, as the official argmax does."""
+    largest = paddle.concat([part[3] for part in parts], axis=1)
+    top = paddle.max(largest, axis=1, keepdim=True)
+    sums = [paddle.exp(part[3] - top) / part[4] for part in parts]
+    total = paddle.add_n(sums) if len(sums) > 1 else sums[0]
+    if zeros:
+        total = total + zeros * paddle.exp(-top)
+    factors = [tile_sum / total for tile_sum in sums]
+    ids = [paddle.gather(part[5], part[1].reshape([-1])).reshape([-1, 1]) for part in parts]
+    if len(parts) == 1:
+        return factors, ids[0].reshape([-1])
+    values = paddle.concat([part[2] * factor for part, factor in zip(parts, factors)], axis=1)
+    ids = paddle.concat(ids, axis=1)
+    tied = values == paddle.max(values, axis=1, keepdim=True)
+    return factors, paddle.min(paddle.where(tied, ids, paddle.full_like(ids, 2 ** 62)), axis=1)
 
 
 def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor | np.ndarray | None = None,
@@ -276,64 +340,58 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         raise ValueError(f"needed must have shape {fg}, got {needed.shape}")
     wanted = needed if needed is not None else np.ones(fg, bool)
     usable = _usable_background(mask if per_sample_mask or mask is None else mask[:1], bg, ksize, stride)
-    cols = np.flatnonzero(usable.any(axis=0))
-    if len(cols) == 0 or not wanted.any():
+    if not usable.any() or not wanted.any():
         return _nothing_attended(f, fg, bg, wanted)
-    fg_size, bg_size = fg[0] * fg[1], bg[0] * bg[1]
-    outside = bg_size - len(cols)                # unusable everywhere: exp(0) terms of the softmax
+    fg_size = fg[0] * fg[1]
+    outside = bg[0] * bg[1] - int(usable.any(axis=0).sum())    # unusable everywhere: exp(0) terms
     geometry = _Fuse.of(fuse_k, fuse)
-
-    cols_index, usable_cols = _to_device(cols, usable[:, cols])
-    score_cols = cols_index + geometry.before
-    weight = usable_cols.astype(f.dtype) if usable.shape[0] > 1 and not usable[:, cols].all() else None
-    raw_used = _take(_same_unfold(b, 2 * rate, rate * stride), cols_index, 2)   # before the patches: its
-    f_small = resize_nearest(f, *fg)                                             # unfold is the biggest
-    b_small = f_small if b is f else resize_nearest(b, *bg)
-    norms = patch_norms(b_small, ksize, stride)
-    keys = _same_unfold(b_small, ksize, stride) * (softmax_scale / norms)      # cosine × scale, [N, K, Lb]
-    if geometry.ring:
-        keys = paddle.concat([paddle.zeros([batch, keys.shape[1], geometry.before], keys.dtype), keys,
-                              paddle.zeros([batch, keys.shape[1], geometry.after], keys.dtype)], axis=2)
-    if b_small is f_small and stride == 1:      # the foreground's own patches, unscaled again
-        queries, query_offset, query_scale = keys, geometry.before, norms / softmax_scale
-    else:
-        queries, query_offset = _same_unfold(f_small, ksize, 1), 0
-        query_scale = paddle.ones([batch, 1, fg_size], f.dtype)
-    query_scale = paddle.concat([query_scale, paddle.zeros([batch, 1, 1], f.dtype)], axis=2)   # -1: zero
-
-    wrapped = _WrappedColumns(bg, geometry)
     whole_map = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
-                 and batch * fg_size * len(cols) <= chunk_elements)   # see _paste
-    rows_per_tile = max(1, chunk_elements // (batch * keys.shape[2]))
-    raw_images = paddle.unbind(raw_used, axis=0) if batch > 1 else [raw_used[0]]
+                 and batch * fg_size * (bg[0] * bg[1] - outside) <= chunk_elements)   # see _paste
+
+    raw = _same_unfold(b, 2 * rate, rate * stride)      # the biggest unfold: gathered and let go first
+    f_small = resize_nearest(f, *fg)
+    b_small = f_small if b is f else resize_nearest(b, *bg)
+    patches = _same_unfold(b_small, ksize, stride)
+    key_scale = softmax_scale / patch_norms(b_small, ksize, stride)      # cosine × softmax scale
+    column_tiles = [_Columns(rectangle, bg, geometry, usable, patches, key_scale, raw, f.dtype)
+                    for rectangle in _column_tiles(usable.any(axis=0).reshape(bg), whole_map)]
+    del raw
+    queries = patches if b_small is f_small and stride == 1 else _same_unfold(f_small, ksize, 1)
+    query_valid = paddle.concat([paddle.ones([1, 1, fg_size], f.dtype), paddle.zeros([1, 1, 1], f.dtype)], axis=2)
+
+    score_columns = sum(columns.keys.shape[2] for columns in column_tiles)
+    rows_per_tile = max(1, chunk_elements // (batch * score_columns))
     pasted, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
     placed = np.zeros(fg_size, np.int64)            # 1 + row among all tiles' rows; 0: not computed
     done = 0
     for rectangle in _tiles(wanted, rows_per_tile, geometry):
         tile = _Tile(rectangle, fg, geometry)
-        ids, offsets_in_tile = tile.positions(geometry)
+        ids, rows_in_tile = tile.positions(geometry)
         keep = wanted.reshape(-1)[ids]
-        placed[ids[keep]] = 1 + done + offsets_in_tile[keep]
+        placed[ids[keep]] = 1 + done + rows_in_tile[keep]
         done += tile.count
-        arrays = [np.where(tile.rows >= 0, tile.rows + query_offset, 0), np.where(tile.rows >= 0, tile.rows, fg_size)]
-        query_index, scale_index, *blank = _to_device(*arrays, *([tile.blank] if len(tile.blank) else []))
-        rows = _take(queries, query_index, 2) * _take(query_scale, scale_index, 2)
-        scores = matmul(rows, keys, transpose_a=True)                            # [N, rows, Lp]
-        for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if batch > 1 else [scores[0]]):
-            if geometry.ring:
-                image_scores = _fuse(image_scores, tile, wrapped, blank[0] if blank else None, geometry, bg[1])
-            logits = _take(image_scores, score_cols, 1)
-            if weight is not None:
-                logits = logits * weight[image]
-            attention, factor = _softmax(logits, outside)
-            if weight is not None:
-                attention = attention * weight[image]
-            best[image].append(paddle.argmax(attention, axis=-1))
-            if whole_map:
-                pasted[image].append(attention if factor is None else attention * factor)
-            else:
-                columns = matmul(attention.unsqueeze(0), raw_images[image].unsqueeze(0), transpose_b=True)[0]
-                pasted[image].append(columns if factor is None else columns * factor)
+        query_index, valid_index, *row_blank = _to_device(
+            np.maximum(tile.rows, 0), np.where(tile.rows >= 0, 0, fg_size),
+            *([tile.blank] if len(tile.blank) else []))
+        rows = _take(queries, query_index, 2) * _take(query_valid, valid_index, 2)
+        parts = [[] for _ in range(batch)]
+        for columns in column_tiles:
+            scores = matmul(rows, columns.keys, transpose_a=True)        # [N, row layout, column layout]
+            for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if batch > 1 else [scores[0]]):
+                if geometry.ring:
+                    image_scores = _fuse(image_scores, tile, row_blank[0] if row_blank else None, columns, geometry)
+                logits = _take(image_scores, columns.positions_index, 1)
+                attention, *found = _attend(logits, None if columns.weight is None else columns.weight[image])
+                if not whole_map:
+                    attention = matmul(attention.unsqueeze(0), columns.raw[image:image + 1] if batch > 1
+                                       else columns.raw, transpose_b=True)[0]
+                parts[image].append((attention, *found, columns.ids))
+            del scores
+        for image, image_parts in enumerate(parts):
+            factors, image_best = _join(image_parts, outside)
+            pasted[image].append(paddle.add_n([part[0] * factor for part, factor in zip(image_parts, factors)])
+                                 if len(image_parts) > 1 else image_parts[0][0] * factors[0])
+            best[image].append(image_best)
 
     skipped = not wanted.all()
     box = _box(wanted) if not whole_map else (0, fg[0], 0, fg[1])
@@ -341,14 +399,13 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     everywhere, in_box = _to_device(placed, placed[box_ids])
     columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
                                   in_box, 0) for rows in pasted])
-    best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"),
-                                             paddle.gather(cols_index, paddle.concat(image_best))])
-                              for image_best in best])
+    best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"), *image_best]) for image_best in best])
     offsets = _offsets(_take(best_cols, everywhere, 1), fg, bg, skipped)
 
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
     if whole_map:
+        raw_used = column_tiles[0].raw
         return _paste(columns, raw_used, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
     return _fold(columns, box, (height, width), rate, (top, left)) / 4.0, offsets
 
