@@ -270,42 +270,65 @@ def _fuse(scores: paddle.Tensor, rows: _Tile, row_blank: paddle.Tensor | None, c
 
 def _attend(logits: paddle.Tensor, weight: paddle.Tensor | None
             ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-    """The softmax of one column tile's logits [rows, columns] (one fused kernel), with what joining the
-    tiles needs: ``(attention, best, at_best, largest, share)`` — the argmax and the attention there (after
-    the per-image ``weight``, which zeroes patches this image may not use and makes their logits 0), the
-    largest logit and the tile's softmax at it, 1 / its sum of exp(logit - largest)."""
+    """The softmax of one column tile's logits [rows, columns] (one fused kernel), after the per-image
+    ``weight`` (0 for the patches this image may not use: their logit becomes 0, their attention 0), as
+    ``(attention, largest, total, best, key)``: the largest logit, the sum of exp(logit - largest) (1 / the
+    softmax there), the argmax and the logit there (-inf where the attention there is 0), [rows, 1] each
+    but ``best`` [rows]."""
     if weight is not None:
         logits = logits * weight
     attention = F.softmax(logits, axis=-1)
-    top = paddle.argmax(attention, axis=-1, keepdim=True)
-    largest = paddle.take_along_axis(logits, top, axis=-1)
-    share = paddle.take_along_axis(attention, top, axis=-1)
+    top = paddle.argmax(attention, axis=-1)
+    largest, total = _at(logits, top), 1.0 / _at(attention, top)
     if weight is None:
-        return attention, top, share, largest, share
+        return attention, largest, total, top, largest
     attention = attention * weight
-    best = paddle.argmax(attention, axis=-1, keepdim=True)
-    return attention, best, paddle.take_along_axis(attention, best, axis=-1), largest, share
+    best = paddle.argmax(attention, axis=-1)
+    key = paddle.where(_at(attention, best) > 0, _at(logits, best), paddle.full_like(largest, -np.inf))
+    return attention, largest, total, best, key
 
 
-def _join(parts: list[tuple], zeros: int) -> tuple[list[paddle.Tensor], paddle.Tensor]:
-    """``parts``: per column tile, ``_attend``'s results and the tile's usable background ids. The factor [rows, 1] that turns each column tile's softmax into its part of the softmax over all
-    of them plus ``zeros`` logits equal to 0 (the patches no image may use), and the overall argmax as a
-    background id. A tile with largest logit m and sum S (= 1/share) holds S·exp(m - M) of the whole
-    sum, M the largest of all; ties go to the smaller background id, as the official argmax does."""
-    largest = paddle.concat([part[3] for part in parts], axis=1)
-    top = paddle.max(largest, axis=1, keepdim=True)
-    sums = [paddle.exp(part[3] - top) / part[4] for part in parts]
-    total = paddle.add_n(sums) if len(sums) > 1 else sums[0]
-    if zeros:
-        total = total + zeros * paddle.exp(-top)
-    factors = [tile_sum / total for tile_sum in sums]
-    ids = [paddle.gather(part[5], part[1].reshape([-1])).reshape([-1, 1]) for part in parts]
-    if len(parts) == 1:
-        return factors, ids[0].reshape([-1])
-    values = paddle.concat([part[2] * factor for part, factor in zip(parts, factors)], axis=1)
-    ids = paddle.concat(ids, axis=1)
-    tied = values == paddle.max(values, axis=1, keepdim=True)
-    return factors, paddle.min(paddle.where(tied, ids, paddle.full_like(ids, 2 ** 62)), axis=1)
+def _at(x: paddle.Tensor, index: paddle.Tensor) -> paddle.Tensor:
+    """``x`` [rows, columns] at one column per row (``index`` [rows]), as [rows, 1]: a gather from the
+    flattened matrix (``take_along_axis`` expands its operands to each other's shape first)."""
+    rows, columns = x.shape
+    return paddle.gather(x.reshape([-1]), paddle.arange(rows, dtype=index.dtype) * columns + index).reshape([-1, 1])
+
+
+class _Softmax:
+    """The softmax over every column tile of one image's rows, joined one tile at a time: each tile's
+    softmax (and its paste, which is linear in it) is weighed into the running one by its share of the
+    sum of exp(logit - largest so far). The weights are convex (each at most 1), so nothing overflows
+    however far apart the tiles' logits are; the argmax goes to the larger logit, ties to the smaller
+    background id, as the official argmax does."""
+
+    def __init__(self) -> None:
+        self.pasted = None
+
+    def add(self, pasted: paddle.Tensor, largest: paddle.Tensor, total: paddle.Tensor, best: paddle.Tensor,
+            key: paddle.Tensor) -> None:
+        """One tile's ``_attend`` results (``pasted``: its attention or paste; ``best``: background ids)."""
+        if self.pasted is None:
+            self.pasted, self.largest, self.total, self.best, self.key = pasted, largest, total, best, key
+            return
+        top = paddle.maximum(self.largest, largest)
+        before, added = self.total * paddle.exp(self.largest - top), total * paddle.exp(largest - top)
+        self.total = before + added
+        if self.pasted.stop_gradient and pasted.stop_gradient:      # in place: no [rows, C·16] copies
+            self.pasted.multiply_(before / self.total).add_(pasted.multiply_(added / self.total))
+        else:
+            self.pasted = self.pasted * (before / self.total) + pasted * (added / self.total)
+        self.largest = top
+        take = (key > self.key) | ((key == self.key) & (best.unsqueeze(1) < self.best.unsqueeze(1)))
+        self.key = paddle.where(take, key, self.key)
+        self.best = paddle.where(take.reshape([-1]), best, self.best)
+
+    def result(self, zeros: int) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """The paste (or attention) and the argmax, with ``zeros`` more logits equal to 0 in the softmax
+        (the patches no image may use, which the official graph attends with weight exp(0)/sum)."""
+        if not zeros:
+            return self.pasted, self.best
+        return self.pasted / (1.0 + zeros * paddle.exp(-self.largest) / self.total), self.best
 
 
 def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor | np.ndarray | None = None,
@@ -374,23 +397,23 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
             np.maximum(tile.rows, 0), np.where(tile.rows >= 0, 0, fg_size),
             *([tile.blank] if len(tile.blank) else []))
         rows = _take(queries, query_index, 2) * _take(query_valid, valid_index, 2)
-        parts = [[] for _ in range(batch)]
+        joined = [_Softmax() for _ in range(batch)]
         for columns in column_tiles:
             scores = matmul(rows, columns.keys, transpose_a=True)        # [N, row layout, column layout]
             for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if batch > 1 else [scores[0]]):
                 if geometry.ring:
                     image_scores = _fuse(image_scores, tile, row_blank[0] if row_blank else None, columns, geometry)
                 logits = _take(image_scores, columns.positions_index, 1)
-                attention, *found = _attend(logits, None if columns.weight is None else columns.weight[image])
+                attention, largest, total, found, key = _attend(
+                    logits, None if columns.weight is None else columns.weight[image])
                 if not whole_map:
                     attention = matmul(attention.unsqueeze(0), columns.raw[image:image + 1] if batch > 1
                                        else columns.raw, transpose_b=True)[0]
-                parts[image].append((attention, *found, columns.ids))
+                joined[image].add(attention, largest, total, paddle.gather(columns.ids, found), key)
             del scores
-        for image, image_parts in enumerate(parts):
-            factors, image_best = _join(image_parts, outside)
-            pasted[image].append(paddle.add_n([part[0] * factor for part, factor in zip(image_parts, factors)])
-                                 if len(image_parts) > 1 else image_parts[0][0] * factors[0])
+        for image, softmax in enumerate(joined):
+            image_pasted, image_best = softmax.result(outside)
+            pasted[image].append(image_pasted)
             best[image].append(image_best)
 
     skipped = not wanted.all()
