@@ -214,26 +214,43 @@ def _column_tiles(usable: np.ndarray, whole: bool) -> list[tuple[int, int, int, 
 
 class _Columns:
     """One column tile: its ``_Tile`` layout over the background grid, the scaled patches of its score
-    columns (``keys``, [N, K, columns], zero for -1), the usable patches among its columns (``usable``:
-    background ids; ``positions``: their columns in the layout), their
-    raw patches for the paste and their per-image weights (None when every image may use them all)."""
+    columns (``keys``, [N, K, columns], zero for -1), the usable patches among its columns (``ids``:
+    background ids on the device; ``positions``: their columns in the layout), their raw patches for
+    the paste (``raw``) and their per-image weights (None when every image may use them all)."""
 
-    def __init__(self, rectangle, bg, geometry, usable, keys_source, key_scale, raw, dtype) -> None:
-        self.tile = _Tile(rectangle, bg, geometry)
-        ids, positions = self.tile.positions(geometry)
+    def __init__(self, rectangle: tuple[int, int, int, int], bg: tuple[int, int], fuse: _Fuse,
+                 usable: np.ndarray, patches: paddle.Tensor, scale: paddle.Tensor, b: paddle.Tensor,
+                 rate: int, step: int) -> None:
+        self.tile = _Tile(rectangle, bg, fuse)
+        ids, positions = self.tile.positions(fuse)
         keep = usable.any(axis=0)[ids]
-        self.usable, self.positions = ids[keep], self.tile.first + positions[keep]
+        ids, positions = ids[keep], self.tile.first + positions[keep]
+        top, bottom, left, right = rectangle
+        local = (ids // bg[1] - top) * (right - left) + ids % bg[1] - left
         rows = self.tile.rows
-        index, valid, usable_index, self.positions_index, *blank = _to_device(
-            np.maximum(rows, 0), rows >= 0, self.usable, self.positions,
-            *([self.tile.blank] if len(self.tile.blank) else []))
-        self.blank = blank[0] if blank else None
-        self.keys = _take(keys_source, index, 2) * (_take(key_scale, index, 2) * valid.astype(dtype))
-        self.raw = _take(raw, usable_index, 2)
-        self.ids = usable_index
-        image_usable = usable[:, self.usable]
+        index, valid, self.ids, self.positions, local = _to_device(np.maximum(rows, 0), rows >= 0, ids, positions,
+                                                                   local)
+        self.keys = _take(patches, index, 2) * (_take(scale, index, 2) * valid.astype(patches.dtype))
+        self.raw = _take(_raw_patches(b, rectangle, rate, step), local, 2)
+        image_usable = usable[:, ids]
         self.weight = None if usable.shape[0] == 1 or image_usable.all() else \
-            paddle.to_tensor(image_usable.astype(np.float32)).astype(dtype)
+            paddle.to_tensor(image_usable.astype(np.float32)).astype(patches.dtype)
+
+
+def _raw_patches(b: paddle.Tensor, rectangle: tuple[int, int, int, int], rate: int, step: int) -> paddle.Tensor:
+    """The paste's 2·rate × 2·rate patches of ``b`` (stride ``step``, TF 'SAME' padding) at the background
+    positions of ``rectangle``, [N, C·(2·rate)², positions]: an unfold of the rectangle's pixels alone, so
+    that the whole map's patches (4× its size, 0.5 GB at 2048²) are never held."""
+    kernel = 2 * rate
+    spans = []
+    for axis, (low, high) in enumerate((rectangle[:2], rectangle[2:])):
+        side = b.shape[2 + axis]
+        before, _ = same_padding(side, kernel, step)
+        first, last = low * step - before, (high - 1) * step - before + kernel     # pixels [first, last)
+        spans.append((max(first, 0), min(last, side), max(-first, 0), max(last - side, 0)))
+    (top, bottom, pad_top, pad_bottom), (left, right, pad_left, pad_right) = spans
+    return F.unfold(b[:, :, top:bottom, left:right], kernel_sizes=kernel, strides=step,
+                    paddings=[pad_top, pad_left, pad_bottom, pad_right])
 
 
 def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int]) -> paddle.Tensor:
@@ -245,8 +262,7 @@ def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int
     return views[0] if len(views) == 1 else paddle.add_n(views)
 
 
-def _fuse(scores: paddle.Tensor, rows: _Tile, row_blank: paddle.Tensor | None, columns: _Columns,
-          fuse: _Fuse) -> paddle.Tensor:
+def _fuse(scores: paddle.Tensor, rows: _Tile, columns: _Columns, fuse: _Fuse) -> paddle.Tensor:
     """The official fuse of one image's scores [row layout, column layout] (``_Tile`` layouts on both
     axes): both passes, for the ``rows.count`` rows from ``rows.first``, as [count, column layout]. Pass 1
     (row-major order) moves s rows and s columns, pass 2 (column-major) s runs of either layout."""
@@ -255,13 +271,11 @@ def _fuse(scores: paddle.Tensor, rows: _Tile, row_blank: paddle.Tensor | None, c
     first = fuse.before + 1                      # pass 1 is kept from score row ``first`` on
     once_rows = height - fuse.ring - 2
     once = _shifted_sum(flat, first * width, once_rows * width, [s * (width + 1) for s in fuse.shifts])
-    if row_blank is not None:
-        for row in row_blank.tolist():
-            once[(row - first) * width:(row - first + 1) * width] = 0.0
+    for row in rows.blank.tolist():
+        once[(row - first) * width:(row - first + 1) * width] = 0.0
     once = once.reshape([once_rows, width])
-    if columns.blank is not None:
-        for column in columns.blank.tolist():
-            once[:, column] = 0.0
+    for column in columns.tile.blank.tolist():
+        once[:, column] = 0.0
     start = rows.first - first
     twice = _shifted_sum(once.reshape([-1]), start * width, rows.count * width,
                          [s * (rows.stride * width + columns.tile.stride) for s in fuse.shifts])
@@ -371,39 +385,42 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     whole_map = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
                  and batch * fg_size * (bg[0] * bg[1] - outside) <= chunk_elements)   # see _paste
 
-    raw = _same_unfold(b, 2 * rate, rate * stride)      # the biggest unfold: gathered and let go first
     f_small = resize_nearest(f, *fg)
     b_small = f_small if b is f else resize_nearest(b, *bg)
     patches = _same_unfold(b_small, ksize, stride)
-    key_scale = softmax_scale / patch_norms(b_small, ksize, stride)      # cosine × softmax scale
-    column_tiles = [_Columns(rectangle, bg, geometry, usable, patches, key_scale, raw, f.dtype)
+    scale = softmax_scale / patch_norms(b_small, ksize, stride)      # cosine × softmax scale
+    column_tiles = [_Columns(rectangle, bg, geometry, usable, patches, scale, b, rate, rate * stride)
                     for rectangle in _column_tiles(usable.any(axis=0).reshape(bg), whole_map)]
-    del raw
-    queries = patches if b_small is f_small and stride == 1 else _same_unfold(f_small, ksize, 1)
-    query_valid = paddle.concat([paddle.ones([1, 1, fg_size], f.dtype), paddle.zeros([1, 1, 1], f.dtype)], axis=2)
+    rows_per_tile = max(1, chunk_elements // (batch * sum(columns.keys.shape[2] for columns in column_tiles)))
+    tiles = [_Tile(rectangle, fg, geometry) for rectangle in _tiles(wanted, rows_per_tile, geometry)]
+    query_ids = np.unique(np.concatenate([tile.rows for tile in tiles]))
+    query_ids = query_ids[query_ids >= 0]
+    if not (b_small is f_small and stride == 1):
+        patches = _same_unfold(f_small, ksize, 1)
+    queries = _take(patches, *_to_device(query_ids), 2)     # only the rows the tiles score
+    del patches
 
-    score_columns = sum(columns.keys.shape[2] for columns in column_tiles)
-    rows_per_tile = max(1, chunk_elements // (batch * score_columns))
-    pasted, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
+    top, bottom = same_padding(height, 2 * rate, rate)
+    left, right = same_padding(width, 2 * rate, rate)
+    y = paddle.zeros_like(f) if not whole_map else None
+    attended, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
     placed = np.zeros(fg_size, np.int64)            # 1 + row among all tiles' rows; 0: not computed
     done = 0
-    for rectangle in _tiles(wanted, rows_per_tile, geometry):
-        tile = _Tile(rectangle, fg, geometry)
+    for tile in tiles:
         ids, rows_in_tile = tile.positions(geometry)
         keep = wanted.reshape(-1)[ids]
         placed[ids[keep]] = 1 + done + rows_in_tile[keep]
         done += tile.count
-        query_index, valid_index, *row_blank = _to_device(
-            np.maximum(tile.rows, 0), np.where(tile.rows >= 0, 0, fg_size),
-            *([tile.blank] if len(tile.blank) else []))
-        rows = _take(queries, query_index, 2) * _take(query_valid, valid_index, 2)
+        query_index, valid, in_tile, kept = _to_device(np.searchsorted(query_ids, np.maximum(tile.rows, 0)),
+                                                       tile.rows >= 0, rows_in_tile, keep)
+        rows = _take(queries, query_index, 2) * valid.astype(f.dtype)
         joined = [_Softmax() for _ in range(batch)]
         for columns in column_tiles:
             scores = matmul(rows, columns.keys, transpose_a=True)        # [N, row layout, column layout]
             for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if batch > 1 else [scores[0]]):
                 if geometry.ring:
-                    image_scores = _fuse(image_scores, tile, row_blank[0] if row_blank else None, columns, geometry)
-                logits = _take(image_scores, columns.positions_index, 1)
+                    image_scores = _fuse(image_scores, tile, columns, geometry)
+                logits = _take(image_scores, columns.positions, 1)
                 attention, largest, total, found, key = _attend(
                     logits, None if columns.weight is None else columns.weight[image])
                 if not whole_map:
@@ -412,25 +429,25 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
                 joined[image].add(attention, largest, total, paddle.gather(columns.ids, found), key)
             del scores
         for image, softmax in enumerate(joined):
-            image_pasted, image_best = softmax.result(outside)
-            pasted[image].append(image_pasted)
+            image_attended, image_best = softmax.result(outside)
             best[image].append(image_best)
+            if whole_map:
+                attended[image].append(image_attended)
+            else:           # the rectangle's positions in order, a wanted one's paste or zero
+                attended[image] = _take(image_attended, in_tile, 0) * kept.astype(f.dtype).unsqueeze(1)
+        if not whole_map:
+            piece = _fold(paddle.stack(attended), (tile.top, tile.top + tile.height, tile.left, tile.left + tile.width),
+                          rate, (top, left))
+            y = _add_piece(y, piece, (height, width))
 
-    skipped = not wanted.all()
-    box = _box(wanted) if not whole_map else (0, fg[0], 0, fg[1])
-    box_ids = (np.arange(box[0], box[1])[:, None] * fg[1] + np.arange(box[2], box[3])).reshape(-1)
-    everywhere, in_box = _to_device(placed, placed[box_ids])
-    columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
-                                  in_box, 0) for rows in pasted])
     best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"), *image_best]) for image_best in best])
-    offsets = _offsets(_take(best_cols, everywhere, 1), fg, bg, skipped)
-
-    top, bottom = same_padding(height, 2 * rate, rate)
-    left, right = same_padding(width, 2 * rate, rate)
-    if whole_map:
-        raw_used = column_tiles[0].raw
-        return _paste(columns, raw_used, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
-    return _fold(columns, box, (height, width), rate, (top, left)) / 4.0, offsets
+    offsets = _offsets(_take(best_cols, _to_device(placed)[0], 1), fg, bg, not wanted.all())
+    if not whole_map:
+        return y, offsets
+    in_map = _to_device(placed)[0]
+    columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
+                                  in_map, 0) for rows in attended])
+    return _paste(columns, column_tiles[0].raw, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
 
 
 def _box(wanted: np.ndarray) -> tuple[int, int, int, int]:
@@ -439,20 +456,29 @@ def _box(wanted: np.ndarray) -> tuple[int, int, int, int]:
     return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
 
 
-def _fold(columns: paddle.Tensor, box: tuple[int, int, int, int], size: tuple[int, int], rate: int,
-          padding: tuple[int, int]) -> paddle.Tensor:
+def _fold(columns: paddle.Tensor, box: tuple[int, int, int, int], rate: int, padding: tuple[int, int]
+          ) -> tuple[paddle.Tensor, int, int]:
     """The paste's overlap-add (``F.fold``) of the attended patches ``columns`` [N, positions, C·(2·rate)²]
-    of the foreground positions in ``box``, placed in a zero map of ``size``: the same sums as folding
-    every position's (mostly zero) patch, over the box's pixels alone."""
+    of the foreground positions in ``box`` (row-major), divided by 4 as in the official graph, as the
+    piece of the map they cover and its first row and column there (which the map's 'SAME' padding may
+    put before the map)."""
     top, bottom, left, right = box
-    out_height, out_width = rate * (bottom - top + 1), rate * (right - left + 1)
-    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[out_height, out_width], kernel_sizes=2 * rate,
-               strides=rate)
-    row, col = rate * top - padding[0], rate * left - padding[1]       # the box's first pixel in the map
-    y = y[:, :, max(0, -row):out_height - max(0, row + out_height - size[0]),
-          max(0, -col):out_width - max(0, col + out_width - size[1])]
+    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[rate * (bottom - top + 1), rate * (right - left + 1)],
+               kernel_sizes=2 * rate, strides=rate)
+    return y / 4.0, rate * top - padding[0], rate * left - padding[1]
+
+
+def _add_piece(y: paddle.Tensor, piece: tuple[paddle.Tensor, int, int], size: tuple[int, int]) -> paddle.Tensor:
+    """``y`` plus a ``_fold`` piece at its place, cut to the map; in place unless gradients are wanted."""
+    values, row, col = piece
+    values = values[:, :, max(0, -row):values.shape[2] - max(0, row + values.shape[2] - size[0]),
+                    max(0, -col):values.shape[3] - max(0, col + values.shape[3] - size[1])]
     row, col = max(row, 0), max(col, 0)
-    return F.pad(y, [col, size[1] - col - y.shape[3], row, size[0] - row - y.shape[2]])
+    bottom, right = row + values.shape[2], col + values.shape[3]
+    if y.stop_gradient and values.stop_gradient:
+        y[:, :, row:bottom, col:right] += values
+        return y
+    return y + F.pad(values, [col, size[1] - right, row, size[0] - bottom])
 
 
 def _paste(attention: paddle.Tensor, raw_used: paddle.Tensor, fg: tuple[int, int], size: tuple[int, int],
