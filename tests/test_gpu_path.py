@@ -205,6 +205,9 @@ def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
     calls.clear()
     device_module.pick_device(device)
     assert calls == (["threads"] if device == "cpu" else [])
+    calls.clear()
+    device_module.pick_device(device, one_shot=True)                    # inpaint.py
+    assert calls == (["threads", "malloc"] if device == "cpu" else [])
 
 
 def test_a_numbered_gpu_under_the_launcher_is_each_process_own(monkeypatch, capsys):
