@@ -61,7 +61,7 @@ def _same_unfold(x: paddle.Tensor, kernel: int, stride: int) -> paddle.Tensor:
 
 def _to_device(*arrays: np.ndarray) -> list[paddle.Tensor]:
     """Integer host arrays as device tensors of the same shapes, sent in one copy: on a GPU every
-    ``paddle.to_tensor`` is a blocking transfer, and a tile of the attention needs several index arrays."""
+    ``paddle.to_tensor`` is a blocking transfer, and the attention plans dozens of index arrays per call."""
     flat = paddle.to_tensor(np.concatenate([np.asarray(a, np.int64).reshape(-1) for a in arrays]))
     tensors, start = [], 0
     for array in arrays:
@@ -213,28 +213,32 @@ def _column_tiles(usable: np.ndarray, whole: bool) -> list[tuple[int, int, int, 
 
 
 class _Columns:
-    """One column tile: its ``_Tile`` layout over the background grid, the scaled patches of its score
-    columns (``keys``, [N, K, columns], zero for -1), the usable patches among its columns (``ids``:
-    background ids on the device; ``positions``: their columns in the layout), their raw patches for
-    the paste (``raw``) and their per-image weights (None when every image may use them all)."""
+    """One column tile: its ``_Tile`` layout over the background grid, and (after ``load``) the scaled
+    patches of its score columns (``keys``, [N, K, columns], zero for -1), the usable patches among its
+    columns (``ids``: background ids; ``positions``: their columns in the layout), their raw patches for
+    the paste (``raw``) and their per-image weights (None when every image may use them all). ``host``:
+    the index arrays ``load`` takes on the device, in this order."""
 
     def __init__(self, rectangle: tuple[int, int, int, int], bg: tuple[int, int], fuse: _Fuse,
-                 usable: np.ndarray, patches: paddle.Tensor, scale: paddle.Tensor, b: paddle.Tensor,
-                 rate: int, step: int) -> None:
-        self.tile = _Tile(rectangle, bg, fuse)
+                 usable: np.ndarray) -> None:
+        self.rectangle, self.tile = rectangle, _Tile(rectangle, bg, fuse)
         ids, positions = self.tile.positions(fuse)
         keep = usable.any(axis=0)[ids]
         ids, positions = ids[keep], self.tile.first + positions[keep]
         top, bottom, left, right = rectangle
         local = (ids // bg[1] - top) * (right - left) + ids % bg[1] - left
         rows = self.tile.rows
-        index, valid, self.ids, self.positions, local = _to_device(np.maximum(rows, 0), rows >= 0, ids, positions,
-                                                                   local)
-        self.keys = _take(patches, index, 2) * (_take(scale, index, 2) * valid.astype(patches.dtype))
-        self.raw = _take(_raw_patches(b, rectangle, rate, step), local, 2)
+        self.host = [np.maximum(rows, 0), rows >= 0, ids, positions, local]
         image_usable = usable[:, ids]
-        self.weight = None if usable.shape[0] == 1 or image_usable.all() else \
-            paddle.to_tensor(image_usable.astype(np.float32)).astype(patches.dtype)
+        if usable.shape[0] > 1 and not image_usable.all():
+            self.host.append(image_usable)
+
+    def load(self, arrays: list[paddle.Tensor], patches: paddle.Tensor, scale: paddle.Tensor, b: paddle.Tensor,
+             rate: int, step: int) -> None:
+        index, valid, self.ids, self.positions, local, *weight = arrays
+        self.keys = _take(patches, index, 2) * (_take(scale, index, 2) * valid.astype(patches.dtype))
+        self.raw = _take(_raw_patches(b, self.rectangle, rate, step), local, 2)
+        self.weight = weight[0].astype(patches.dtype) if weight else None
 
 
 def _raw_patches(b: paddle.Tensor, rectangle: tuple[int, int, int, int], rate: int, step: int) -> paddle.Tensor:
@@ -385,34 +389,42 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     whole_map = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
                  and batch * fg_size * (bg[0] * bg[1] - outside) <= chunk_elements)   # see _paste
 
+    column_tiles = [_Columns(rectangle, bg, geometry, usable)
+                    for rectangle in _column_tiles(usable.any(axis=0).reshape(bg), whole_map)]
+    score_columns = sum(columns.tile.rows.size for columns in column_tiles)
+    tiles = [_Tile(rectangle, fg, geometry)
+             for rectangle in _tiles(wanted, max(1, chunk_elements // (batch * score_columns)), geometry)]
+    query_ids = np.unique(np.concatenate([tile.rows for tile in tiles]))
+    query_ids = query_ids[query_ids >= 0]              # the foreground patches the tiles score
+    placed = np.zeros(fg_size, np.int64)                # 1 + row among all tiles' rows; 0: not computed
+    tile_arrays, done = [], 0
+    for tile in tiles:
+        ids, rows_in_tile = tile.positions(geometry)
+        keep = wanted.reshape(-1)[ids]
+        placed[ids[keep]] = 1 + done + rows_in_tile[keep]
+        done += tile.count
+        tile_arrays.append([np.searchsorted(query_ids, np.maximum(tile.rows, 0)), tile.rows >= 0, rows_in_tile, keep])
+    uploaded = iter(_to_device(query_ids, placed, *(array for columns in column_tiles for array in columns.host),
+                               *(array for arrays in tile_arrays for array in arrays)))   # one copy per call
+    query_index, placed = next(uploaded), next(uploaded)
+
     f_small = resize_nearest(f, *fg)
     b_small = f_small if b is f else resize_nearest(b, *bg)
     patches = _same_unfold(b_small, ksize, stride)
     scale = softmax_scale / patch_norms(b_small, ksize, stride)      # cosine × softmax scale
-    column_tiles = [_Columns(rectangle, bg, geometry, usable, patches, scale, b, rate, rate * stride)
-                    for rectangle in _column_tiles(usable.any(axis=0).reshape(bg), whole_map)]
-    rows_per_tile = max(1, chunk_elements // (batch * sum(columns.keys.shape[2] for columns in column_tiles)))
-    tiles = [_Tile(rectangle, fg, geometry) for rectangle in _tiles(wanted, rows_per_tile, geometry)]
-    query_ids = np.unique(np.concatenate([tile.rows for tile in tiles]))
-    query_ids = query_ids[query_ids >= 0]
+    for columns in column_tiles:
+        columns.load([next(uploaded) for _ in columns.host], patches, scale, b, rate, rate * stride)
     if not (b_small is f_small and stride == 1):
         patches = _same_unfold(f_small, ksize, 1)
-    queries = _take(patches, *_to_device(query_ids), 2)     # only the rows the tiles score
+    queries = _take(patches, query_index, 2)
     del patches
 
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
     y = paddle.zeros_like(f) if not whole_map else None
     attended, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
-    placed = np.zeros(fg_size, np.int64)            # 1 + row among all tiles' rows; 0: not computed
-    done = 0
     for tile in tiles:
-        ids, rows_in_tile = tile.positions(geometry)
-        keep = wanted.reshape(-1)[ids]
-        placed[ids[keep]] = 1 + done + rows_in_tile[keep]
-        done += tile.count
-        query_index, valid, in_tile, kept = _to_device(np.searchsorted(query_ids, np.maximum(tile.rows, 0)),
-                                                       tile.rows >= 0, rows_in_tile, keep)
+        query_index, valid, in_tile, kept = (next(uploaded) for _ in range(4))
         rows = _take(queries, query_index, 2) * valid.astype(f.dtype)
         joined = [_Softmax() for _ in range(batch)]
         for columns in column_tiles:
@@ -441,12 +453,11 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
             y = _add_piece(y, piece, (height, width))
 
     best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"), *image_best]) for image_best in best])
-    offsets = _offsets(_take(best_cols, _to_device(placed)[0], 1), fg, bg, not wanted.all())
+    offsets = _offsets(_take(best_cols, placed, 1), fg, bg, not wanted.all())
     if not whole_map:
         return y, offsets
-    in_map = _to_device(placed)[0]
     columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
-                                  in_map, 0) for rows in attended])
+                                  placed, 0) for rows in attended])
     return _paste(columns, column_tiles[0].raw, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
 
 
