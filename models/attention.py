@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+from paddle.autograd import PyLayer
 
 from models.convolution import conv2d_input_gradient, runs_on_onednn
 from models.layers import resize_nearest, resize_nearest_array, same_padding
@@ -237,7 +238,9 @@ class _Columns:
              rate: int, step: int) -> None:
         index, valid, self.ids, self.positions, local, *weight = arrays
         self.keys = _take(patches, index, 2) * (_take(scale, index, 2) * valid.astype(patches.dtype))
-        self.raw = _take(_raw_patches(b, self.rectangle, rate, step), local, 2)
+        raw = _take(_raw_patches(b, self.rectangle, rate, step), local, 2)
+        self.raw = raw                                   # per image: unbound, not sliced (see _paste)
+        self.raw_images = paddle.unbind(raw.unsqueeze(1), axis=0) if raw.shape[0] > 1 else [raw]
         self.weight = weight[0].astype(patches.dtype) if weight else None
 
 
@@ -253,8 +256,8 @@ def _raw_patches(b: paddle.Tensor, rectangle: tuple[int, int, int, int], rate: i
         first, last = low * step - before, (high - 1) * step - before + kernel     # pixels [first, last)
         spans.append((max(first, 0), min(last, side), max(-first, 0), max(last - side, 0)))
     (top, bottom, pad_top, pad_bottom), (left, right, pad_left, pad_right) = spans
-    return F.unfold(b[:, :, top:bottom, left:right], kernel_sizes=kernel, strides=step,
-                    paddings=[pad_top, pad_left, pad_bottom, pad_right])
+    window = b if (top, bottom, left, right) == (0, b.shape[2], 0, b.shape[3]) else b[:, :, top:bottom, left:right]
+    return F.unfold(window, kernel_sizes=kernel, strides=step, paddings=[pad_top, pad_left, pad_bottom, pad_right])
 
 
 def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int]) -> paddle.Tensor:
@@ -266,24 +269,77 @@ def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int
     return views[0] if len(views) == 1 else paddle.add_n(views)
 
 
+def _shifted_sum_adjoint(d: paddle.Tensor, size: int, start: int, offsets: list[int]) -> paddle.Tensor:
+    """The gradient of ``_shifted_sum`` over a buffer of ``size``: each view's gradient is ``d`` at its
+    place, so the buffer's is again a sum of views, of ``d`` padded with zeros once."""
+    low, high = min(offsets), max(offsets)
+    padded = paddle.concat([paddle.zeros([start + high], d.dtype), d,
+                            paddle.zeros([size - start - low - d.shape[0]], d.dtype)])
+    return _shifted_sum(padded, 0, size, [high - offset for offset in offsets])
+
+
+@dataclass(frozen=True)
+class _FusePlan:
+    """Where the fuse's two passes read one image's scores of a row tile against a column tile (``_Tile``
+    layouts on both axes), flattened: pass 1 (row-major order) moves s rows and s columns, pass 2
+    (column-major) s runs of either layout. Pass 1 is kept from score row ``before + 1`` on, pass 2 for
+    the row tile's ``count`` rows from its ``first``; ``blank`` rows and columns of pass 1 are zero."""
+    shape: tuple[int, int]
+    once: tuple[int, int, list[int]]           # (start, length, offsets) in the scores
+    twice: tuple[int, int, list[int]]          # in pass 1's result
+    blank_rows: tuple[int, ...]               # rows of pass 1's result
+    blank_columns: tuple[int, ...]
+
+    @classmethod
+    def of(cls, shape: tuple[int, int], rows: _Tile, columns: _Tile, fuse: _Fuse) -> "_FusePlan":
+        height, width = shape
+        first = fuse.before + 1
+        start = rows.first - first
+        return cls(shape, (first * width, (height - fuse.ring - 2) * width, [s * (width + 1) for s in fuse.shifts]),
+                   (start * width, rows.count * width, [s * (rows.stride * width + columns.stride) for s in fuse.shifts]),
+                   tuple(int(row) - first for row in rows.blank), tuple(int(column) for column in columns.blank))
+
+    def values(self, scores: paddle.Tensor) -> paddle.Tensor:
+        once = _shifted_sum(scores.reshape([-1]), *self.once)
+        self._blank(once)
+        twice = _shifted_sum(once, *self.twice)
+        return twice.reshape([-1, self.shape[1]])
+
+    def gradient(self, d_twice: paddle.Tensor) -> paddle.Tensor:
+        d_once = _shifted_sum_adjoint(d_twice.reshape([-1]), self.once[1], self.twice[0], self.twice[2])
+        self._blank(d_once)
+        return _shifted_sum_adjoint(d_once, self.shape[0] * self.shape[1], self.once[0], self.once[2]).reshape(
+            list(self.shape))
+
+    def _blank(self, once: paddle.Tensor) -> None:
+        width = self.shape[1]
+        for row in self.blank_rows:
+            once[row * width:(row + 1) * width] = 0.0
+        if self.blank_columns:
+            grid = once.reshape([-1, width])
+            for column in self.blank_columns:
+                grid[:, column] = 0.0
+
+
+class _Fused(PyLayer):
+    """The fuse with its gradient as the same sums of views run backwards: differentiating the views
+    themselves made a zero buffer of the whole per view (a third of a training step's attention)."""
+
+    @staticmethod
+    def forward(ctx, scores: paddle.Tensor, plan: _FusePlan) -> paddle.Tensor:
+        ctx.plan = plan
+        return plan.values(scores)
+
+    @staticmethod
+    def backward(ctx, d_twice: paddle.Tensor) -> paddle.Tensor:
+        return ctx.plan.gradient(d_twice)
+
+
 def _fuse(scores: paddle.Tensor, rows: _Tile, columns: _Columns, fuse: _Fuse) -> paddle.Tensor:
-    """The official fuse of one image's scores [row layout, column layout] (``_Tile`` layouts on both
-    axes): both passes, for the ``rows.count`` rows from ``rows.first``, as [count, column layout]. Pass 1
-    (row-major order) moves s rows and s columns, pass 2 (column-major) s runs of either layout."""
-    height, width = scores.shape
-    flat = scores.reshape([-1])
-    first = fuse.before + 1                      # pass 1 is kept from score row ``first`` on
-    once_rows = height - fuse.ring - 2
-    once = _shifted_sum(flat, first * width, once_rows * width, [s * (width + 1) for s in fuse.shifts])
-    for row in rows.blank.tolist():
-        once[(row - first) * width:(row - first + 1) * width] = 0.0
-    once = once.reshape([once_rows, width])
-    for column in columns.tile.blank.tolist():
-        once[:, column] = 0.0
-    start = rows.first - first
-    twice = _shifted_sum(once.reshape([-1]), start * width, rows.count * width,
-                         [s * (rows.stride * width + columns.tile.stride) for s in fuse.shifts])
-    return twice.reshape([rows.count, width])
+    """The official fuse of one image's scores [row layout, column layout], for the ``rows.count`` rows
+    from ``rows.first``, as [count, column layout] (``_FusePlan``)."""
+    plan = _FusePlan.of(tuple(scores.shape), rows, columns.tile, fuse)
+    return plan.values(scores) if scores.stop_gradient else _Fused.apply(scores, plan)
 
 
 def _attend(logits: paddle.Tensor, weight: paddle.Tensor | None
@@ -436,8 +492,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
                 attention, largest, total, found, key = _attend(
                     logits, None if columns.weight is None else columns.weight[image])
                 if not whole_map:
-                    attention = matmul(attention.unsqueeze(0), columns.raw[image:image + 1] if batch > 1
-                                       else columns.raw, transpose_b=True)[0]
+                    attention = matmul(attention.unsqueeze(0), columns.raw_images[image], transpose_b=True)[0]
                 joined[image].add(attention, largest, total, paddle.gather(columns.ids, found), key)
             del scores
         for image, softmax in enumerate(joined):
@@ -449,7 +504,7 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
                 attended[image] = _take(image_attended, in_tile, 0) * kept.astype(f.dtype).unsqueeze(1)
         if not whole_map:
             piece = _fold(paddle.stack(attended), (tile.top, tile.top + tile.height, tile.left, tile.left + tile.width),
-                          rate, (top, left))
+                          (height, width), rate, (top, left))
             y = _add_piece(y, piece, (height, width))
 
     best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"), *image_best]) for image_best in best])
@@ -467,24 +522,25 @@ def _box(wanted: np.ndarray) -> tuple[int, int, int, int]:
     return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
 
 
-def _fold(columns: paddle.Tensor, box: tuple[int, int, int, int], rate: int, padding: tuple[int, int]
-          ) -> tuple[paddle.Tensor, int, int]:
+def _fold(columns: paddle.Tensor, box: tuple[int, int, int, int], size: tuple[int, int], rate: int,
+          padding: tuple[int, int]) -> tuple[paddle.Tensor, int, int]:
     """The paste's overlap-add (``F.fold``) of the attended patches ``columns`` [N, positions, C·(2·rate)²]
-    of the foreground positions in ``box`` (row-major), divided by 4 as in the official graph, as the
-    piece of the map they cover and its first row and column there (which the map's 'SAME' padding may
-    put before the map)."""
+    of the foreground positions in ``box`` (row-major), divided by 4 as in the official graph: the piece
+    of the map of ``size`` they cover (cut where the map's 'SAME' ``padding`` lies) and its first row and
+    column."""
     top, bottom, left, right = box
-    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[rate * (bottom - top + 1), rate * (right - left + 1)],
-               kernel_sizes=2 * rate, strides=rate)
-    return y / 4.0, rate * top - padding[0], rate * left - padding[1]
+    height, width = rate * (bottom - top + 1), rate * (right - left + 1)
+    y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[height, width], kernel_sizes=2 * rate, strides=rate)
+    row, col = rate * top - padding[0], rate * left - padding[1]        # the piece's first pixel in the map
+    cut = (max(0, -row), height - max(0, row + height - size[0]), max(0, -col), width - max(0, col + width - size[1]))
+    if cut != (0, height, 0, width):
+        y = y[:, :, cut[0]:cut[1], cut[2]:cut[3]]
+    return y / 4.0, max(row, 0), max(col, 0)
 
 
 def _add_piece(y: paddle.Tensor, piece: tuple[paddle.Tensor, int, int], size: tuple[int, int]) -> paddle.Tensor:
-    """``y`` plus a ``_fold`` piece at its place, cut to the map; in place unless gradients are wanted."""
+    """``y`` plus a ``_fold`` piece at its place; in place unless gradients are wanted."""
     values, row, col = piece
-    values = values[:, :, max(0, -row):values.shape[2] - max(0, row + values.shape[2] - size[0]),
-                    max(0, -col):values.shape[3] - max(0, col + values.shape[3] - size[1])]
-    row, col = max(row, 0), max(col, 0)
     bottom, right = row + values.shape[2], col + values.shape[3]
     if y.stop_gradient and values.stop_gradient:
         y[:, :, row:bottom, col:right] += values
