@@ -9,20 +9,22 @@ divided by 4, as in the official graph. Matching runs at
 1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
 
 The official graph builds the whole (foreground × background) score matrix, which grows with the fourth
-power of the image side (17 GB at 2048²). Here the same numbers are computed for a tile of foreground
-positions at a time (``_Tile``), each tile two matrix products on unfolded patches:
+power of the image side (17 GB at 2048²). Here the same numbers are computed a rectangle of foreground
+positions (a row tile) against a rectangle of background patches (a column tile) at a time, each pair
+two matrix products on unfolded patches:
 
 * the fuse step (two passes of a 3×3 identity convolution over the score matrix, first in row-major, then
-  in column-major order of the positions) adds the score matrix at shifts along its diagonal. A tile
-  scores its positions plus the ring the fuse reads against every background patch (row-major, with a
-  zero patch at each end), in a layout where every shift of either pass is one constant offset into the
-  flattened scores: a pass is the sum of three views of one buffer, without gathering rows or columns
-  (``_fuse``; gathers were half of the attention's time at 2048²);
-* background patches that touch the hole get zero attention after the softmax; they are dropped after the
-  fuse (which still reads their scores) and enter the softmax's denominator as the ``exp(0)`` terms they
-  are in the official graph;
+  in column-major order of the positions) adds the score matrix at shifts along its diagonal. Each tile
+  is laid out with the ring of neighbours the fuse reads (``_Tile``) so that every shift of either pass
+  is one constant offset into the flattened scores: a pass is the sum of three views of one buffer
+  (``_FusePlan``), where gathering shifted rows and columns took half of the attention's time at 2048²;
+* background patches that touch the hole get zero attention after the softmax: they are dropped after the
+  fuse (which still reads the scores of those at the hole's edge) and enter the softmax's denominator as
+  the ``exp(0)`` terms they are in the official graph. A big hole's inside is not scored at all: the
+  column tiles go around it (``_column_tiles``), and their softmaxes are joined as they come
+  (``_Softmax``);
 * foreground positions whose output cannot reach the pixels a caller keeps (``needed``) are skipped, and
-  the paste covers only the box around the others.
+  each row tile's paste is folded into the output at once.
 """
 from __future__ import annotations
 
@@ -477,43 +479,50 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
 
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
-    y = paddle.zeros_like(f) if not whole_map else None
-    attended, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
+    y = None if whole_map else paddle.zeros_like(f)
+    maps, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
     for tile in tiles:
         query_index, valid, in_tile, kept = (next(uploaded) for _ in range(4))
         rows = _take(queries, query_index, 2) * valid.astype(f.dtype)
-        joined = [_Softmax() for _ in range(batch)]
-        for columns in column_tiles:
-            scores = matmul(rows, columns.keys, transpose_a=True)        # [N, row layout, column layout]
-            for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if batch > 1 else [scores[0]]):
-                if geometry.ring:
-                    image_scores = _fuse(image_scores, tile, columns, geometry)
-                logits = _take(image_scores, columns.positions, 1)
-                attention, largest, total, found, key = _attend(
-                    logits, None if columns.weight is None else columns.weight[image])
-                if not whole_map:
-                    attention = matmul(attention.unsqueeze(0), columns.raw_images[image], transpose_b=True)[0]
-                joined[image].add(attention, largest, total, paddle.gather(columns.ids, found), key)
-            del scores
-        for image, softmax in enumerate(joined):
-            image_attended, image_best = softmax.result(outside)
+        results = _attend_tile(rows, tile, column_tiles, geometry, outside, whole_map)
+        for image, (attended, image_best) in enumerate(results):
             best[image].append(image_best)
             if whole_map:
-                attended[image].append(image_attended)
-            else:           # the rectangle's positions in order, a wanted one's paste or zero
-                attended[image] = _take(image_attended, in_tile, 0) * kept.astype(f.dtype).unsqueeze(1)
-        if not whole_map:
-            piece = _fold(paddle.stack(attended), (tile.top, tile.top + tile.height, tile.left, tile.left + tile.width),
-                          (height, width), rate, (top, left))
-            y = _add_piece(y, piece, (height, width))
+                maps[image].append(attended)
+        if not whole_map:       # the rectangle's positions in order, a wanted one's paste or zero
+            columns = paddle.stack([_take(attended, in_tile, 0) for attended, _ in results])
+            columns = columns * kept.astype(f.dtype).reshape([1, -1, 1])
+            box = (tile.top, tile.top + tile.height, tile.left, tile.left + tile.width)
+            y = _add_piece(y, _fold(columns, box, (height, width), rate, (top, left)), (height, width))
 
     best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"), *image_best]) for image_best in best])
     offsets = _offsets(_take(best_cols, placed, 1), fg, bg, not wanted.all())
     if not whole_map:
         return y, offsets
     columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
-                                  placed, 0) for rows in attended])
+                                  placed, 0) for rows in maps])
     return _paste(columns, column_tiles[0].raw, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
+
+
+def _attend_tile(rows: paddle.Tensor, tile: _Tile, column_tiles: list[_Columns], fuse: _Fuse, outside: int,
+                 whole_map: bool) -> list[tuple[paddle.Tensor, paddle.Tensor]]:
+    """One row tile (``rows``: its foreground patches, [N, K, score rows]) against every column tile: per
+    image, its ``count`` rows' paste [count, C·(2·rate)²] (or, for ``whole_map``, their attention over the
+    usable patches) and their argmax as background ids."""
+    joined = [_Softmax() for _ in range(rows.shape[0])]
+    for columns in column_tiles:
+        scores = matmul(rows, columns.keys, transpose_a=True)        # [N, row layout, column layout]
+        for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if len(joined) > 1 else [scores[0]]):
+            if fuse.ring:
+                image_scores = _fuse(image_scores, tile, columns, fuse)
+            logits = _take(image_scores, columns.positions, 1)
+            attention, largest, total, found, key = _attend(
+                logits, None if columns.weight is None else columns.weight[image])
+            if not whole_map:
+                attention = matmul(attention.unsqueeze(0), columns.raw_images[image], transpose_b=True)[0]
+            joined[image].add(attention, largest, total, paddle.gather(columns.ids, found), key)
+        del scores
+    return [softmax.result(outside) for softmax in joined]
 
 
 def _box(wanted: np.ndarray) -> tuple[int, int, int, int]:
