@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
-    pick_device(args.device, one_shot=True)
+    pick_device(args.device, inference=True)
     inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):

@@ -29,12 +29,12 @@ from utils.files import atomic_path
 INFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py")
 
 
-def measure_sizes(sizes: list[int], repeats: int, process: str, checkpoint: str | None) -> list[dict[str, float]]:
+def measure_sizes(sizes: list[int], repeats: int, checkpoint: str | None) -> list[dict[str, float]]:
     """One row per size: seconds per pass (all, attention, the rest) and peak resident memory."""
     rows = []
     for size in sizes:
-        command = [sys.executable, INFERENCE, "--size", str(size), "--repeats", str(repeats), "--device", "cpu",
-                   "--process", process] + (["--checkpoint", checkpoint] if checkpoint else [])
+        command = [sys.executable, INFERENCE, "--size", str(size), "--repeats", str(repeats), "--device", "cpu"]
+        command += ["--checkpoint", checkpoint] if checkpoint else []
         fields, failure = measure_fresh(command)
         if fields is None:
             raise UserError(f"{size}x{size} failed: {failure}")
@@ -150,8 +150,6 @@ def main() -> None:
     parser = ArgumentParser(prog="growth.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="256,512,1024,2048", help="comma-separated sides (multiples of 8)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per size after the warm-up")
-    parser.add_argument("--process", choices=("inpaint", "app"), default="inpaint",
-                        help="the memory settings of inpaint.py (default) or app.py")
     parser.add_argument("--checkpoint", help="weights to use (default: random initialisation)")
     parser.add_argument("--plot", help="also draw the log-log picture here (PNG)")
     args = parser.parse_args()
@@ -163,7 +161,7 @@ def main() -> None:
         raise UserError(f"--sizes needs two or more multiples of 8 of at least 16, got {args.sizes}")
     if args.repeats < 1:
         raise UserError(f"--repeats must be at least 1, got {args.repeats}")
-    rows = measure_sizes(sorted(sizes), args.repeats, args.process, args.checkpoint)
+    rows = measure_sizes(sorted(sizes), args.repeats, args.checkpoint)
     print_table(rows)
     if args.plot:
         draw(rows, args.plot)

@@ -2,15 +2,14 @@
 
     python benchmarks/inference.py --size 512 --repeats 5          # one size; last line is machine-readable
     python benchmarks/inference.py --sizes 256,512,1024,2048       # a table, each size in a fresh process
-    python benchmarks/inference.py --size 512 --process app        # with the app's process settings
 
 The input is a random image with a centred square hole of a quarter of its area. One warm-up pass (which
 also builds the compiled programs for the size), then the median of ``--repeats`` timed passes. Peak
 memory is the process's peak resident set (and the GPU's peak allocation on a GPU), so a table runs every
-size in its own process. ``--process`` makes the memory settings of the command being measured:
-``inpaint`` (the default; ``inpaint.py``, which fills its pictures and exits: glibc keeps freed memory) or
-``app`` (the long-lived server, which gives freed memory back after every fill); the warm-up is what a
-one-shot ``inpaint.py`` fill pays, plans and all. ``--backend`` picks how the generator runs (``inpainting.runners``): ``eager``
+size in its own process. The process is set up as ``inpaint.py`` and ``app.py`` set theirs up
+(``pick_device(inference=True)``); the warm-up and the peak after it (``first_s``, ``first_peak_rss_mb``)
+are what one ``inpaint.py`` fill costs, plans and all, the peak after every pass what a long-lived
+``app.py`` reaches. ``--backend`` picks how the generator runs (``inpainting.runners``): ``eager``
 (the default) and ``compiled`` compute only what reaches the hole; ``paddle-inference`` and
 ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
 weights exported to a temporary folder first.
@@ -39,8 +38,7 @@ from models.checkpoint import load_checkpoint  # noqa: E402
 from models.checkpoint_file import Checkpoint
 from models.generator import InpaintGenerator  # noqa: E402
 from models.spec import ModelSpec  # noqa: E402
-from utils.device import on_gpu, pick_device, wait_for_device  # noqa: E402
-from utils.environment import release_freed_memory  # noqa: E402
+from utils.device import pick_device, wait_for_device  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
@@ -98,7 +96,7 @@ def time_attention(inpainter) -> list[float]:
 
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
-    device = pick_device(args.device, one_shot=args.process == "inpaint")
+    device = pick_device(args.device, inference=True)
     with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
         inpainter = open_backend(args.checkpoint, args.backend, scratch)
     size = args.size
@@ -108,18 +106,16 @@ def measure(args) -> None:
     mask[..., size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
     x *= 1 - mask
     loaded = peak_rss_mb()              # Paddle and the model, before any pass
-    between_fills = release_freed_memory if args.process == "app" and not on_gpu() else (lambda: None)
     attention = time_attention(inpainter)
     start = time.perf_counter()
     inpainter.stage2(x, mask)
     warm_up = time.perf_counter() - start
-    between_fills()
+    first_peak = peak_rss_mb()
     seconds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         inpainter.stage2(x, mask)
         seconds.append(time.perf_counter() - start)
-        between_fills()
     attention_s = f" attention_s={statistics.median(attention[1:]):.3f}" if attention else ""
     threads = len(os.sched_getaffinity(0))
     mode = inpainter.runner.name
@@ -129,8 +125,8 @@ def measure(args) -> None:
     if str(device).startswith(("gpu", "Place(gpu")):
         gpu = f" peak_gpu_mb={paddle.device.cuda.max_memory_allocated() / 2 ** 20:.0f}"
     print(f"size={size} median_s={statistics.median(seconds):.3f} peak_rss_mb={peak_rss_mb():.0f}{gpu} "
-          f"threads={threads} backend={mode} first_s={warm_up:.3f} process={args.process} loaded_rss_mb={loaded:.0f}"
-          f"{attention_s}")
+          f"threads={threads} backend={mode} first_s={warm_up:.3f} first_peak_rss_mb={first_peak:.0f} "
+          f"loaded_rss_mb={loaded:.0f}{attention_s}")
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -153,7 +149,6 @@ def table(args) -> None:
                        str(args.repeats), "--device", args.device]
             command += ["--checkpoint", checkpoint] if checkpoint else []
             command += ["--backend", args.backend] if args.backend else []
-            command += ["--process", args.process]
             fields, failure = measure_fresh(command)
             if fields is None:
                 print(f"{size:>6} failed: {failure}", flush=True)
@@ -170,8 +165,6 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="weights to use, or an exported folder (default: random "
                                              "initialisation)")
     parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
-    parser.add_argument("--process", choices=("inpaint", "app"), default="inpaint",
-                        help="the memory settings of inpaint.py (default) or of the long-lived app.py")
     parser.add_argument("--backend", choices=BACKENDS,
                         help="eager (the default), compiled, paddle-inference or onnxruntime "
                              "(an exported full graph)")

@@ -31,8 +31,6 @@ from starlette.exceptions import HTTPException
 from inpainting.inpainter import TooLarge
 from inpainting.served_model import DEMO_RUN, Model, default_checkpoint, menu, open_served
 from inpainting.strategy import CHOICES, auto_crop_side, fill_picture
-from utils.device import on_gpu
-from utils.environment import release_freed_memory
 from utils.errors import UserError
 from utils.image_io import ImageTooLarge, decode_image, encode_image, image_size_from_header, mask_from_image
 
@@ -117,11 +115,7 @@ def fill_request(served: dict[str, Model], image_data: bytes, image_name: str | 
         raise ApiError(400, str(error)) from None
     png = encode_image(filled.picture)
     flow_png = encode_image(filled.flow[:, :, ::-1]) if flow else None
-    answer = Answer(png, flow_png, filled.mode, time.perf_counter() - start, width, height, model.name)
-    del filled, original, hole
-    if not on_gpu():
-        release_freed_memory()      # the server lives on between fills: its memory should not creep up
-    return answer
+    return Answer(png, flow_png, filled.mode, time.perf_counter() - start, width, height, model.name)
 
 
 def switch_model(served: dict[str, Model], name: str, reference: str) -> Model:

@@ -1,5 +1,4 @@
-"""Process settings the commands make (``utils.environment``): memory kept for training and one-shot
-fills, memory given back by the app between fills."""
+"""Process settings the commands make (``utils.environment``): freed memory kept for reuse."""
 from __future__ import annotations
 
 import platform
@@ -31,26 +30,3 @@ def test_kept_memory_is_reused_without_faulting_it_in_again():
     assert faults["default"] > 5 * 4096             # blocks of 4096 pages faulted in again and again
     assert faults["kept"] < faults["default"] / 5
 
-
-_RELEASED = """
-import numpy as np
-from utils.environment import keep_freed_memory, release_freed_memory
-def resident_mb():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2 ** 20
-assert keep_freed_memory()
-blocks = [np.ones(4 << 20, np.float32) for _ in range(8)]     # 128 MB in blocks the heap keeps when freed
-del blocks
-kept = resident_mb()
-assert release_freed_memory()
-print(kept, resident_mb())
-"""
-
-
-@pytest.mark.skipif(platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc", reason="glibc only")
-def test_released_memory_leaves_the_process():
-    """The app gives the memory of a finished fill back to the system: what glibc kept of freed blocks is no
-    longer resident afterwards."""
-    kept, released = map(float, subprocess.run([sys.executable, "-c", _RELEASED], capture_output=True, text=True,
-                                                check=True).stdout.split())
-    assert kept - released > 100

@@ -206,7 +206,7 @@ def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
     device_module.pick_device(device)
     assert calls == (["threads"] if device == "cpu" else [])
     calls.clear()
-    device_module.pick_device(device, one_shot=True)                    # inpaint.py
+    device_module.pick_device(device, inference=True)                  # inpaint.py, app.py
     assert calls == (["threads", "malloc"] if device == "cpu" else [])
 
 
