@@ -240,7 +240,9 @@ class _Columns:
              rate: int, step: int) -> None:
         index, valid, self.ids, self.positions, local, *weight = arrays
         self.keys = _take(patches, index, 2) * (_take(scale, index, 2) * valid.astype(patches.dtype))
-        raw = _take(_raw_patches(b, self.rectangle, rate, step), local, 2)
+        raw = _raw_patches(b, self.rectangle, rate, step)
+        if local.shape[0] < raw.shape[2]:              # some patches of the rectangle are not usable
+            raw = _take(raw, local, 2)
         self.raw = raw                                   # per image: unbound, not sliced (see _paste)
         self.raw_images = paddle.unbind(raw.unsqueeze(1), axis=0) if raw.shape[0] > 1 else [raw]
         self.weight = weight[0].astype(patches.dtype) if weight else None
