@@ -18,6 +18,7 @@ prepare_paddle()
 
 from inpainting.served_model import open_served  # noqa: E402
 from inpainting.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app, default_checkpoint  # noqa: E402
+from models import kernels  # noqa: E402
 from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 
@@ -54,6 +55,7 @@ def main() -> None:
     sock = listen(args.host, args.port)
     requested = args.checkpoint or default_checkpoint()
     pick_device(args.device)
+    kernels.choose()
     model = open_served(requested)
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))
 

@@ -27,6 +27,7 @@ prepare_paddle()
 from inpainting.jobs import inpaint_file, inpaint_folder, plan_jobs  # noqa: E402
 from inpainting.open_model import open_model  # noqa: E402
 from inpainting.strategy import CHOICES  # noqa: E402
+from models import kernels  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from utils.files import make_folder  # noqa: E402
@@ -53,6 +54,7 @@ def main() -> None:
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
     pick_device(args.device)
+    kernels.choose()
     inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):

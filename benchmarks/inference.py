@@ -31,6 +31,7 @@ import paddle  # noqa: E402
 from inpainting.export import export_model, is_export  # noqa: E402
 from inpainting.open_model import EXPORTED_BACKENDS, open_model  # noqa: E402
 from inpainting.runners import BACKENDS  # noqa: E402
+from models import kernels  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.checkpoint_file import Checkpoint
 from models.generator import InpaintGenerator  # noqa: E402
@@ -73,6 +74,7 @@ def open_backend(checkpoint: str | None, backend: str | None, scratch: str):
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
     device = pick_device(args.device)
+    kernels.choose()
     with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
         inpainter = open_backend(args.checkpoint, args.backend, scratch)
     size = args.size

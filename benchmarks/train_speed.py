@@ -25,7 +25,7 @@ from utils.environment import prepare_paddle  # noqa: E402
 prepare_paddle()
 
 import paddle  # noqa: E402
-from models.convolution import use_onednn  # noqa: E402
+from models import kernels  # noqa: E402
 from training import algorithm  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 from utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
@@ -96,7 +96,7 @@ class Variant:
         self.per_phase: dict[str, list[float]] = defaultdict(list)
 
     def iteration(self, timed: bool = True) -> None:
-        use_onednn(self.config.onednn)      # process-wide: each variant's own, when two alternate
+        kernels.choose(self.config.onednn)      # process-wide: each variant's own, when two alternate
         self.clock.seconds.clear()
         start = time.perf_counter()
         self.trainer.iteration()

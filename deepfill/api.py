@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from inpainting.inpainter import Inpainter as _Filler
+from models import kernels
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import Checkpoint
 from models.spec import ModelSpec
@@ -57,6 +58,7 @@ class Inpainter:
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
         self.device = pick_device(device)
+        kernels.choose()
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
         self._filler = _Filler.from_checkpoint(checkpoint)

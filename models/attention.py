@@ -4,8 +4,8 @@ in bounded memory.
 Foreground features ``f`` are matched against 3×3 background patches of ``b`` by cosine similarity, the
 score matrix is "fused" to favour coherent patches, masked so that only known background is attended,
 soft-maxed with scale 10, and the attended 4×4 full-resolution background patches are pasted back (a
-transposed convolution: on oneDNN exactly that, ``_paste``; elsewhere a matrix product and ``F.fold``) and
-divided by 4, as in the official graph. Matching runs at
+transposed convolution: ``models.kernels.paste`` for the whole map where a gradient is wanted, else a
+matrix product and ``F.fold`` chunk by chunk) and divided by 4, as in the official graph. Matching runs at
 1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
 
 The official graph builds the whole (foreground × background) score matrix, which grows with the fourth
@@ -26,9 +26,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from models.convolution import conv2d_input_gradient, runs_on_onednn
+from models import kernels
 from models.layers import resize_nearest, resize_nearest_array, same_padding
-from models.matmul import matmul
 
 CHUNK_ELEMENTS = 2 ** 24  # raw scores held per chunk (64 MB in float32); a few such buffers are alive at once
 
@@ -210,8 +209,13 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     col_scale = _take(1.0 / patch_norms(b_small, ksize, stride), used_index, 2) \
         * (score_index >= 0).astype(f.dtype)     # -1: the zero patch, scored 0
     per_chunk = max(1, chunk_elements // (batch * len(score_cols)))
-    on_onednn = (runs_on_onednn(f) and paddle.is_grad_enabled() and not f.stop_gradient
-                 and batch * len(rows) * len(cols) <= chunk_elements)   # see _paste
+    # Where a gradient is wanted (training's generator step) and the whole attention map [N, positions, L]
+    # fits in one chunk (it grows with the square of the area, which the chunks exist to avoid), the map is
+    # pasted at once (``kernels.paste``), which lets a backend run the paste as the one transposed
+    # convolution it is, with a cheap backward pass. Otherwise each chunk's attended columns are kept and
+    # folded: without gradients that is the leaner way.
+    whole_map = (paddle.is_grad_enabled() and not f.stop_gradient
+                 and batch * len(rows) * len(cols) <= chunk_elements)
     pasted, best = [], []
     for chunk in _chunks(rows, fg[1], per_chunk):
         if fuse:
@@ -222,9 +226,9 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
             scores = _match(f_patches, b_used, col_scale, *_to_device(chunk))
         attention = _masked_softmax(scores * (weight * softmax_scale), outside) * weight
         best.append(paddle.argmax(attention, axis=-1))
-        pasted.append(attention if on_onednn else matmul(attention, raw_used, transpose_b=True))
+        pasted.append(attention if whole_map else kernels.matmul(attention, raw_used, transpose_b=True))
 
-    columns = paddle.concat(pasted, axis=1)
+    columns = pasted[0] if len(pasted) == 1 else paddle.concat(pasted, axis=1)
     best_cols = paddle.gather(cols_index, paddle.concat(best, axis=1).reshape([-1]))
     best_cols = best_cols.reshape([batch, len(rows)])
     if skipped_rows:
@@ -233,31 +237,11 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
 
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
-    if on_onednn:
-        return _paste(columns, raw_used, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
+    if whole_map:
+        return kernels.paste(columns, raw_used, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
     y = F.fold(columns.transpose([0, 2, 1]), output_sizes=[height, width], kernel_sizes=2 * rate,
                strides=rate, paddings=[top, left, bottom, right])
     return y / 4.0, offsets
-
-
-def _paste(attention: paddle.Tensor, raw_used: paddle.Tensor, fg: tuple[int, int], size: tuple[int, int],
-           rate: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
-    """On oneDNN, when gradients are wanted (training's generator step, where ``F.fold``'s backward is
-    slow; without them the matrix product and fold are faster and leaner: 512² inference 1.10 s / 880 MB
-    against 1.27 s / 978 MB) and the whole attention map fits in one chunk (it grows with the square of
-    the area, which the chunks exist to avoid): the official paste — a transposed convolution of the attention map [N, positions, L]
-    with the L raw 2·rate × 2·rate background patches as its kernel — as the backward-data pass of the
-    stride-``rate`` convolution with that kernel (``conv2d_input_gradient``), one image at a time since
-    each has its own patches (split, not sliced: a slice's gradient is a zero tensor of the whole). The
-    same sums as the matrix product and ``F.fold`` of the other path, in one JIT kernel, without the
-    [N, positions, C·(2·rate)²] columns."""
-    batch, channels = raw_used.shape[0], raw_used.shape[1] // (2 * rate) ** 2
-    used = raw_used.shape[2]
-    kernels = raw_used.transpose([0, 2, 1]).reshape([batch, used, channels, 2 * rate, 2 * rate])
-    maps = attention.transpose([0, 2, 1]).reshape([batch, used, fg[0], fg[1]])
-    return paddle.concat([conv2d_input_gradient(image_map, image_kernels.reshape(image_kernels.shape[1:]),
-                                                (1, channels, *size), rate, 1, padding)
-                          for image_map, image_kernels in zip(paddle.split(maps, batch), paddle.split(kernels, batch))])
 
 
 def patch_norm(patches: paddle.Tensor) -> paddle.Tensor:
@@ -274,7 +258,7 @@ def _match(f_patches: paddle.Tensor, b_used: paddle.Tensor, col_scale: paddle.Te
     their dot products times ``col_scale`` (each patch's inverse norm; fewer numbers to scale than the
     patches themselves); with ``zero_row``, a last row of zeros (the zero patch, the fuse's padding)."""
     f_rows = _take(f_patches, rows, 2)
-    scores = matmul(f_rows, b_used, transpose_a=True) * col_scale
+    scores = kernels.matmul(f_rows, b_used, transpose_a=True) * col_scale
     if zero_row:
         scores = paddle.concat([scores, paddle.zeros([scores.shape[0], 1, scores.shape[2]], scores.dtype)], axis=1)
     return scores

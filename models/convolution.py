@@ -1,5 +1,7 @@
-"""The 2-D convolution every layer of the model runs (``conv2d``): on the CPU in eager mode on oneDNN
-(``utils.onednn``, 2–4× Paddle's own CPU kernels), elsewhere Paddle's ``F.conv2d``.
+"""oneDNN's convolutions as differentiable Paddle operations: the oneDNN backend of ``models.kernels``,
+which calls these functions only for eager float32 tensors on the CPU, and only once ``utils.onednn`` has
+passed its self-check. Each takes the arguments of the kernel of the same name and computes what Paddle's
+kernel computes.
 
 Training needs gradients of the first order (every step) and of the second (the critics' gradient
 penalty differentiates a gradient). Both follow from one fact: the gradients of a convolution are again
@@ -12,42 +14,35 @@ convolutions of the same geometry. With y = conv(x, w) + b,
   conv(x, g_w) + g_b (``_BackwardWeights``).
 
 Each is a ``PyLayer`` whose backward calls the others, so derivatives of any order are exact and run on
-oneDNN. GPU tensors, static graphs (``paddle.jit`` exports and the compiled inference programs) and other
-dtypes take Paddle's kernels, as does everything when ``use_onednn(False)`` or when oneDNN cannot be used.
+oneDNN. Where gradients will be taken, the forward call builds the plans its backward passes run
+(``OneDNN.prepare_convolution``): a shape oneDNN cannot run then fails in the call, which
+``models.kernels`` reruns with Paddle's kernel, rather than in a backward pass.
 
 One caveat of Paddle's ``PyLayer``: its backward must return None for an input whose gradient is not
 wanted, and ``paddle.grad(out, inputs=[x])`` marks the weights as not wanted without telling the layer,
 which then fails. Code that calls ``paddle.grad`` through these convolutions must ask for the weights'
-gradients too; the critics' gradient penalty instead writes its input gradient out
-(``Critic.input_gradient``, with ``conv2d_input_gradient`` and ``leaky_relu_gradient``).
+gradients too; the model never does (the critics' gradient penalty writes its input gradient out,
+``Critic.input_gradient``).
 """
 from __future__ import annotations
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
+from models.activations import activate, refuse_second_derivative
 from utils import onednn
 from utils.onednn import Geometry
-
-_enabled = True
-
-
-def use_onednn(enabled: bool) -> None:
-    """Whether CPU convolutions in eager mode run on oneDNN (the default) or on Paddle's own kernels."""
-    global _enabled
-    _enabled = enabled
-
-
-def onednn_active() -> bool:
-    """Whether eager CPU convolutions currently run on oneDNN."""
-    return _enabled and onednn.instance() is not None
 
 
 def dense(x: paddle.Tensor) -> paddle.Tensor:
     """``x`` in dense row-major memory (a copy only if it is a strided view): what oneDNN is handed."""
     return x.contiguous() if hasattr(x, "is_contiguous") and not x.is_contiguous() else x
+
+
+def gradient_wanted(*tensors: paddle.Tensor) -> bool:
+    """Whether a gradient will be taken through an operation on ``tensors``."""
+    return paddle.is_grad_enabled() and any(not t.stop_gradient for t in tensors)
 
 
 def _wants(*tensors: paddle.Tensor) -> tuple[bool, ...]:
@@ -110,8 +105,8 @@ class _BackwardWeights(PyLayer):
 
 
 class _ConvolutionELU(PyLayer):
-    """ELU(conv(x, w) + b) in one oneDNN pass; first derivatives only (the generator's layers, which
-    nothing differentiates twice)."""
+    """ELU(conv(x, w) + b) in one oneDNN pass; first derivatives only, as Paddle's kernels' ELU
+    (``models.activations``)."""
 
     @staticmethod
     def forward(ctx, x, w, b, geometry: Geometry):
@@ -122,8 +117,7 @@ class _ConvolutionELU(PyLayer):
 
     @staticmethod
     def backward(ctx, dy):
-        if paddle.is_grad_enabled():
-            raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
+        refuse_second_derivative()
         x, w, y = ctx.saved_tensor()
         return _input_and_weight_gradients(ctx, x, w, onednn.instance().activation_backward(dense(dy), y, "elu"))
 
@@ -171,41 +165,33 @@ class _BiasELU(PyLayer):
 
     @staticmethod
     def backward(ctx, dy):
-        if paddle.is_grad_enabled():
-            raise NotImplementedError("second derivatives through a fused convolution + ELU are not implemented")
+        refuse_second_derivative()
         (y,) = ctx.saved_tensor()
         dz = onednn.instance().activation_backward(dense(dy), y, "elu")
         return dz if ctx.wants[0] else None, dz.sum(axis=[0, 2, 3]) if ctx.wants[1] else None
 
 
-class _ELUFromOutput(PyLayer):
-    """ELU (α = 1) that keeps only its output for backward: dx = dy where y > 0, else dy · (y + 1), the
-    formula of Paddle's own ELU gradient kernels, which read the output too. Paddle's ``elu`` node keeps its
-    input as well, so on Paddle's kernels (a GPU) each generator layer held its convolution's output beside
-    the ELU's, which the next convolution keeps anyway. First derivatives only, as ``_ConvolutionELU``."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = F.elu(x)
-        ctx.save_for_backward(y.detach())   # not y itself: y → its node → ctx → y would never be freed
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        if paddle.is_grad_enabled():
-            raise NotImplementedError("second derivatives through the generator's ELU are not implemented")
-        (y,) = ctx.saved_tensor()
-        return paddle.where(y > 0, dy, dy * (y + 1.0))
+_FUSED = {None: _Convolution, "elu": _ConvolutionELU, "leaky_relu": _ConvolutionLeaky}
+"""The activations oneDNN applies as it writes a convolution's output; others follow it (``activate``)."""
 
 
-@paddle.jit.not_to_static
-def elu(x: paddle.Tensor) -> paddle.Tensor:
-    """ELU (α = 1) with the values and gradients of ``F.elu``, remembering only its output for backward
-    (``_ELUFromOutput``) where a gradient will be taken; ``F.elu`` itself elsewhere (no gradient, static
-    graphs)."""
-    if paddle.in_dynamic_mode() and paddle.is_grad_enabled() and not x.stop_gradient:
-        return _ELUFromOutput.apply(x)
-    return F.elu(x)
+def _backward_data(dy: paddle.Tensor, w: paddle.Tensor, x_shape: tuple[int, ...], geometry: Geometry
+                   ) -> paddle.Tensor:
+    """backward_data(dy, w) for an input of ``x_shape``: differentiable where a gradient will be taken."""
+    if not gradient_wanted(dy, w):
+        return onednn.instance().backward_data(dy, w, x_shape, geometry)
+    onednn.instance().prepare_convolution(x_shape, w.shape, geometry)
+    return _BackwardData.apply(dy, w, tuple(x_shape), geometry)
+
+
+def _add_bias(z: paddle.Tensor, bias: paddle.Tensor, activation: str | None) -> paddle.Tensor:
+    """z + bias per channel, then ``activation`` (None or "elu", fused)."""
+    if activation is None:
+        return z + bias.reshape([1, -1, 1, 1])
+    if not gradient_wanted(z, bias):
+        return onednn.instance().add_bias(z, bias, elu=True)
+    onednn.instance().prepare_activation_gradient(z.shape, "elu")
+    return _BiasELU.apply(z, bias)
 
 
 UPSAMPLED_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)
@@ -213,25 +199,10 @@ UPSAMPLED_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float
 image upsampled ×2 by repeating rows (``upsample_conv2d``)."""
 
 
-@paddle.jit.not_to_static
-def _onednn_upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, elu: bool
-                            ) -> paddle.Tensor:
-    n, _, h, w = x.shape
-    taps = paddle.to_tensor(UPSAMPLED_TAPS, place=paddle.CPUPlace())
-    kernel = paddle.matmul(paddle.matmul(taps, weight.transpose([1, 0, 2, 3])), taps, transpose_y=True)
-    y = _BackwardData.apply(dense(x), kernel, (n, weight.shape[0], 2 * h, 2 * w), Geometry(2, 1, (1, 1, 1, 1)))
-    if not elu:
-        return y + bias.reshape([1, -1, 1, 1])
-    if not paddle.is_grad_enabled() or (y.stop_gradient and bias.stop_gradient):
-        return onednn.instance().add_bias(y, bias, elu=True)
-    return _BiasELU.apply(y, bias)
-
-
-def upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, elu: bool = False
+def upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, activation: str | None = None
                     ) -> paddle.Tensor:
-    """On oneDNN (``runs_on_onednn(x)``): a 3×3 TF-'SAME' convolution (then ELU if ``elu``) of ``x``
-    upsampled ×2 by repeating each row and column (``layers.upsample_twice``, which is the official
-    nearest resize).
+    """A 3×3 TF-'SAME' convolution (then ``activation``) of ``x`` upsampled ×2 by repeating each row and
+    column (``models.kernels.upsample_twice``, which is the official nearest resize).
 
     This never builds the upsampled image: output row 2i reads input rows i-1 (tap 0) and i
     (taps 1 and 2), row 2i+1 reads rows i (taps 0 and 1) and i+1 (tap 2), so the whole layer is one
@@ -239,15 +210,12 @@ def upsample_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor
     (``UPSAMPLED_TAPS``), i.e. the backward-data pass of a stride-2 convolution: 16 instead of 36
     multiply-adds per output pixel and channel pair. The kernel is built from ``weight`` with
     differentiable products, so its gradient reaches ``weight``."""
-    return _onednn_upsample_conv2d(x, weight, bias, elu)
-
-
-@paddle.jit.not_to_static
-def runs_on_onednn(x: paddle.Tensor, dims: int = 4) -> bool:
-    """Whether an operation on ``x`` runs on oneDNN here: CPU, eager, float32, ``dims`` axes (NCHW for a
-    convolution; ``models.matmul`` asks for 3)."""
-    return (_enabled and paddle.in_dynamic_mode() and x.place.is_cpu_place() and x.dtype == paddle.float32
-            and len(x.shape) == dims and onednn.instance() is not None)
+    n, _, h, w = x.shape
+    taps = paddle.to_tensor(UPSAMPLED_TAPS, place=paddle.CPUPlace())
+    kernel = paddle.matmul(paddle.matmul(taps, weight.transpose([1, 0, 2, 3])), taps, transpose_y=True)
+    y = _backward_data(dense(x), kernel, (n, weight.shape[0], 2 * h, 2 * w), Geometry(2, 1, (1, 1, 1, 1)))
+    fused = "elu" if activation == "elu" else None
+    return activate(_add_bias(y, bias, fused), None if fused else activation)
 
 
 def _transposable(geometry: Geometry) -> bool:
@@ -259,57 +227,63 @@ def _as_transposed(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor,
                    activation: str | None) -> paddle.Tensor:
     """A stride-1, evenly padded convolution computed as the backward-data pass of the convolution with
     the kernel flipped and its channels swapped — the same sums, run by oneDNN's backward-data kernel
-    where its forward kernel is the generic one (``forward_is_generic``). Then bias and activation."""
+    where its forward kernel is the generic one (``forward_is_generic``). Then bias and ``activation``
+    (None or "elu")."""
     n, _, h, w = x.shape
     flipped = weight.transpose([1, 0, 2, 3]).flip([2, 3])
-    z = _BackwardData.apply(x, flipped, (n, weight.shape[0], h, w), geometry)
-    if activation is None:
-        return z + bias.reshape([1, -1, 1, 1])
-    if not paddle.is_grad_enabled() or (z.stop_gradient and bias.stop_gradient):
-        return onednn.instance().add_bias(z, bias, elu=True)
-    return _BiasELU.apply(z, bias)
-
-
-@paddle.jit.not_to_static
-def _onednn_conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, geometry: Geometry,
-                   activation: str | None) -> paddle.Tensor:
-    if bias is None:
-        bias = onednn.cpu_zeros((weight.shape[0],))
-    x, weight = dense(x), dense(weight)
-    if activation != "leaky_relu" and _transposable(geometry) and onednn.instance().forward_is_generic(
-            x.shape, weight.shape, geometry, activation):
-        return _as_transposed(x, weight, bias, geometry, activation)
-    if activation is None:
-        return _Convolution.apply(x, weight, bias, geometry)
-    if not paddle.is_grad_enabled() or (x.stop_gradient and weight.stop_gradient and bias.stop_gradient):
-        return onednn.instance().forward(x, weight, bias, geometry, activation)
-    fused = {"elu": _ConvolutionELU, "leaky_relu": _ConvolutionLeaky}[activation]
-    return fused.apply(x, weight, bias, geometry)
-
-
-@paddle.jit.not_to_static
-def conv2d_input_gradient(dy: paddle.Tensor, weight: paddle.Tensor, x_shape: tuple[int, ...], stride: int,
-                          dilation: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
-    """On oneDNN: the gradient of ``conv2d`` with respect to its input (of ``x_shape``) given ``dy``, itself
-    differentiable to any order (with respect to ``dy`` and ``weight``)."""
-    return _BackwardData.apply(dense(dy), dense(weight), tuple(x_shape), Geometry(stride, dilation, tuple(padding)))
-
-
-@paddle.jit.not_to_static
-def leaky_relu_gradient(dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
-    """On oneDNN: the gradient through y = leaky_relu(z) (slope 0.2) with respect to z, given ``dy``;
-    differentiable to any order with respect to ``dy``."""
-    return _LeakyBackward.apply(dense(dy), y.detach())
+    return _add_bias(_backward_data(x, flipped, (n, weight.shape[0], h, w), geometry), bias, activation)
 
 
 def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, stride: int, dilation: int,
            padding: tuple[int, int, int, int], activation: str | None = None) -> paddle.Tensor:
-    """``F.conv2d`` of NCHW ``x`` with ``padding`` (top, bottom, left, right), followed by ``activation``:
-    None, "elu" (the generator's; first derivatives only on oneDNN) or "leaky_relu" (slope 0.2, the
-    critics'; derivatives of any order). On oneDNN where it applies, with the activation fused."""
-    if runs_on_onednn(x):
-        return _onednn_conv2d(x, weight, bias, Geometry(stride, dilation, tuple(padding)), activation)
-    y = F.conv2d(x, weight, bias, stride=stride, dilation=dilation, padding=list(padding))
-    if activation == "elu":
-        return elu(y)
-    return F.leaky_relu(y, onednn.LEAKY_SLOPE) if activation == "leaky_relu" else y
+    """``models.kernels.conv2d`` on oneDNN, with ELU and the leaky ReLU fused into the convolution."""
+    geometry = Geometry(stride, dilation, tuple(padding))
+    if bias is None:
+        bias = onednn.cpu_zeros((weight.shape[0],))
+    x, weight = dense(x), dense(weight)
+    fused = activation if activation in _FUSED else None
+    library = onednn.instance()
+    if fused != "leaky_relu" and _transposable(geometry) and library.forward_is_generic(
+            x.shape, weight.shape, geometry, fused):
+        y = _as_transposed(x, weight, bias, geometry, fused)
+    elif not gradient_wanted(x, weight, bias):
+        y = library.forward(x, weight, bias, geometry, fused)
+    else:
+        library.prepare_convolution(x.shape, weight.shape, geometry, plain_forward=fused != "elu")
+        if fused is not None:
+            library.prepare_activation_gradient(geometry.output_shape(tuple(x.shape), tuple(weight.shape)), fused)
+        y = _FUSED[fused].apply(x, weight, bias, geometry)
+    return activate(y, None if fused else activation)
+
+
+def conv2d_input_gradient(dy: paddle.Tensor, weight: paddle.Tensor, x_shape: tuple[int, ...], stride: int,
+                          dilation: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
+    """``models.kernels.conv2d_input_gradient`` on oneDNN: its backward-data pass, differentiable to any
+    order."""
+    return _backward_data(dense(dy), dense(weight), tuple(x_shape), Geometry(stride, dilation, tuple(padding)))
+
+
+def leaky_relu_gradient(dy: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
+    """``models.kernels.leaky_relu_gradient`` on oneDNN, differentiable to any order in ``dy``."""
+    dy, y = dense(dy), y.detach()
+    if not gradient_wanted(dy):
+        return onednn.instance().activation_backward(dy, y, "leaky_relu")
+    onednn.instance().prepare_activation_gradient(y.shape, "leaky_relu")
+    return _LeakyBackward.apply(dy, y)
+
+
+def paste(attention: paddle.Tensor, patches: paddle.Tensor, grid: tuple[int, int], size: tuple[int, int],
+          rate: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
+    """``models.kernels.paste`` on oneDNN: the transposed convolution of the attention map with the patches
+    as its kernel, computed as the backward-data pass of the stride-``rate`` convolution with that kernel,
+    one image at a time since each has its own patches (split, not sliced: a slice's gradient is a zero
+    tensor of the whole). The same sums as Paddle's matrix product and ``F.fold``, in one JIT kernel,
+    without the [N, positions, C·(2·rate)²] columns."""
+    batch, channels = patches.shape[0], patches.shape[1] // (2 * rate) ** 2
+    used = patches.shape[2]
+    kernels = patches.transpose([0, 2, 1]).reshape([batch, used, channels, 2 * rate, 2 * rate])
+    maps = attention.transpose([0, 2, 1]).reshape([batch, used, grid[0], grid[1]])
+    geometry = Geometry(rate, 1, tuple(padding))
+    return paddle.concat([_backward_data(dense(image_map), dense(image_kernels.reshape(image_kernels.shape[1:])),
+                                         (1, channels, *size), geometry)
+                          for image_map, image_kernels in zip(paddle.split(maps, batch), paddle.split(kernels, batch))])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from models.convolution import leaky_relu_gradient, runs_on_onednn
+from models import kernels
 from models.layers import SameConv2D, tf_bias, tf_kernel
 
 
@@ -27,7 +27,7 @@ class Critic(nn.Layer):
         self.mask_channel = mask_channel
         convs, previous, side = [], 4 if mask_channel else 3, input_size
         for i, width in enumerate(widths, start=1):
-            convs.append((f"conv{i}", SameConv2D(previous, width, 5, stride=2)))
+            convs.append((f"conv{i}", SameConv2D(previous, width, 5, stride=2, activation="leaky_relu")))
             previous, side = width, -(-side // 2)
         self.convs = nn.Sequential(*convs)
         self.fc = nn.Linear(previous * side * side, 1, weight_attr=tf_kernel(), bias_attr=tf_bias())
@@ -51,9 +51,8 @@ class Critic(nn.Layer):
 
     def score(self, x: paddle.Tensor) -> paddle.Tensor:
         """Scores of the critic's whole input (``with_mask``)."""
-        for conv in self.convs:
-            x = conv(x, "leaky_relu")
-        return self.fc(x.reshape([x.shape[0], -1]))  # reshape, not flatten: the gradient penalty needs its double grad
+        x = self.convs(x)
+        return self.fc(x.reshape([x.shape[0], -1]))
 
     def input_gradient(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
         """d(score)/dx for each image of ``x``, kept in the graph so that the gradient penalty built on it
@@ -61,25 +60,24 @@ class Critic(nn.Layer):
         and the gradient is the image channels' alone: the mask is a condition, the same for real and
         completed images.
 
-        On oneDNN this is the backward pass written out — through the linear layer, each leaky ReLU and
-        each convolution's input gradient — because ``paddle.grad`` would also compute every weight's
-        gradient there (``models.convolution``'s caveat), a quarter of the penalty's work, thrown away.
-        Elsewhere it is ``paddle.grad`` with ``create_graph``."""
+        It is the backward pass written out — through the linear layer, each leaky ReLU and each
+        convolution's input gradient (``models.kernels``) — rather than ``paddle.grad`` with
+        ``create_graph``: that would also compute every weight's gradient, a quarter of the penalty's
+        work, thrown away, and minimising the penalty would then differentiate the whole backward pass a
+        second time. Written out, the forward pass only decides where each leaky ReLU passes its gradient
+        (a mask whose own gradient is zero almost everywhere), so it runs without a graph, and the
+        penalty's gradient is the first derivative of this explicit computation."""
         channels = x.shape[1]
         x = self.with_mask(x, mask)
-        if not runs_on_onednn(x):
-            if x.stop_gradient:
-                x = x.detach()
-                x.stop_gradient = False
-            return paddle.grad(self.score(x), x, create_graph=True)[0][:, :channels]
-        inputs, outputs = [], []
-        for conv in self.convs:
-            inputs.append(x.shape)
-            x = conv(x, "leaky_relu")
-            outputs.append(x)
+        shapes, outputs = [], []
+        with paddle.no_grad():
+            for conv in self.convs:
+                shapes.append(x.shape)
+                x = conv(x)
+                outputs.append(x)
         gradient = self.fc.weight[:, 0].reshape([1, *x.shape[1:]]).expand(x.shape)
-        for conv, shape, y in zip(reversed(self.convs), reversed(inputs), reversed(outputs)):
-            gradient = conv.input_gradient(leaky_relu_gradient(gradient, y), shape)
+        for conv, shape, y in zip(reversed(self.convs), reversed(shapes), reversed(outputs)):
+            gradient = conv.input_gradient(kernels.leaky_relu_gradient(gradient, y), shape)
         return gradient[:, :channels]
 
 

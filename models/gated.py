@@ -21,9 +21,10 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from models.convolution import runs_on_onednn, upsample_conv2d
+from models import kernels
+from models.activations import activate
 from models.generator import CoarseNetwork, InpaintGenerator, RefineNetwork
-from models.layers import GenConv, GenDeconv, known_side, resize_nearest, upsample_twice
+from models.layers import GenConv, GenDeconv, SameConv2D, known_side, resize_nearest
 
 V2_CNUM = 48
 
@@ -32,6 +33,12 @@ class GatedConv(GenConv):
     """v2's ``gen_conv``: conv to ``out_channels``, then activation(first half) · sigmoid(second half), so
     ``out_channels / 2`` come out; ``activation=None`` (the output layer) returns the conv as it is."""
 
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 dilation: int = 1, activation: str | None = "elu") -> None:
+        nn.Layer.__init__(self)
+        self.conv = SameConv2D(in_channels, out_channels, kernel_size, stride, dilation)
+        self.activation = activation
+
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.gate(self.conv(x))
 
@@ -39,7 +46,7 @@ class GatedConv(GenConv):
         if self.activation is None:
             return y
         features, gate = paddle.split(y, 2, axis=1)
-        return self.activation(features) * F.sigmoid(gate)
+        return activate(features, self.activation) * F.sigmoid(gate)
 
 
 class GatedDeconv(GenDeconv):
@@ -50,12 +57,10 @@ class GatedDeconv(GenDeconv):
         self.conv = GatedConv(in_channels, out_channels, 3)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if known_side(x.shape[2]) and known_side(x.shape[3]):
-            if runs_on_onednn(x):
-                conv = self.conv.conv
-                return self.conv.gate(upsample_conv2d(x, conv.weight, conv.bias))
-            return self.conv(upsample_twice(x))
-        return self.conv(resize_nearest(x, x.shape[2] * 2, x.shape[3] * 2))
+        if not (known_side(x.shape[2]) and known_side(x.shape[3])):
+            return self.conv(resize_nearest(x, x.shape[2] * 2, x.shape[3] * 2))
+        conv = self.conv.conv
+        return self.conv.gate(kernels.upsample_conv2d(x, conv.weight, conv.bias))
 
 
 def _dilated_stack(prefix: str, width: int) -> list[tuple[str, GatedConv]]:

@@ -24,7 +24,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from models.convolution import conv2d, conv2d_input_gradient, elu, runs_on_onednn, upsample_conv2d
+from models import kernels
+from models.activations import ACTIVATIONS
+from models.kernels import upsample_twice
 from utils.errors import UserError
 
 
@@ -80,23 +82,27 @@ def mirror_pad(x: paddle.Tensor, pad: int, mode: str) -> paddle.Tensor:
 
 
 class SameConv2D(nn.Conv2D):
-    """Conv2D whose padding is TF 'SAME', computed from the input size at call time; initialised as TF's.
-    With ``padding`` "SYMMETRIC" or "REFLECT" (the official PADDING switch) the input is mirrored by
-    dilation·(k−1)/2 on every side instead and the convolution has no padding (official ``gen_conv``)."""
+    """Conv2D whose padding is TF 'SAME', computed from the input size at call time; initialised as TF's;
+    followed by ``activation`` (one of ``models.activations.ACTIVATIONS``: the kernels may apply it as they
+    write the convolution's output). With ``padding`` "SYMMETRIC" or "REFLECT" (the official PADDING
+    switch) the input is mirrored by dilation·(k−1)/2 on every side instead and the convolution has no
+    padding (official ``gen_conv``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1, padding: str = "SAME") -> None:
+                 dilation: int = 1, padding: str = "SAME", activation: str | None = None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
                          dilation=dilation, weight_attr=tf_kernel(), bias_attr=tf_bias())
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; one of {ACTIVATIONS}")
         self.k, self.s, self.d = kernel_size, stride, dilation
         self.mode = padding
+        self.activation = activation
 
-    def forward(self, x: paddle.Tensor, activation: str | None = None) -> paddle.Tensor:
-        """The convolution, followed by ``activation`` (``models.convolution.conv2d``; fused on the CPU)."""
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if self.mode != "SAME":
             x = mirror_pad(x, self.d * (self.k - 1) // 2, self.mode)
-            return conv2d(x, self.weight, self.bias, self.s, self.d, (0, 0, 0, 0), activation)
-        return conv2d(x, self.weight, self.bias, self.s, self.d, self.padding_for(x.shape), activation)
+            return kernels.conv2d(x, self.weight, self.bias, self.s, self.d, (0, 0, 0, 0), self.activation)
+        return kernels.conv2d(x, self.weight, self.bias, self.s, self.d, self.padding_for(x.shape), self.activation)
 
     def padding_for(self, shape) -> tuple[int, int, int, int]:
         """TF-'SAME' padding (top, bottom, left, right) of an NCHW input of ``shape``."""
@@ -105,9 +111,10 @@ class SameConv2D(nn.Conv2D):
         return top, bottom, left, right
 
     def input_gradient(self, dy: paddle.Tensor, x_shape: list[int]) -> paddle.Tensor:
-        """On oneDNN: the gradient of this convolution with respect to an input of ``x_shape``, given
-        ``dy``, differentiable again (``models.convolution.conv2d_input_gradient``)."""
-        return conv2d_input_gradient(dy, self.weight, tuple(x_shape), self.s, self.d, self.padding_for(x_shape))
+        """The gradient of the convolution alone (no activation) with respect to an input of ``x_shape``,
+        given ``dy``; differentiable again (``models.kernels.conv2d_input_gradient``). 'SAME' padding only."""
+        return kernels.conv2d_input_gradient(dy, self.weight, tuple(x_shape), self.s, self.d,
+                                             self.padding_for(x_shape))
 
 
 @lru_cache(maxsize=256)
@@ -168,19 +175,16 @@ def resize_nearest(x: paddle.Tensor, height: int | paddle.Tensor, width: int | p
 
 
 class GenConv(nn.Layer):
-    """``gen_conv``: TF-'SAME' conv with bias, ELU by default (``activation=None`` for the output layer)."""
+    """``gen_conv``: TF-'SAME' conv with bias, ELU by default (``activation=None`` for the output layer,
+    "relu" for the attention branch's ``pmconv6``)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  dilation: int = 1, activation: str | None = "elu", padding: str = "SAME") -> None:
         super().__init__()
-        self.conv = SameConv2D(in_channels, out_channels, kernel_size, stride, dilation, padding)
-        self.activation = {"elu": elu, "relu": F.relu, None: None}[activation]
+        self.conv = SameConv2D(in_channels, out_channels, kernel_size, stride, dilation, padding, activation)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if self.activation is elu:
-            return self.conv(x, "elu")
-        x = self.conv(x)
-        return self.activation(x) if self.activation is not None else x
+        return self.conv(x)
 
 
 class GenDeconv(nn.Layer):
@@ -191,18 +195,9 @@ class GenDeconv(nn.Layer):
         self.conv = GenConv(in_channels, out_channels, 3, padding=padding)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if known_side(x.shape[2]) and known_side(x.shape[3]):
-            if runs_on_onednn(x) and self.conv.conv.mode == "SAME":   # the fused path pads with zeros
-                conv = self.conv.conv
-                return upsample_conv2d(x, conv.weight, conv.bias, elu=self.conv.activation is elu)
+        conv = self.conv.conv
+        if not (known_side(x.shape[2]) and known_side(x.shape[3])):
+            return self.conv(resize_nearest(x, x.shape[2] * 2, x.shape[3] * 2))
+        if conv.mode != "SAME":
             return self.conv(upsample_twice(x))
-        return self.conv(resize_nearest(x, x.shape[2] * 2, x.shape[3] * 2))
-
-
-def upsample_twice(x: paddle.Tensor) -> paddle.Tensor:
-    """``resize_nearest`` to twice the size, as a broadcast: 3.5× faster than two gathers, forward and
-    backward. It is the same resize: output row j of 2n reads round(j (n-1)/(2n-1)), and for j = 2k that
-    is round(k - k/(2n-1)) = k, for j = 2k+1 round(k + 1/2 - (k+1/2)/(2n-1)) = k, since k < n — so each
-    row (and column) is simply repeated (``tests/test_layers.py`` checks it against the gathers)."""
-    n, c, h, w = x.shape
-    return x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
+        return kernels.upsample_conv2d(x, conv.weight, conv.bias, conv.activation)

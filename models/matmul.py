@@ -1,18 +1,27 @@
-"""The contextual attention's batched matrix products (``matmul``): on the CPU in eager mode on oneDNN
-(``utils.onednn``, about 4× Paddle's CPU ``matmul`` here, 160 against 40 GMAC/s), elsewhere Paddle's.
+"""oneDNN's batched matrix product as a differentiable Paddle operation: the oneDNN backend of
+``models.kernels.matmul`` (the contextual attention's matching and pasting).
 
-Matching and pasting in the attention are two large products per chunk, and with Paddle's kernel they were
-half the time of a critic step's generator pass. The gradients of a product are products again, so one
-``PyLayer`` gives the first-order gradients the generator step needs (nothing differentiates the attention
-twice: the gradient penalty's second derivative runs through the critics alone).
+The gradients of a product are products again, so one ``PyLayer`` gives the first-order gradients the
+generator step needs (nothing differentiates the attention twice: the gradient penalty's second derivative
+runs through the critics alone).
 """
 from __future__ import annotations
 
 import paddle
 from paddle.autograd import PyLayer
 
-from models.convolution import dense, runs_on_onednn
+from models.convolution import dense, gradient_wanted
 from utils import onednn
+
+
+def gradient_products(transpose_a: bool, transpose_b: bool) -> tuple[tuple, tuple]:
+    """How the gradients of y = op(a) op(b) are computed, as ``matmul`` arguments (first operand, second,
+    transpose the first, transpose the second) over the names "a", "b" and "dy": d op(a) = dy op(b)ᵀ and
+    d op(b) = op(a)ᵀ dy, and an operand stored transposed gets the transpose of its gradient:
+    da = op(b) dyᵀ, db = dyᵀ op(a)."""
+    da = ("b", "dy", transpose_b, True) if transpose_a else ("dy", "b", False, not transpose_b)
+    db = ("dy", "a", True, transpose_a) if transpose_b else ("a", "dy", not transpose_a, False)
+    return da, db
 
 
 class _MatMul(PyLayer):
@@ -26,22 +35,24 @@ class _MatMul(PyLayer):
     @staticmethod
     def backward(ctx, dy):
         a, b = ctx.saved_tensor()
-        dy = dense(dy)
+        operands = {"a": a, "b": b, "dy": dense(dy)}
         product = onednn.instance().matmul
-        transpose_a, transpose_b = ctx.transposed
-        # y = op(a) op(b): d op(a) = dy op(b)ᵀ and d op(b) = op(a)ᵀ dy. An operand stored transposed gets
-        # the transpose of its gradient: da = op(b) dyᵀ, db = dyᵀ op(a).
-        da = db = None
-        if ctx.wants[0]:
-            da = product(b, dy, transpose_b, True) if transpose_a else product(dy, b, False, not transpose_b)
-        if ctx.wants[1]:
-            db = product(dy, a, True, transpose_a) if transpose_b else product(a, dy, not transpose_a, False)
-        return da, db
+        return tuple(product(operands[first], operands[second], t_first, t_second) if wanted else None
+                     for wanted, (first, second, t_first, t_second) in zip(ctx.wants,
+                                                                          gradient_products(*ctx.transposed)))
 
 
 def matmul(a: paddle.Tensor, b: paddle.Tensor, transpose_a: bool = False, transpose_b: bool = False
            ) -> paddle.Tensor:
-    """``paddle.matmul`` of 3-D float32 ``a`` and ``b`` (batch first), on oneDNN where it can run."""
-    if runs_on_onednn(a, dims=3) and runs_on_onednn(b, dims=3):
-        return _MatMul.apply(dense(a), dense(b), transpose_a, transpose_b)
-    return paddle.matmul(a, b, transpose_x=transpose_a, transpose_y=transpose_b)
+    """``models.kernels.matmul`` on oneDNN: the batched product of 3-D ``a`` and ``b`` (batch first)."""
+    a, b = dense(a), dense(b)
+    library = onednn.instance()
+    if not gradient_wanted(a, b):
+        return library.matmul(a, b, transpose_a, transpose_b)
+    y_shape = [a.shape[0], a.shape[2 if transpose_a else 1], b.shape[1 if transpose_b else 2]]
+    shapes = {"a": a.shape, "b": b.shape, "dy": y_shape}
+    for wanted, (first, second, t_first, t_second) in zip((not a.stop_gradient, not b.stop_gradient),
+                                                          gradient_products(transpose_a, transpose_b)):
+        if wanted:
+            library.prepare_matmul(shapes[first], shapes[second], t_first, t_second)
+    return _MatMul.apply(a, b, transpose_a, transpose_b)

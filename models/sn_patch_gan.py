@@ -19,7 +19,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from models.convolution import conv2d
+from models import kernels
 from models.layers import SameConv2D
 
 WIDTHS = (64, 128, 256, 256, 256, 256)
@@ -36,7 +36,7 @@ class SpectralNormConv(SameConv2D):
     same iteration)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, 5, stride=2)
+        super().__init__(in_channels, out_channels, 5, stride=2, activation="leaky_relu")
         self.register_buffer("u", paddle.normal(shape=[1, out_channels]))
 
     def normalised_weight(self) -> paddle.Tensor:
@@ -48,9 +48,9 @@ class SpectralNormConv(SameConv2D):
         self.u = u.detach()
         return self.weight / sigma
 
-    def forward(self, x: paddle.Tensor, activation: str | None = "leaky_relu") -> paddle.Tensor:
-        return conv2d(x, self.normalised_weight(), self.bias, self.s, self.d, self.padding_for(x.shape),
-                      activation)
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return kernels.conv2d(x, self.normalised_weight(), self.bias, self.s, self.d, self.padding_for(x.shape),
+                              self.activation)
 
 
 class SNPatchGAN(nn.Layer):

@@ -53,6 +53,31 @@ def assert_refused(result, output: str, *words: str) -> None:
     assert not [n for n in os.listdir(os.path.dirname(output) or ".") if n.startswith(".tmp-")]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernels_of_a_cpu_run():
+    """The tests run the model on the kernels a CPU run chooses (``models.kernels.choose``: oneDNN's, where
+    it works); those that compare backends switch with ``kernels.using``."""
+    from models import kernels
+    kernels.choose()
+
+
+@pytest.fixture(autouse=True)
+def kernels_kept():
+    """A test that chooses kernels for the process (a ``Trainer`` does) leaves the next one the kernels it
+    found."""
+    from models import kernels
+    with kernels.kept():
+        yield
+
+
+@pytest.fixture(scope="module", params=["onednn", "paddle"])
+def backend(request) -> str:
+    """Each backend of ``models.kernels`` in turn, installed for the tests of a module that ask for it."""
+    from models import kernels
+    with kernels.using(request.param):
+        yield request.param
+
+
 @pytest.fixture(scope="session")
 def golden() -> dict[str, np.ndarray]:
     """The official graph's tensors (NHWC), from tests/golden/tensors.npz."""

@@ -12,7 +12,7 @@ import pytest
 
 from models.attention import contextual_attention
 from inpainting.compiled import CompiledGenerator
-from models.convolution import use_onednn
+from models import kernels
 from models.hole_reach import fill_holes, hole_reach
 from models.generator import InpaintGenerator
 from tests.reference_attention import contextual_attention as reference_attention
@@ -111,10 +111,10 @@ def test_hole_only_generator_gives_the_same_hole(generator, size, boxes):
     assert difference[~hole].max() > 0.01    # positions far from the hole really were skipped
 
 
-@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("backend", ["onednn", "paddle"])
 @pytest.mark.parametrize("size,boxes,batch", [(128, [(40, 44, 16, 20)], 1), (160, [(0, 0, 12, 160), (120, 120, 30, 20)], 1),
                                               (96, [(80, 8, 16, 40)], 2), (64, [(0, 0, 64, 64)], 1)])
-def test_fill_holes_gives_the_same_hole(generator, size, boxes, batch, onednn):
+def test_fill_holes_gives_the_same_hole(generator, size, boxes, batch, backend):
     """The critic steps' and inference's pass, which runs the decoders on the holes' window alone, gives
     every hole pixel of the full generator; at a picture's edge, for two holes far apart, for a batch
     (one hole per image), and when the hole is the whole picture."""
@@ -122,13 +122,9 @@ def test_fill_holes_gives_the_same_hole(generator, size, boxes, batch, onednn):
     if batch > 1:
         x = np.concatenate([x, x[:, :, ::-1].copy()])
         mask = np.concatenate([mask, mask[:, :, ::-1].copy()])
-    use_onednn(onednn)
-    try:
-        with paddle.no_grad():
-            _, full, full_offsets = generator(paddle.to_tensor(x), paddle.to_tensor(mask))
-            filled, offsets = fill_holes(generator, paddle.to_tensor(x), paddle.to_tensor(mask))
-    finally:
-        use_onednn(True)
+    with kernels.using(backend), paddle.no_grad():
+        _, full, full_offsets = generator(paddle.to_tensor(x), paddle.to_tensor(mask))
+        filled, offsets = fill_holes(generator, paddle.to_tensor(x), paddle.to_tensor(mask))
     hole = mask[:, 0] > 0.5
     assert filled.shape == full.shape
     assert np.abs(full.numpy() - filled.numpy()).max(axis=1)[hole].max() < TOLERANCE

@@ -1,4 +1,5 @@
-"""Faithfulness: with the official graph's weights, our model reproduces the official tensors (< 1e-4)."""
+"""Faithfulness: with the official graph's weights, our model reproduces the official tensors (< 1e-4), on
+each backend of ``models.kernels``."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ def converted(golden_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def generator_run(converted, golden):
+def generator_run(converted, golden, backend):
     """Run the converted generator on the golden input, capturing the attention layer's input."""
     generator = converted.build_generator()
     generator.eval()
@@ -42,7 +43,7 @@ def test_generator_matches_official_graph(generator_run, golden, name):
     assert error < TOLERANCE, f"{name}: max abs error {error}"
 
 
-def test_attention_inside_the_net_matches(golden):
+def test_attention_inside_the_net_matches(golden, backend):
     output, _ = contextual_attention(nchw(golden["ca_input"]), nchw(golden["ca_input"]),
                                      nchw(golden["ca_mask"]), rate=2)
     assert np.abs(nhwc(output) - golden["ca_output"]).max() < TOLERANCE
@@ -59,7 +60,7 @@ def test_attention_offsets_match(generator_run, golden):
 
 @pytest.mark.parametrize("fuse,use_mask,name", [(False, False, "ca_layer_out_nofuse"),
                                                  (True, True, "ca_layer_out_fuse_masked")])
-def test_attention_layer_alone_matches(golden, fuse, use_mask, name):
+def test_attention_layer_alone_matches(golden, backend, fuse, use_mask, name):
     mask = nchw(golden["mask"]) if use_mask else None
     output, _ = contextual_attention(nchw(golden["ca_layer_f"]), nchw(golden["ca_layer_b"]), mask,
                                      rate=2, fuse=fuse)
@@ -68,7 +69,7 @@ def test_attention_layer_alone_matches(golden, fuse, use_mask, name):
 
 
 @pytest.mark.parametrize("which", ["local", "global"])
-def test_critics_match_official_graph(converted, golden, which):
+def test_critics_match_official_graph(converted, golden, backend, which):
     local, global_ = converted.build_critics()
     critic = local if which == "local" else global_
     with paddle.no_grad():

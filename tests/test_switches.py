@@ -20,7 +20,7 @@ import pytest
 from data.masks import Box
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import read_spec
-from models.convolution import use_onednn
+from models import kernels
 from models.generator import InpaintGenerator
 from models.hole_reach import fill_holes
 from models.official import critic_tf_name, generator_tf_name, to_tf_layout
@@ -41,14 +41,19 @@ def with_mask_channel(weight: np.ndarray) -> np.ndarray:
 
 
 def library_step(settings: str, onednn: bool, golden_checkpoint: str, base: dict) -> dict:
-    """One step with ``settings`` on the official inputs: every loss, the critics' gradients and the
-    generator's gradient as Adam receives it (read back from its first moment, (1 − β1)·g after one step).
-    The critics are not stepped, so the generator's gradient is taken at the official weights."""
+    """One step with ``settings`` on the official inputs, on oneDNN's kernels or Paddle's: every loss, the
+    critics' gradients and the generator's gradient as Adam receives it (read back from its first moment,
+    (1 − β1)·g after one step). The critics are not stepped, so the generator's gradient is taken at the
+    official weights."""
+    with kernels.using("onednn" if onednn else "paddle"):
+        return _library_step(settings, golden_checkpoint, base)
+
+
+def _library_step(settings: str, golden_checkpoint: str, base: dict) -> dict:
     images = nchw(base["x"])
     count, size = images.shape[0], images.shape[2]
     top, left, height, width = (int(v) for v in base["local_box"])
-    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32", f"onednn={onednn}",
-                                *settings.split(",")])
+    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32", *settings.split(",")])
     paddle.seed(0)
     nets = Networks(config)
     checkpoint = load_checkpoint(golden_checkpoint)
@@ -80,7 +85,6 @@ def library_step(settings: str, onednn: bool, golden_checkpoint: str, base: dict
     for name, parameter in nets.generator.named_parameters():
         received = np.asarray(moments[f"{parameter.name}_moment1_0"]) / (1.0 - config.beta1)
         gradients[generator_tf_name(name)] = to_tf_layout(name, received, 0)
-    use_onednn(True)
     return {"losses": {**{k: float(v) for k, v in d_losses.items() if v.size == 1},
                        **{k: float(v) for k, v in g_losses.items()}},
             "gradients": gradients}

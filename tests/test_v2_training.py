@@ -13,7 +13,7 @@ import pytest
 
 from data.masks import official_brush_strokes, random_masks
 from models.checkpoint import load_checkpoint
-from models.convolution import use_onednn
+from models import kernels
 from models.official import generator_tf_name, to_tf_layout
 from models.tf_convert import patch_critic_tf_name
 from tests import golden_v2_data
@@ -49,15 +49,20 @@ def test_v2_holes_unite_the_box_and_strokes_over_the_whole_image():
     assert masks[0, 0][inside].mean() > 0.5 and masks[0, 0][~inside].any()
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["onednn", "paddle-kernels"])
+@pytest.fixture(scope="module", params=["onednn", "paddle"])
 def step(request, golden_v2_checkpoint, train_step_v2):
-    """One official v2 step with the library's loss code: the critic's gradients of d_loss and the
-    generator's of g_loss, each from a pass that starts from the same power-iteration vectors, as the
-    official graph computes both from one pass."""
+    """One official v2 step with the library's loss code, on oneDNN's kernels or Paddle's: the critic's
+    gradients of d_loss and the generator's of g_loss, each from a pass that starts from the same
+    power-iteration vectors, as the official graph computes both from one pass."""
+    with kernels.using(request.param):
+        return library_step(golden_v2_checkpoint)
+
+
+def library_step(golden_v2_checkpoint: str) -> dict:
     golden = golden_v2_data.load_tensors()
     images = nchw(golden["x"] / 127.5 - 1.0)
     count = images.shape[0]
-    config = load_config(None, ["version=2", f"onednn={request.param}"])
+    config = load_config(None, ["version=2"])
     nets = algorithm_v2.NetworksV2(config)
     checkpoint = load_checkpoint(golden_v2_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
@@ -73,7 +78,6 @@ def step(request, golden_v2_checkpoint, train_step_v2):
             gradients[name_of(name)] = to_tf_layout(name, parameter.grad.numpy(), 0)
         nets.opt_g.clear_grad()
         nets.opt_d.clear_grad()
-    use_onednn(True)
     return {"losses": losses, "gradients": gradients}
 
 

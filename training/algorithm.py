@@ -31,7 +31,6 @@ import numpy as np
 import paddle
 
 from data.masks import Box
-from models.convolution import use_onednn
 from models.critics import Critic, global_critic, local_critic
 from models.generator import InpaintGenerator
 from models.hole_reach import fill_holes
@@ -60,7 +59,6 @@ class Networks:
     """The generator, the two critics and one Adam optimiser for each side, built from the settings."""
 
     def __init__(self, config: Config) -> None:
-        use_onednn(config.onednn)
         with paddle.utils.unique_name.guard():
             self.generator = InpaintGenerator(config.cnum, config.per_image_masks, config.padding)
             self.local_critic: Critic = local_critic(config.hole_size)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
-from models.convolution import use_onednn
 from models.gated import GatedGenerator
 from models.hole_reach import fill_holes
 from models.sn_patch_gan import SNPatchGAN
@@ -28,7 +27,6 @@ class NetworksV2:
     """The gated generator, the SN-PatchGAN critic (with the mask channel) and one Adam for each."""
 
     def __init__(self, config: Config) -> None:
-        use_onednn(config.onednn)
         with paddle.utils.unique_name.guard():
             self.generator = GatedGenerator(config.cnum, config.per_image_masks)
             self.critic = SNPatchGAN(4)

@@ -13,6 +13,7 @@ import paddle
 from data.dataset import skipped_indices, training_dataset, training_loader
 from data.masks import random_masks
 from data.stream import DataLoadingFailed
+from models import kernels
 from models.checkpoint import load_checkpoint
 from training import algorithm, algorithm_v2, state
 from training.algorithm import Batch, Networks
@@ -63,6 +64,7 @@ class Trainer:
         self.finite: paddle.Tensor | None = None   # on the device: every scalar since the last read finite
         self.last_read = 0             # the step whose scalars were last read
         paddle.seed(config.seed)
+        kernels.choose(config.onednn)      # the run's kernels, for the whole process: once, before any network runs
         self.nets = NetworksV2(config) if config.version == 2 else Networks(config)
         self.validation = Validation(config, self.say, enabled=self.rank == 0)
         if resume:

@@ -1,22 +1,22 @@
 """Convolutions on oneDNN for Paddle's eager mode on the CPU, through the oneDNN library Paddle ships.
 
-Why this exists: Paddle 3.3's eager CPU convolutions (and their gradients) are im2col + GEMM and never use
-oneDNN — ``FLAGS_use_mkldnn`` / ``FLAGS_use_onednn`` change nothing in eager mode — so training on a CPU
-ran its convolutions at 8–53 GMAC/s. oneDNN's JIT kernels (AVX-512 or AVX2, picked by oneDNN for the
-processor) run the same layers at 60–200 GMAC/s, forward and both backward passes. Paddle's wheel carries
-``libdnnl.so.3`` (it uses it for Paddle Inference), so this module binds oneDNN's stable C API with
-``ctypes``: no compiler and no extra package.
+Why this exists: Paddle's eager CPU convolutions (and their gradients) are im2col + GEMM and never use
+oneDNN — ``FLAGS_use_mkldnn`` / ``FLAGS_use_onednn`` change nothing in eager mode — while oneDNN's JIT
+kernels (AVX-512 or AVX2, picked by oneDNN for the processor) run the same layers several times faster,
+forward and both backward passes (docs/performance.md). Paddle's wheel carries ``libdnnl.so.3`` (it uses it
+for Paddle Inference), so this module binds oneDNN's stable C API with ``ctypes``: no compiler and no extra
+package. ``$DEEPFILL_ONEDNN_LIBRARY`` names another copy of the library to load instead.
 
 Three convolution primitives, each on NCHW float32 Paddle tensors, with outputs as new Paddle tensors:
 ``forward`` (y = conv(x, w) + b), ``backward_data`` (dx from dy and w), ``backward_weights`` (dw and db
 from x and dy); and, for the contextual attention, a batched ``matmul``. Each call reorders its operands
-into the blocked layouts oneDNN chose and the results back (about a tenth of the time in training); the
-primitives and reorders are built once per shape and geometry and kept (``CACHE_SIZE``), the blocked
-copies live in a few reused work buffers, so memory does not grow per layer. ``models.convolution``
-builds differentiable convolutions from these, ``models.matmul`` differentiable products.
+into the blocked layouts oneDNN chose and the results back; the primitives and reorders are built once per
+shape and geometry and kept (``CACHE_SIZE``), the blocked copies live in a few reused work buffers, so
+memory does not grow per layer. ``models.convolution`` builds differentiable convolutions from these,
+``models.matmul`` differentiable products, and ``models.kernels`` puts them behind the model.
 
-``available()`` is false (and callers use Paddle's own kernels) when the library is missing, is not
-oneDNN 3, or the first convolution disagrees with Paddle's (``self_check``).
+``instance()`` is None (and the model keeps Paddle's own kernels) when the library is missing, is not
+oneDNN 3, or disagrees with Paddle's kernels (``self_check``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import paddle
 
-CACHE_SIZE = 256
+CACHE_SIZE = 512
+LIBRARY_VARIABLE = "DEEPFILL_ONEDNN_LIBRARY"
 KEPT_BUFFER_BYTES = 64 << 20
 _F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 3, 1, 1, 1, 1
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
@@ -91,6 +92,12 @@ def cpu_zeros(shape: tuple[int, ...]) -> paddle.Tensor:
     return paddle.to_tensor(np.zeros(shape, np.float32), place=paddle.CPUPlace())
 
 
+def library_path() -> str:
+    """The oneDNN library to load: ``$DEEPFILL_ONEDNN_LIBRARY`` if set, else the one in Paddle's wheel."""
+    return os.environ.get(LIBRARY_VARIABLE) or os.path.join(os.path.dirname(paddle.__file__), "libs",
+                                                            "libdnnl.so.3")
+
+
 def _dims(values) -> _Dims:
     dims = _Dims()
     dims[:len(values)] = [int(v) for v in values]
@@ -101,8 +108,7 @@ class _Library:
     """The loaded ``libdnnl.so.3`` with one CPU engine and one in-order stream."""
 
     def __init__(self) -> None:
-        path = os.path.join(os.path.dirname(paddle.__file__), "libs", "libdnnl.so.3")
-        self.lib = ctypes.CDLL(path)
+        self.lib = ctypes.CDLL(library_path())
         self.lib.dnnl_version.restype = ctypes.POINTER(_Version)
         version = self.lib.dnnl_version().contents
         if version.major != 3:
@@ -331,15 +337,14 @@ class OneDNN:
     def forward_is_generic(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None
                            ) -> bool:
         """Whether oneDNN runs this forward convolution on its generic GEMM kernel rather than a direct
-        JIT one: on AVX-512 it does for dilations of 8 and 16 on the generator's 64² features, where it
-        is 2.5× slower than its own backward-data kernel for the same shapes."""
+        JIT one: on AVX-512 it does for dilations of 8 and 16 on the generator's 64² features, where its
+        own backward-data kernel for the same shapes is faster."""
         with self.lock:
             return "gemm" in self._plan(*self._forward_plan(tuple(x_shape), tuple(w_shape), geometry,
                                                             activation)).implementation
 
     def add_bias(self, z: paddle.Tensor, b: paddle.Tensor, elu: bool = False) -> paddle.Tensor:
-        """z + b per channel of NCHW ``z``, then ELU (α = 1) if ``elu``: one pass (Paddle's broadcast add
-        takes 5 ns per element here)."""
+        """z + b per channel of NCHW ``z``, then ELU (α = 1) if ``elu``: one pass over ``z``."""
         shape = tuple(z.shape)
 
         def build() -> _Plan:
@@ -356,6 +361,9 @@ class OneDNN:
         """The gradient through y = activation(z) with respect to z, computed from y: for ELU, dy where
         y > 0, else dy (y + 1); for the leaky ReLU, dy where y > 0, else ``LEAKY_SLOPE`` dy."""
         shape = tuple(y.shape)
+        return self._compute(*self._activation_backward_plan(shape, activation), [dy, y], [shape])[0]
+
+    def _activation_backward_plan(self, shape: tuple, activation: str):
         kind = {"elu": _ELU_FROM_OUTPUT, "leaky_relu": _RELU_FROM_OUTPUT}[activation]
         alpha = ctypes.c_float(_ACTIVATIONS[activation][1])
 
@@ -368,12 +376,17 @@ class OneDNN:
                          kind, plain, plain, plain, alpha, ctypes.c_float(0.0), hint, library.attributes())
             return _Plan(library, None, [(DIFF_DST, shape), (DST, shape)], [(DIFF_SRC, shape)], descriptor)
 
-        return self._compute(("activation_backward", shape, activation), build, [dy, y], [shape])[0]
+        return ("activation_backward", shape, activation), build
 
     def backward_data(self, dy: paddle.Tensor, w: paddle.Tensor, x_shape: tuple[int, ...], geometry: Geometry
                       ) -> paddle.Tensor:
         """The gradient of conv(x, w) with respect to x (of shape ``x_shape``), given dy."""
-        x_shape, w_shape, y_shape = tuple(x_shape), tuple(w.shape), tuple(dy.shape)
+        x_shape = tuple(x_shape)
+        key, build = self._backward_data_plan(x_shape, tuple(w.shape), geometry)
+        return self._compute(key, build, [dy, w], [x_shape])[0]
+
+    def _backward_data_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry):
+        y_shape = geometry.output_shape(x_shape, w_shape)
 
         def build() -> _Plan:
             library = self.library
@@ -385,13 +398,19 @@ class OneDNN:
                          hint, library.attributes())
             return _Plan(library, descriptor, [(DIFF_DST, y_shape), (WEIGHTS, w_shape)], [(DIFF_SRC, x_shape)])
 
-        return self._compute(("backward_data", x_shape, w_shape, geometry), build, [dy, w], [x_shape])[0]
+        return ("backward_data", x_shape, w_shape, geometry), build
 
     def backward_weights(self, x: paddle.Tensor, dy: paddle.Tensor, kernel: tuple[int, int], geometry: Geometry
                          ) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The gradients of conv(x, w) + b with respect to w (``kernel`` sized) and b, given dy."""
         x_shape, y_shape = tuple(x.shape), tuple(dy.shape)
         w_shape = (y_shape[1], x_shape[1], *kernel)
+        key, build = self._backward_weights_plan(x_shape, w_shape, geometry)
+        dw, db = self._compute(key, build, [x, dy], [w_shape, (w_shape[0],)])
+        return dw, db
+
+    def _backward_weights_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry):
+        y_shape = geometry.output_shape(x_shape, w_shape)
 
         def build() -> _Plan:
             library = self.library
@@ -404,16 +423,38 @@ class OneDNN:
             return _Plan(library, descriptor, [(SRC, x_shape), (DIFF_DST, y_shape)],
                          [(DIFF_WEIGHTS, w_shape), (DIFF_BIAS, (w_shape[0],))])
 
-        dw, db = self._compute(("backward_weights", x_shape, w_shape, geometry), build, [x, dy],
-                               [w_shape, (w_shape[0],)])
-        return dw, db
+        return ("backward_weights", x_shape, w_shape, geometry), build
+
+    def prepare_convolution(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, plain_forward: bool = True
+                            ) -> None:
+        """Build now (once per shape) the plans that the derivatives of this convolution can run: backward
+        data and backward weights of its geometry and, with ``plain_forward``, its forward without an
+        activation (what the derivatives of those two run). Called by a forward pass whose gradients will
+        be taken, so that a shape oneDNN cannot run fails there — where ``models.kernels`` can still hand
+        the operation to Paddle's kernel — and not in the backward pass, which nothing could rerun."""
+        x_shape, w_shape = tuple(x_shape), tuple(w_shape)
+        plans = [self._backward_data_plan(x_shape, w_shape, geometry),
+                 self._backward_weights_plan(x_shape, w_shape, geometry)]
+        if plain_forward:
+            plans.append(self._forward_plan(x_shape, w_shape, geometry, None))
+        with self.lock:
+            for key, build in plans:
+                self._plan(key, build)
+
+    def prepare_activation_gradient(self, shape: tuple, activation: str) -> None:
+        """Build now the plan of ``activation_backward`` for outputs of ``shape`` (``prepare_convolution``
+        says why)."""
+        with self.lock:
+            self._plan(*self._activation_backward_plan(tuple(shape), activation))
 
     def matmul(self, a: paddle.Tensor, b: paddle.Tensor, transpose_a: bool = False, transpose_b: bool = False
                ) -> paddle.Tensor:
         """The batched product op(a) · op(b) of dense 3-D ``a`` and ``b`` (op transposes the last two axes
-        when asked), read in place through strides: 2–4× Paddle's CPU ``matmul`` here, which the
-        contextual attention's matching and pasting spend most of their time in."""
-        a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+        when asked), read in place through strides (the contextual attention's matching and pasting)."""
+        key, build, y_shape = self._matmul_plan(tuple(a.shape), tuple(b.shape), transpose_a, transpose_b)
+        return self._compute(key, build, [a, b], [y_shape])[0]
+
+    def _matmul_plan(self, a_shape: tuple, b_shape: tuple, transpose_a: bool, transpose_b: bool):
         operands = []
         for shape, transposed in ((a_shape, transpose_a), (b_shape, transpose_b)):
             strides = dense_strides(shape)
@@ -434,7 +475,12 @@ class OneDNN:
             return _Plan(library, None, [(SRC, a_view, a_strides), (WEIGHTS, b_view, b_strides)], [(DST, y_shape)],
                          descriptor)
 
-        return self._compute(("matmul", a_shape, b_shape, transpose_a, transpose_b), build, [a, b], [y_shape])[0]
+        return ("matmul", a_shape, b_shape, transpose_a, transpose_b), build, y_shape
+
+    def prepare_matmul(self, a_shape: tuple, b_shape: tuple, transpose_a: bool, transpose_b: bool) -> None:
+        """Build now the plan of this product (``prepare_convolution`` says why)."""
+        with self.lock:
+            self._plan(*self._matmul_plan(tuple(a_shape), tuple(b_shape), transpose_a, transpose_b)[:2])
 
     def implementations(self) -> dict[tuple, str]:
         """Which oneDNN kernel each cached plan runs (``jit:avx512_core``, ``brgconv:avx2``, …)."""
@@ -459,16 +505,52 @@ def keep_buffers_up_to(size: int) -> None:
 
 
 def self_check(onednn: OneDNN) -> None:
-    """Run one small strided, padded convolution both ways and raise if oneDNN disagrees with Paddle."""
+    """Run every primitive the model uses on small operands, oneDNN's way and with Paddle's kernels, and
+    raise if a result differs by more than float32 rounding allows: a strided, unevenly padded forward
+    convolution, plain and with each fused activation; both backward passes (data; weights and bias); the
+    activations' gradients; the bias + ELU pass; and the batched product, with each operand stored either
+    way."""
     import paddle.nn.functional as F
     generator = np.random.default_rng(0)
-    x, w, b = (paddle.to_tensor(generator.standard_normal(shape).astype(np.float32), place=paddle.CPUPlace())
-               for shape in ((2, 5, 9, 8), (4, 5, 3, 3), (4,)))
+
+    def tensor(*shape: int) -> paddle.Tensor:
+        return paddle.to_tensor(generator.standard_normal(shape).astype(np.float32), place=paddle.CPUPlace())
+
+    x, w, b = tensor(2, 5, 9, 8), tensor(4, 5, 3, 3), tensor(4)
     geometry = Geometry(2, 1, (0, 1, 1, 1))
-    ours = onednn.forward(x, w, b, geometry).numpy()
-    theirs = F.conv2d(x, w, b, stride=2, padding=[0, 1, 1, 1]).numpy()
-    if ours.shape != theirs.shape or not np.allclose(ours, theirs, atol=1e-4):
-        raise OneDNNError("oneDNN's convolution disagrees with Paddle's")
+    activations = {"elu": F.elu, "leaky_relu": lambda t: F.leaky_relu(t, LEAKY_SLOPE)}
+    with paddle.set_grad_enabled(True):
+        leaves = [t.detach() for t in (x, w, b)]
+        for leaf in leaves:
+            leaf.stop_gradient = False
+        z = F.conv2d(*leaves, stride=geometry.stride, padding=list(geometry.padding))
+        dy = tensor(*z.shape)
+        dx, dw, db = paddle.grad(z, leaves, grad_outputs=dy)
+        z_leaf = z.detach()
+        z_leaf.stop_gradient = False
+        outputs = {name: function(z_leaf) for name, function in activations.items()}
+        gradients = {name: paddle.grad(y, z_leaf, grad_outputs=dy)[0] for name, y in outputs.items()}
+    z = z.detach()
+    checks = {"forward": (onednn.forward(x, w, b, geometry), z),
+              "backward data": (onednn.backward_data(dy, w, x.shape, geometry), dx),
+              "backward weights": (onednn.backward_weights(x, dy, (3, 3), geometry)[0], dw),
+              "bias gradient": (onednn.backward_weights(x, dy, (3, 3), geometry)[1], db),
+              "bias + ELU": (onednn.add_bias(z, b, elu=True), F.elu(z + b.reshape([1, -1, 1, 1])))}
+    for name, function in activations.items():
+        checks[f"forward + {name}"] = (onednn.forward(x, w, b, geometry, name), function(z))
+        checks[f"{name} gradient"] = (onednn.activation_backward(dy, outputs[name].detach(), name), gradients[name])
+    for transpose_a in (False, True):
+        for transpose_b in (False, True):
+            left, right = tensor(3, 7, 5) if transpose_a else tensor(3, 5, 7), tensor(3, 6, 7) if transpose_b \
+                else tensor(3, 7, 6)
+            checks[f"matmul (transposed: {transpose_a}, {transpose_b})"] = (
+                onednn.matmul(left, right, transpose_a, transpose_b),
+                paddle.matmul(left, right, transpose_x=transpose_a, transpose_y=transpose_b))
+    for name, (ours, theirs) in checks.items():
+        ours, theirs = ours.numpy(), theirs.numpy()
+        if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=0,
+                                                          atol=1e-4 * max(1.0, float(np.abs(theirs).max()))):
+            raise OneDNNError(f"oneDNN's {name} disagrees with Paddle's")
 
 
 def instance() -> OneDNN | None:
