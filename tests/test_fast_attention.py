@@ -1,8 +1,9 @@
 """The optimised inference path computes what the straightforward one does.
 
 ``tests/reference_attention.py`` is the contextual attention written as directly as the official graph (the
-whole score matrix at once); the chunked, hole-skipping layer in ``models/attention.py`` must equal it, and
-the hole-only and compiled generators must give the eager generator's pixels inside the hole.
+whole score matrix at once); the chunked, hole-skipping layer in ``models/attention.py`` must equal it, on
+each backend of ``models.kernels``, and the hole-only and compiled generators must give the eager generator's
+pixels inside the hole.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 
 from models.attention import contextual_attention
 from inpainting.compiled import CompiledGenerator
-from models import kernels
 from models.hole_reach import fill_holes, hole_reach
 from models.generator import InpaintGenerator
 from tests.reference_attention import contextual_attention as reference_attention
@@ -37,7 +37,7 @@ def _case(seed: int, batch: int, height: int, width: int, holes: bool = True
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize("per_sample_mask", [False, True])
 @pytest.mark.parametrize("chunk_elements", [2 ** 24, 300])
-def test_chunked_attention_equals_the_straightforward_one(fuse, per_sample_mask, chunk_elements):
+def test_chunked_attention_equals_the_straightforward_one(backend, fuse, per_sample_mask, chunk_elements):
     f, b, mask = _case(0, 3, 16, 24)
     expected, expected_offsets = reference_attention(f, b, mask, fuse=fuse, per_sample_mask=per_sample_mask)
     got, offsets = contextual_attention(f, b, mask, fuse=fuse, per_sample_mask=per_sample_mask,
@@ -47,7 +47,7 @@ def test_chunked_attention_equals_the_straightforward_one(fuse, per_sample_mask,
 
 
 @pytest.mark.parametrize("shape,holes", [((2, 32, 32), False), ((1, 40, 24), True), ((2, 8, 8), True)])
-def test_chunked_attention_at_other_shapes(shape, holes):
+def test_chunked_attention_at_other_shapes(backend, shape, holes):
     f, b, mask = _case(1, *shape, holes=holes)
     expected, expected_offsets = reference_attention(f, b, mask, per_sample_mask=True)
     got, offsets = contextual_attention(f, b, mask, per_sample_mask=True, chunk_elements=100)
@@ -55,7 +55,7 @@ def test_chunked_attention_at_other_shapes(shape, holes):
     assert (offsets.numpy() == expected_offsets.numpy()).all()
 
 
-def test_attention_with_no_usable_background_pastes_nothing():
+def test_attention_with_no_usable_background_pastes_nothing(backend):
     f, b, _ = _case(2, 1, 16, 16)
     everything = paddle.ones([1, 1, 16, 16])
     expected, _ = reference_attention(f, b, everything)
@@ -64,10 +64,12 @@ def test_attention_with_no_usable_background_pastes_nothing():
     assert offsets.shape == [1, 2, 8, 8]
 
 
-def test_chunked_attention_gradients_equal_the_straightforward_ones():
+@pytest.mark.parametrize("chunk_elements", [200, 2 ** 24])
+def test_chunked_attention_gradients_equal_the_straightforward_ones(backend, chunk_elements):
+    """Chunk by chunk, and the whole map pasted at once (``kernels.paste``, where it fits one chunk)."""
     f, b, mask = _case(3, 2, 16, 16)
     grads = []
-    for layer, options in ((reference_attention, {}), (contextual_attention, {"chunk_elements": 200})):
+    for layer, options in ((reference_attention, {}), (contextual_attention, {"chunk_elements": chunk_elements})):
         f_, b_ = f.clone(), b.clone()
         f_.stop_gradient = b_.stop_gradient = False
         y, _ = layer(f_, b_, mask, per_sample_mask=True, **options)
@@ -111,7 +113,6 @@ def test_hole_only_generator_gives_the_same_hole(generator, size, boxes):
     assert difference[~hole].max() > 0.01    # positions far from the hole really were skipped
 
 
-@pytest.mark.parametrize("backend", ["onednn", "paddle"])
 @pytest.mark.parametrize("size,boxes,batch", [(128, [(40, 44, 16, 20)], 1), (160, [(0, 0, 12, 160), (120, 120, 30, 20)], 1),
                                               (96, [(80, 8, 16, 40)], 2), (64, [(0, 0, 64, 64)], 1)])
 def test_fill_holes_gives_the_same_hole(generator, size, boxes, batch, backend):
@@ -122,7 +123,7 @@ def test_fill_holes_gives_the_same_hole(generator, size, boxes, batch, backend):
     if batch > 1:
         x = np.concatenate([x, x[:, :, ::-1].copy()])
         mask = np.concatenate([mask, mask[:, :, ::-1].copy()])
-    with kernels.using(backend), paddle.no_grad():
+    with paddle.no_grad():
         _, full, full_offsets = generator(paddle.to_tensor(x), paddle.to_tensor(mask))
         filled, offsets = fill_holes(generator, paddle.to_tensor(x), paddle.to_tensor(mask))
     hole = mask[:, 0] > 0.5

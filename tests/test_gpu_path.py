@@ -1,13 +1,13 @@
 """The GPU's code path, checked on the CPU (no GPU has been lent to this project).
 
-On a GPU every tensor lives on the GPU, so ``runs_on_onednn`` is false everywhere and the oneDNN binding
-(CPU memory only) must never be reached. These tests force that path on the CPU: ``runs_on_onednn`` false
-in every module that asks it and ``onednn.instance`` raising, and then run what a GPU owner runs.
+On a GPU the model runs on Paddle's kernels (``models.kernels.choose`` installs oneDNN's only when the device
+is the CPU), and the oneDNN binding (CPU memory only) must never be reached. These tests force that path on
+the CPU: the kernel choice told the device is not the CPU, Paddle's kernels installed, ``onednn.instance``
+raising; and then run what a GPU owner runs.
 """
 from __future__ import annotations
 
 import collections
-import sys
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ from evaluation import evaluate_pictures, evaluation_geometry, hole_source
 from inpainting.export import export_model
 from inpainting.inpainter import Inpainter
 from inpainting.server import Model, fill_request
-from models import convolution
+from models import kernels
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import save_checkpoint
 from models.generator import InpaintGenerator
@@ -37,12 +37,12 @@ def _no_onednn(*args, **kwargs):
 
 @pytest.fixture
 def gpu_code_path(monkeypatch):
-    """The GPU's code path on the CPU: no module sees oneDNN as usable, and touching it fails the test."""
-    original = convolution.runs_on_onednn
-    for module in list(sys.modules.values()):
-        if getattr(module, "runs_on_onednn", None) is original:
-            monkeypatch.setattr(module, "runs_on_onednn", lambda *args, **kwargs: False)
+    """The GPU's code path on the CPU: Paddle's kernels, whatever is chosen, and touching oneDNN fails the
+    test."""
+    monkeypatch.setattr(kernels, "device_is_cpu", lambda: False)
     monkeypatch.setattr(onednn, "instance", _no_onednn)
+    with kernels.using("paddle"):
+        yield
 
 
 @pytest.fixture(scope="module")
