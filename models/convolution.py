@@ -14,9 +14,9 @@ convolutions of the same geometry. With y = conv(x, w) + b,
   conv(x, g_w) + g_b (``_BackwardWeights``).
 
 Each is a ``PyLayer`` whose backward calls the others, so derivatives of any order are exact and run on
-oneDNN. Where gradients will be taken, the forward call builds the plans its backward passes run
+oneDNN. Where gradients will be taken, the forward call builds the plans its backward pass runs
 (``OneDNN.prepare_convolution``): a shape oneDNN cannot run then fails in the call, which
-``models.kernels`` reruns with Paddle's kernel, rather than in a backward pass.
+``models.kernels`` reruns with Paddle's kernel, rather than in the backward pass.
 
 One caveat of Paddle's ``PyLayer``: its backward must return None for an input whose gradient is not
 wanted, and ``paddle.grad(out, inputs=[x])`` marks the weights as not wanted without telling the layer,
@@ -180,7 +180,7 @@ def _backward_data(dy: paddle.Tensor, w: paddle.Tensor, x_shape: tuple[int, ...]
     """backward_data(dy, w) for an input of ``x_shape``: differentiable where a gradient will be taken."""
     if not gradient_wanted(dy, w):
         return onednn.instance().backward_data(dy, w, x_shape, geometry)
-    onednn.instance().prepare_convolution(x_shape, w.shape, geometry)
+    onednn.instance().prepare_convolution(x_shape, w.shape, geometry, plain_forward=True)
     return _BackwardData.apply(dy, w, tuple(x_shape), geometry)
 
 
@@ -249,7 +249,7 @@ def conv2d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor | None, 
     elif not gradient_wanted(x, weight, bias):
         y = library.forward(x, weight, bias, geometry, fused)
     else:
-        library.prepare_convolution(x.shape, weight.shape, geometry, plain_forward=fused != "elu")
+        library.prepare_convolution(x.shape, weight.shape, geometry)
         if fused is not None:
             library.prepare_activation_gradient(geometry.output_shape(tuple(x.shape), tuple(weight.shape)), fused)
         y = _FUSED[fused].apply(x, weight, bias, geometry)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import paddle
 
-CACHE_SIZE = 512
+CACHE_SIZE = 256
 LIBRARY_VARIABLE = "DEEPFILL_ONEDNN_LIBRARY"
 KEPT_BUFFER_BYTES = 64 << 20
 _F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 3, 1, 1, 1, 1
@@ -425,13 +425,14 @@ class OneDNN:
 
         return ("backward_weights", x_shape, w_shape, geometry), build
 
-    def prepare_convolution(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, plain_forward: bool = True
+    def prepare_convolution(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, plain_forward: bool = False
                             ) -> None:
-        """Build now (once per shape) the plans that the derivatives of this convolution can run: backward
+        """Build now (once per shape) the plans that the first derivatives of this convolution run: backward
         data and backward weights of its geometry and, with ``plain_forward``, its forward without an
-        activation (what the derivatives of those two run). Called by a forward pass whose gradients will
-        be taken, so that a shape oneDNN cannot run fails there — where ``models.kernels`` can still hand
-        the operation to Paddle's kernel — and not in the backward pass, which nothing could rerun."""
+        activation (what the derivatives of a backward-data pass run). Called by a forward pass whose
+        gradients will be taken, so that a shape oneDNN cannot run fails there — where ``models.kernels``
+        can still hand the operation to Paddle's kernel — and not in the backward pass, which nothing
+        could rerun. (Second derivatives build what else they need when they first run.)"""
         x_shape, w_shape = tuple(x_shape), tuple(w_shape)
         plans = [self._backward_data_plan(x_shape, w_shape, geometry),
                  self._backward_weights_plan(x_shape, w_shape, geometry)]
