@@ -57,7 +57,8 @@ class _Version(ctypes.Structure):
 
 
 class OneDNNError(RuntimeError):
-    """A oneDNN call failed (its status code says why); callers fall back to Paddle's kernels."""
+    """A oneDNN call failed (its status code says why); ``models.kernels`` then runs that operation on
+    Paddle's kernel."""
 
 
 @dataclass(frozen=True)
