@@ -41,7 +41,7 @@ def upsample_twice(x: paddle.Tensor) -> paddle.Tensor:
     """TF1's nearest resize (align_corners=True) to twice the size, as a broadcast: faster than two
     gathers, forward and backward. It is the same resize: output row j of 2n reads round(j (n-1)/(2n-1)),
     and for j = 2k that is round(k - k/(2n-1)) = k, for j = 2k+1 round(k + 1/2 - (k+1/2)/(2n-1)) = k,
-    since k < n — so each row (and column) is simply repeated (``tests/test_layers.py`` checks it against
+    since k < n — so each row (and column) is simply repeated (``tests/test_convolution.py`` checks it against
     the gathers)."""
     n, c, h, w = x.shape
     return x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
