@@ -321,8 +321,8 @@ def test_documented_training_commands_are_valid_settings():
 
 
 def test_a_second_ctrl_c_inside_paddle_still_stops_at_once(tmp_path, monkeypatch, capsys):
-    """A KeyboardInterrupt raised by the second Ctrl-C while Paddle's C++ runs (e.g. tracing the compiled
-    critic pass) can come out as another exception; it is still reported as the user's Ctrl-C."""
+    """A KeyboardInterrupt raised by the second Ctrl-C while Paddle's C++ runs can come out as another
+    exception; it is still reported as the user's Ctrl-C."""
     def interrupted_inside_paddle(self):
         self.stop_signal, self.interrupted = signal.SIGINT, True
         raise SystemError("<class 'UnicodeDecodeError'> returned a result with an exception set")

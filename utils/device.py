@@ -61,8 +61,8 @@ def own_gpu_under_launcher(requested: str) -> str:
 def restore_cpu_threads() -> None:
     """Set the math threads back to ``pick_device``'s choice. A Paddle Inference predictor leaves the
     calling thread's OpenMP count at 1 after it is built or run, and oneDNN fixes a primitive's thread
-    count when the primitive is created — so without this, every convolution first run after a compiled
-    pass (the critic steps' backward, say) would stay on one thread."""
+    count when the primitive is created — so without this, every convolution first run after a predictor
+    call (eager work after the paddle-inference backend, say) would stay on one thread."""
     if hasattr(paddle, "base"):
         paddle.base.core.set_num_threads(_threads)
 
