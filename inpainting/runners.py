@@ -26,12 +26,15 @@ from utils.streams import captured_output
 
 BACKENDS = ("eager", "paddle-inference", "onnxruntime")
 MULTIPLE = 8
-BYTES_PER_PIXEL = 1800  # peak memory grows linearly with the area since the attention is chunked (measured
-                        # on CPU: 1.2 GB at 512², 2.4 GB at 1024², 7.4 GB at 2048², incl. ~0.3 GB for Paddle)
-INFERENCE_KEPT_BUFFER_BYTES = 4 << 20   # oneDNN work buffers kept between layers: 512² peaks 60 MB lower,
-                                        # for 5-8 % more time (re-allocated blocked copies)
+# Peak memory of the eager runner per pixel, Paddle's own included, for refusing a picture that would not fit
+# before any work (``Inpainter.check_fits``): it grows linearly with the area since the attention is chunked;
+# an upper bound of the peaks in docs/performance.md.
+BYTES_PER_PIXEL = 1800
+# oneDNN work buffers kept between layers in one-shot inference: small, so that the blocked copies are not
+# held while the attention reaches the peak (``utils.onednn``; docs/performance.md, Work buffers).
+INFERENCE_KEPT_BUFFER_BYTES = 4 << 20
 GRAPH_BYTES_PER_PIXEL = 1000   # an exported full graph: this per pixel, a few (H·W/64)² score matrices
-GRAPH_BASE_BYTES = 2 ** 29      # and the runtime itself (measured at 1024²: 5.6 GiB Paddle Inference, 10.7 GiB ORT)
+GRAPH_BASE_BYTES = 2 ** 29      # and the runtime itself (``_ExportedRunner.needed_bytes``)
 
 
 class Runner(Protocol):

@@ -285,7 +285,7 @@ def test_two_data_parallel_processes_train_like_one(tmp_path):
 
 
 def test_places2_config_is_the_official_recipe():
-    """configs/places2.yaml spells out the defaults, which are inpaint.yml's values (SPEC §4)."""
+    """configs/places2.yaml spells out the defaults, which are the official inpaint.yml's values."""
     loaded = load_config(os.path.join(ROOT, "configs", "places2.yaml"))
     defaults = Config()
     differing = {k for k, v in loaded.to_dict().items() if v != getattr(defaults, k)}

@@ -19,10 +19,9 @@ def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = 
     workers) is host memory held for nothing.
 
     All of Paddle's OpenMP work (its kernels such as Adam, MKL, oneDNN) runs on one pool, Intel's libiomp5,
-    so it is not two pools fighting. On a free machine two threads make oneDNN's convolutions and MKL's
-    products about twice as fast. On a machine whose cores are busy with other work every parallel region
-    waits for its descheduled second thread (an MKL product of two 2048² matrices measured 51 GMAC/s on one
-    thread and 13 on two with a load of 3–5 on 2 cores): there, one thread is the better choice.
+    so it is not two pools fighting. On a free machine more threads make oneDNN's convolutions and MKL's
+    products faster. On a machine whose cores are busy with other work every parallel region waits for its
+    descheduled other threads: there, one thread is the better choice (docs/performance.md, Threads).
     """
     requested = own_gpu_under_launcher(requested)
     if requested == "auto":
