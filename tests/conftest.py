@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
@@ -64,7 +65,8 @@ def fill_by(path: str, generator, x, mask) -> tuple[np.ndarray, np.ndarray, tupl
             pixels = np.broadcast_to(holes[:, 0] > 0.5, pixels.shape)
             positions = hole_reach(generator.refine, holes)
         else:
-            with traceable_attention(generator):
+            with traceable_attention(generator), warnings.catch_warnings():
+                warnings.simplefilter("ignore")          # Paddle's notes on tracing
                 x_stage2, offsets = trace(generator)(x, mask)
     return x_stage2.numpy(), offsets.numpy(), (pixels, positions)
 
