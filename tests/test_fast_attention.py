@@ -137,8 +137,8 @@ def test_fill_holes_gives_the_same_hole(generator, size, boxes, batch, onednn):
 
 
 def test_the_coarse_decoder_starts_after_the_last_dilated_conv():
-    """Found from the layers, not their names: a renamed layer moves nothing, an extra dilated conv in the
-    decoder moves its start after it."""
+    """Found from the layers' strides and dilations, not their names: a dilated conv put in the decoder
+    moves its start after it."""
     model = InpaintGenerator(cnum=8)
     front, decoder = coarse_decoder(model.coarse)
     assert front[-1][0] == "coarse.body.conv10_atrous" and decoder[0][0] == "coarse.body.conv11"
