@@ -37,7 +37,7 @@ _GATHER_GRADIENT_OK = not paddle.__version__.startswith("2.")
 
 
 def _take(x: paddle.Tensor, index: paddle.Tensor, axis: int) -> paddle.Tensor:
-    """``x`` at ``index`` along ``axis``. ``paddle.gather`` is ~4× faster than ``index_select`` on the CPU,
+    """``x`` at ``index`` along ``axis``. ``paddle.gather`` is the faster of the two on the CPU,
     but in Paddle 2.6 its gradient along an axis other than 0 is wrong (measured), so a tensor that
     needs a gradient goes through ``index_select`` there."""
     if _GATHER_GRADIENT_OK or x.stop_gradient:
@@ -243,8 +243,8 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
 def _paste(attention: paddle.Tensor, raw_used: paddle.Tensor, fg: tuple[int, int], size: tuple[int, int],
            rate: int, padding: tuple[int, int, int, int]) -> paddle.Tensor:
     """On oneDNN, when gradients are wanted (training's generator step, where ``F.fold``'s backward is
-    slow; without them the matrix product and fold are faster and leaner: 512² inference 1.10 s / 880 MB
-    against 1.27 s / 978 MB) and the whole attention map fits in one chunk (it grows with the square of
+    slow; without them the matrix product and fold are faster and leaner) and the whole attention map
+    fits in one chunk (it grows with the square of
     the area, which the chunks exist to avoid): the official paste — a transposed convolution of the attention map [N, positions, L]
     with the L raw 2·rate × 2·rate background patches as its kernel — as the backward-data pass of the
     stride-``rate`` convolution with that kernel (``conv2d_input_gradient``), one image at a time since

@@ -200,7 +200,7 @@ class GenDeconv(nn.Layer):
 
 
 def upsample_twice(x: paddle.Tensor) -> paddle.Tensor:
-    """``resize_nearest`` to twice the size, as a broadcast: 3.5× faster than two gathers, forward and
+    """``resize_nearest`` to twice the size, as a broadcast: faster than two gathers, forward and
     backward. It is the same resize: output row j of 2n reads round(j (n-1)/(2n-1)), and for j = 2k that
     is round(k - k/(2n-1)) = k, for j = 2k+1 round(k + 1/2 - (k+1/2)/(2n-1)) = k, since k < n — so each
     row (and column) is simply repeated (``tests/test_layers.py`` checks it against the gathers)."""
