@@ -1,4 +1,4 @@
-"""The paper's metrics (Table 1: mean l1, mean l2, PSNR, TV loss) plus SSIM, defined once (SPEC §5), and the
+"""The paper's metrics (Table 1: mean l1, mean l2, PSNR, TV loss) plus SSIM, defined once here, and the
 classical baselines, so that test.py scores the model and every baseline with the same code.
 
 Images are float arrays on [0, 1], HxWxC, of any size. Every metric is computed per image, over the whole
@@ -23,8 +23,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 METRICS = ("l1", "l2", "psnr", "tv", "ssim", "l1_hole", "l2_hole", "psnr_hole", "tv_hole", "ssim_hole")
 
 BIHARMONIC_MAX_HOLE = 256 * 256
-"""Largest hole (pixels) the biharmonic baseline is run on. Its sparse solve grows faster than the hole:
-measured on a 2-core CPU, 0.17 s for 128×128, 1.3 s for 256×256, 3.8 s for 384×384, 9.5 s for 512×512."""
+"""Largest hole (pixels) the biharmonic baseline is run on: its sparse solve grows faster than the hole
+(docs/performance.md, Evaluation baselines)."""
 
 
 def total_variation(image: np.ndarray, region: np.ndarray | None = None) -> float:

@@ -1,7 +1,7 @@
 """Train DeepFill v1 (paper Algorithm 1): five WGAN-GP critic updates, each on a fresh batch and hole,
 per generator update.
 
-    python train.py                                   # the demo: a few minutes on a CPU, bundled pictures
+    python train.py                                   # the demo: bundled pictures, on a CPU
     python train.py --config configs/places2.yaml --set data=/data/places2/train.flist
     python train.py --config configs/places2.yaml --resume      # continue exactly where it stopped
 

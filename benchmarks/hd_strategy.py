@@ -4,10 +4,9 @@
     python benchmarks/hd_strategy.py --strategies crop,resize,full --repeats 1   # a table, one process per mode
 
 The picture is ``examples/images/astronaut.png`` scaled to ``--size``² with a centred ``--hole``² hole, filled
-as ``inpaint.py --hd-strategy`` fills it (``inpainting.strategy.fill``). One warm-up pass (which also builds
-the compiled programs for the sizes the mode uses), then the median of ``--repeats`` timed passes; peak
-memory is the process's, so the table runs every mode in its own process. ``full`` at 2048² takes minutes
-and about 7.5 GB.
+as ``inpaint.py --hd-strategy`` fills it (``inpainting.strategy.fill``). One warm-up pass, then the median
+of ``--repeats`` timed passes; peak memory is the process's, so the table runs every mode in its own
+process. The figures are in docs/performance.md (Big photos).
 """
 from __future__ import annotations
 

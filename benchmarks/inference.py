@@ -3,12 +3,11 @@
     python benchmarks/inference.py --size 512 --repeats 5          # one size; last line is machine-readable
     python benchmarks/inference.py --sizes 256,512,1024,2048       # a table, each size in a fresh process
 
-The input is a random image with a centred square hole of a quarter of its area. One warm-up pass (which
-also builds the compiled programs for the size), then the median of ``--repeats`` timed passes. Peak
-memory is the process's peak resident set (and the GPU's peak allocation on a GPU), so a table runs every
-size in its own process. ``--backend`` picks how the generator runs (``inpainting.runners``): ``eager``
-(the default) and ``compiled`` compute only what reaches the hole; ``paddle-inference`` and
-``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
+The input is a random image with a centred square hole of a quarter of its area. One warm-up pass, then
+the median of ``--repeats`` timed passes. Peak memory is the process's peak resident set (and the GPU's
+peak allocation on a GPU), so a table runs every size in its own process. ``--backend`` picks how the
+generator runs (``inpainting.runners``): ``eager`` (the default) computes only what reaches the hole;
+``paddle-inference`` and ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
 weights exported to a temporary folder first.
 """
 from __future__ import annotations
@@ -29,8 +28,7 @@ prepare_paddle()
 
 import paddle  # noqa: E402
 from inpainting.export import export_model, is_export  # noqa: E402
-from inpainting.open_model import EXPORTED_BACKENDS, open_model  # noqa: E402
-from inpainting.runners import BACKENDS  # noqa: E402
+from inpainting.open_model import EXPORTED_BACKENDS, check_backend, open_model  # noqa: E402
 from models import kernels  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.checkpoint_file import Checkpoint
@@ -138,10 +136,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="weights to use, or an exported folder (default: random "
                                              "initialisation)")
     parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="eager (the default), compiled, paddle-inference or onnxruntime "
-                             "(an exported full graph)")
+    parser.add_argument("--backend", help="eager (the default), paddle-inference or onnxruntime "
+                                          "(an exported full graph)")
     args = parser.parse_args()
+    check_backend(args.backend)
     args.sizes = parse_sizes(args.sizes) if args.sizes else None
     for size in [args.size, *(args.sizes or [])]:
         if size < 16 or size % 8:

@@ -4,8 +4,7 @@
 
 ``--port`` is a checkout of daa233/generative-inpainting-pytorch (the same graph shape) and ``--python``
 an interpreter with PyTorch; this project never imports PyTorch, the port runs in a subprocess of that
-interpreter. A machine's speed can drift by ±15 % over minutes (the 2-core VM this was written on did), so
-two separate runs cannot be compared: after one warm-up iteration each, this alternates one Algorithm-1
+interpreter. A machine's speed can drift over minutes, so two separate runs cannot be compared: after one warm-up iteration each, this alternates one Algorithm-1
 iteration of this project (in this process, as ``train_speed.py`` runs it, on the demo pictures) with
 one of the port, and prints both medians and their ratio.
 

@@ -2,11 +2,11 @@
 ``model.json`` that says how to feed it.
 
 What is exported is the official full graph — the coarse network, the paste, the refinement network's two
-branches and the contextual attention over every position (``models.attention_graph``) — with a dynamic
-batch, height and width, not the hole-only shortcut ``inpaint.py`` runs eagerly (whose work depends on
-the hole). It is the generator's own layers called in its own order; only the attention is the
-traceable form of the same computation. DeepFill v2's ``GatedGenerator`` has the same stages under the
-same names (gated layers, stage 2 reading the picture alone), so either generation exports alike.
+branches and the contextual attention over every position — with a dynamic batch, height and width, not
+the hole-only shortcut ``inpaint.py`` runs eagerly (whose work depends on the hole). It is the generator's
+own ``forward`` traced, with ``RefineNetwork.attention`` set to the traceable form of the same computation
+(``models.generator.graph_attention``) while it is traced. DeepFill v2's ``GatedGenerator`` is a subclass
+with the same forward, so either generation exports alike.
 
 Inputs: ``image`` N×3×H×W float32 on [-1, 1] in the checkpoint's channel order, the hole zeroed; ``mask``
 1×1×H×W (one hole for the batch) or N×1×H×W (one per image), 1 = hole; H and W multiples of 8. Outputs:
@@ -26,17 +26,16 @@ import shutil
 import tempfile
 import time
 import warnings
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
 from inpainting.runners import OnnxRuntimeRunner, PaddleInferenceRunner
-from models.attention_graph import contextual_attention_graph
 from models.checkpoint_file import Checkpoint
-from models.generator import ATTENTION_RATE, InpaintGenerator
-from models.layers import resize_nearest
+from models.generator import InpaintGenerator, graph_attention
 from utils.cli import UserError
 from utils.streams import captured_output
 from utils.version import project_version
@@ -52,24 +51,44 @@ INPUTS = ("image", "mask")
 OUTPUTS = ("x_stage2", "offsets")
 ONNX_INSTALL = "pip install paddle2onnx onnxruntime (or pip install .[onnx] in the project)"
 PROBE_SIZE = (64, 96)          # the self-check's picture: small, not square
-PROBE_TOLERANCE = 1e-3         # oneDNN sums in another order: up to ~2e-4 with Paddle's random initialisation
-                               # (the compiled path differs as much); a wrong graph is off by 1e-2 or more
+PROBE_TOLERANCE = 1e-3         # oneDNN sums in another order than the eager kernels (float rounding);
+                               # a wrong graph is off by 1e-2 or more
+INPUT_SPECS = [paddle.static.InputSpec([-1, 3, -1, -1], "float32", INPUTS[0]),
+               paddle.static.InputSpec([-1, 1, -1, -1], "float32", INPUTS[1])]
 
 
 class GeneratorGraph(nn.Layer):
-    """The generator's forward pass as one traceable graph: ``(image, mask) → (x_stage2, offsets)``."""
+    """The generator's own forward pass with the exported outputs: ``(image, mask) → (x_stage2, offsets)``.
+    Trace it inside ``traceable_attention``."""
 
     def __init__(self, generator: InpaintGenerator) -> None:
         super().__init__()
         self.generator = generator
 
     def forward(self, image: paddle.Tensor, mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
-        generator = self.generator
-        x_stage1 = generator.coarse(image, mask)
-        hallucinated, features = generator.refine.encode(generator.paste(image, x_stage1, mask), mask)
-        feature_mask = resize_nearest(mask, features.shape[2], features.shape[3])
-        attended, offsets = contextual_attention_graph(features, features, feature_mask, rate=ATTENTION_RATE)
-        return generator.refine.decode(hallucinated, attended), offsets
+        _, x_stage2, offsets = self.generator(image, mask)
+        return x_stage2, offsets
+
+
+@contextmanager
+def traceable_attention(generator: InpaintGenerator) -> Iterator[InpaintGenerator]:
+    """``generator`` with the traceable contextual attention while inside; its own one again after. The
+    generator must honour a mask per image (``per_sample_mask``), as model.json says the export does."""
+    if not generator.refine.per_sample_mask:
+        raise ValueError("the exported graph takes a mask per image: build the generator with per_sample_mask")
+    generator.refine.attention = graph_attention
+    try:
+        yield generator
+    finally:
+        del generator.refine.attention
+
+
+def trace(generator: InpaintGenerator) -> nn.Layer:
+    """``GeneratorGraph(generator)`` traced by ``paddle.jit.to_static`` for any batch and side, in eval mode;
+    call it (or save it) inside ``traceable_attention``."""
+    graph = GeneratorGraph(generator)
+    graph.eval()
+    return paddle.jit.to_static(graph, input_spec=INPUT_SPECS, full_graph=True)
 
 
 def formats_of(choice: str) -> tuple[str, ...]:
@@ -121,14 +140,9 @@ def _last_line(log: str) -> str:
 
 def save_paddle(generator: InpaintGenerator, folder: str) -> None:
     """``paddle.jit.save`` of the full graph: ``generator.json`` (or ``.pdmodel`` on Paddle 2) + ``.pdiparams``."""
-    specs = [paddle.static.InputSpec([-1, 3, -1, -1], "float32", INPUTS[0]),
-             paddle.static.InputSpec([-1, 1, -1, -1], "float32", INPUTS[1])]
-    graph = GeneratorGraph(generator)
-    graph.eval()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), traceable_attention(generator):
         warnings.simplefilter("ignore")              # Paddle's notes on tracing, not the user's business
-        paddle.jit.save(paddle.jit.to_static(graph, input_spec=specs, full_graph=True),
-                        os.path.join(folder, PADDLE_PREFIX))
+        paddle.jit.save(trace(generator), os.path.join(folder, PADDLE_PREFIX))
 
 
 def paddle_program(folder: str) -> str:
@@ -253,7 +267,7 @@ def export_model(checkpoint: Checkpoint, output: str, formats: tuple[str, ...],
     check_output(output)
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
-    generator = checkpoint.build_generator()
+    generator = checkpoint.build_generator(per_sample_mask=True)
     generator.eval()
     building = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
     umask = os.umask(0)

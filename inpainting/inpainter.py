@@ -4,13 +4,13 @@ The picture goes in through the pixel boundary (``utils.pixels``: [-1, 1] in the
 order), with the hole zeroed; the stage-2 result is pasted into the hole. Sides that are not multiples of 8
 are padded by mirroring (the padding is marked as known context) and cropped back, instead of being cut off
 as in the official script. The generator itself runs in one of the backends of ``inpainting.runners``
-(eagerly or compiled, computing only what reaches the hole, or an exported model's full graph).
+(eagerly, computing only what reaches the hole, or an exported model's full graph).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from inpainting.runners import CompiledRunner, EagerRunner, Runner
+from inpainting.runners import EagerRunner, Runner
 from models.checkpoint_file import Checkpoint
 from models.generator import InpaintGenerator
 from utils.errors import UserError
@@ -38,25 +38,23 @@ class Inpainter:
     """Fills holes in pictures with a generator or an exported model; call it with an 8-bit RGB image and
     a boolean hole mask.
 
-    ``model`` is an ``InpaintGenerator`` — run eagerly (``EagerRunner``; on the CPU its convolutions run
-    on oneDNN, ``models.convolution``), or with ``compiled`` as Paddle Inference programs around the
-    attention (``CompiledRunner``; 1.3× slower and 1.4× the memory since eager mode got oneDNN) — or a
-    runner from ``inpainting.runners`` (an exported model).
+    ``model`` is an ``InpaintGenerator``, run eagerly (``EagerRunner``; on the CPU its convolutions run
+    on oneDNN, ``models.convolution``), or a runner from ``inpainting.runners`` (an exported model).
     """
 
     def __init__(self, model: InpaintGenerator | Runner, channel_order: str = "RGB",
-                 compiled: bool = False, training_size: int = 256) -> None:
+                 training_size: int = 256) -> None:
         if isinstance(model, InpaintGenerator):
-            model = CompiledRunner(model) if compiled else EagerRunner(model)
+            model = EagerRunner(model)
         self.runner = model
         self.channel_order = channel_order
         self.training_size = training_size   # the side of the model's training pictures: the hd-strategy's windows
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, compiled: bool = False) -> "Inpainter":
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> "Inpainter":
         """The checkpoint's generator, fed in its channel order, with the hd-strategy's windows sized from
         its training pictures."""
-        return cls(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=compiled,
+        return cls(checkpoint.build_generator(), checkpoint.spec.channel_order,
                    training_size=checkpoint.spec.image_size)
 
     def check_fits(self, height: int, width: int) -> None:

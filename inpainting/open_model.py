@@ -1,5 +1,5 @@
 """What ``--checkpoint`` names, ready to fill pictures: a checkpoint (file or training run's folder) runs the
-generator eagerly or compiled, an exported folder (``model.json`` beside the model files) runs in the
+generator eagerly, an exported folder (``model.json`` beside the model files) runs in the
 runtime of its format — Paddle Inference for ``paddle``, ONNX Runtime for ``onnx`` — without the training
 code. Either way the same ``Inpainter`` handles the pictures."""
 from __future__ import annotations
@@ -13,21 +13,30 @@ from models.checkpoint import load_checkpoint
 from utils.cli import UserError
 
 EXPORTED_BACKENDS = {"paddle-inference": "paddle", "onnxruntime": "onnx"}
+REMOVED_BACKENDS = {"compiled": "the eager backend (the default) is faster and leaner on the CPU"}
+
+
+def check_backend(backend: str | None) -> None:
+    """Refuse a backend that is not one of ``runners.BACKENDS``, saying what to use for a removed one."""
+    if backend in REMOVED_BACKENDS:
+        raise UserError(f"the {backend} backend was removed: {REMOVED_BACKENDS[backend]}; choose one of "
+                        f"{', '.join(BACKENDS)}")
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def open_model(path: str, backend: str | None = None) -> Inpainter:
     """An ``Inpainter`` for ``path``. ``backend`` (one of ``runners.BACKENDS``) picks how it runs; by
     default a checkpoint runs eagerly, an exported folder in Paddle Inference if it holds the paddle
     format, else in ONNX Runtime."""
-    if backend is not None and backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if os.path.isdir(path) and is_export(path):
         return _open_export(path, backend)
     if backend in EXPORTED_BACKENDS:
         raise UserError(f"{path} is a checkpoint; the {backend} backend runs an exported model "
                         f"(python tools/export_model.py --checkpoint {path} --output DIR)")
     checkpoint = load_checkpoint(path)
-    return Inpainter.from_checkpoint(checkpoint, compiled=backend == "compiled")
+    return Inpainter.from_checkpoint(checkpoint)
 
 
 def _open_export(folder: str, backend: str | None) -> Inpainter:

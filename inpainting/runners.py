@@ -1,4 +1,4 @@
-"""The backends that compute the generator's stage-2 output for ``Inpainter``: one interface, four ways.
+"""The backends that compute the generator's stage-2 output for ``Inpainter``: one interface, three ways.
 
 Every runner is called with NCHW float32 arrays — ``x`` N×3×H×W on [-1, 1] in the model's channel order,
 the hole zeroed, ``mask`` N×1×H×W (or 1×1×H×W), 1 = hole, sides multiples of 8 — and returns
@@ -6,7 +6,6 @@ the hole zeroed, ``mask`` N×1×H×W (or 1×1×H×W), 1 = hole, sides multiples 
 composite, the flow picture) is ``Inpainter``'s alone, so every backend fills a picture the same way.
 
 * ``eager``: Paddle's eager kernels (oneDNN on the CPU), only what reaches the hole (``fill_holes``);
-* ``compiled``: the same with the convolutions as Paddle Inference programs on oneDNN (CPU);
 * ``paddle-inference`` / ``onnxruntime``: an exported folder (``inpainting/export.py``), the official full
   graph, run by Paddle Inference or ONNX Runtime without the training code.
 """
@@ -18,8 +17,6 @@ from typing import Protocol
 import numpy as np
 import paddle
 
-from inpainting.compiled import CompiledGenerator
-from models.compiled import create_predictor
 from models.hole_reach import fill_holes
 from models.generator import InpaintGenerator
 from utils.device import restore_cpu_threads
@@ -27,14 +24,17 @@ from utils import onednn
 from utils.errors import UserError
 from utils.streams import captured_output
 
-BACKENDS = ("eager", "compiled", "paddle-inference", "onnxruntime")
+BACKENDS = ("eager", "paddle-inference", "onnxruntime")
 MULTIPLE = 8
-BYTES_PER_PIXEL = 1800  # peak memory grows linearly with the area since the attention is chunked (measured
-                        # on CPU: 1.2 GB at 512², 2.4 GB at 1024², 7.4 GB at 2048², incl. ~0.3 GB for Paddle)
-INFERENCE_KEPT_BUFFER_BYTES = 4 << 20   # oneDNN work buffers kept between layers: 512² peaks 60 MB lower,
-                                        # for 5-8 % more time (re-allocated blocked copies)
+# Peak memory of the eager runner per pixel, Paddle's own included, for refusing a picture that would not fit
+# before any work (``Inpainter.check_fits``): it grows linearly with the area since the attention is chunked;
+# an upper bound of the peaks in docs/performance.md.
+BYTES_PER_PIXEL = 1800
+# oneDNN work buffers kept between layers in one-shot inference: small, so that the blocked copies are not
+# held while the attention reaches the peak (``utils.onednn``; docs/performance.md, Work buffers).
+INFERENCE_KEPT_BUFFER_BYTES = 4 << 20
 GRAPH_BYTES_PER_PIXEL = 1000   # an exported full graph: this per pixel, a few (H·W/64)² score matrices
-GRAPH_BASE_BYTES = 2 ** 29      # and the runtime itself (measured at 1024²: 5.6 GiB Paddle Inference, 10.7 GiB ORT)
+GRAPH_BASE_BYTES = 2 ** 29      # and the runtime itself (``_ExportedRunner.needed_bytes``)
 
 
 class Runner(Protocol):
@@ -76,20 +76,6 @@ class EagerRunner:
         return BYTES_PER_PIXEL * height * width
 
 
-class CompiledRunner(EagerRunner):
-    """The eager runner with its convolutions compiled for the CPU (``CompiledGenerator``, ~5× faster)."""
-
-    name = "compiled"
-
-    def __init__(self, generator: InpaintGenerator) -> None:
-        super().__init__(generator)
-        self.compiled = CompiledGenerator(generator)
-
-    def __call__(self, x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x_stage2, offsets = self.compiled(x, mask)
-        return x_stage2, offsets.numpy()
-
-
 class _ExportedRunner:
     """What both runtimes of an exported folder share: the input contract and the memory estimate."""
 
@@ -111,6 +97,25 @@ class _ExportedRunner:
         """The full graph holds whole (H·W/64)² score matrices, as the official graph does."""
         positions = height * width // (MULTIPLE * MULTIPLE)
         return self.score_copies * 4 * positions ** 2 + GRAPH_BYTES_PER_PIXEL * height * width + GRAPH_BASE_BYTES
+
+
+def create_predictor(program: str, params: str, threads: int, gpu: int | None = None):
+    """A Paddle Inference predictor for a saved program: on the CPU with oneDNN and ``threads`` math
+    threads, or on GPU ``gpu``; memory reuse on (PIR programs, Paddle 3, need the new executor for it)."""
+    from paddle import inference
+    config = inference.Config(program, params)
+    if gpu is not None:
+        config.enable_use_gpu(256, gpu)
+    else:
+        config.disable_gpu()
+        config.enable_mkldnn()
+        config.set_cpu_math_library_num_threads(threads)
+    if program.endswith(".json"):
+        config.enable_new_ir(True)
+        config.enable_new_executor(True)
+    config.enable_memory_optim()
+    config.disable_glog_info()
+    return inference.create_predictor(config)
 
 
 class PaddleInferenceRunner(_ExportedRunner):

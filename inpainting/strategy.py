@@ -2,8 +2,7 @@
 the demo 64×64): the hd-strategy. Its sizes follow the model's training side T (``ModelSpec.image_size``,
 ``Inpainter.training_size``); for the official models T = 256 gives the figures in brackets.
 
-* ``full`` runs the model on the whole picture (time and memory grow with its area: minutes and ~7 GB at
-  2048² on a CPU).
+* ``full`` runs the model on the whole picture (time and memory grow with its area; docs/performance.md).
 * ``crop`` runs it on a window around each hole: the hole's bounding box plus T/2 pixels on every side
   [128], at least T on a side [256], cut to the picture; windows that overlap are merged, so every hole
   sees all the context it would have inside its window. Cost follows the holes, not the picture; and the

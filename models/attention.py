@@ -36,7 +36,7 @@ _GATHER_GRADIENT_OK = not paddle.__version__.startswith("2.")
 
 
 def _take(x: paddle.Tensor, index: paddle.Tensor, axis: int) -> paddle.Tensor:
-    """``x`` at ``index`` along ``axis``. ``paddle.gather`` is ~4× faster than ``index_select`` on the CPU,
+    """``x`` at ``index`` along ``axis``. ``paddle.gather`` is the faster of the two on the CPU,
     but in Paddle 2.6 its gradient along an axis other than 0 is wrong (measured), so a tensor that
     needs a gradient goes through ``index_select`` there."""
     if _GATHER_GRADIENT_OK or x.stop_gradient:

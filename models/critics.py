@@ -7,7 +7,7 @@ after the image's (official: the global critic only, not the local one); its gra
 gradient with respect to the image channels (``input_gradient``).
 
 Features are flattened in NCHW order here; the official graph flattens NHWC, so the TF checkpoint
-converter reorders the dense kernel (``utils/tf_checkpoint.py``).
+converter reorders the dense kernel (``models/official.py``, ``dense_kernel``).
 """
 from __future__ import annotations
 

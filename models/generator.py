@@ -8,12 +8,14 @@ multiples of 8 (``inpaint.py`` pads other sizes).
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
 from models.attention import contextual_attention
+from models.attention_graph import contextual_attention_graph
 from models.layers import GenConv, GenDeconv, resize_nearest, resize_nearest_array
 
 
@@ -24,7 +26,26 @@ def with_mask_channels(x: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
 
 
 ATTENTION_RATE = 2  # matching at 1/8 of the image: features at 1/4, downscaled by 2
-DECODER_START = "conv11"   # the coarse network's first layer after its dilated convs
+
+# (features, their hole mask — a tensor or its host copy —, needed positions or None) → (attended, offsets)
+Attention = Callable[..., tuple[paddle.Tensor, paddle.Tensor]]
+
+
+def chunked_attention(features: paddle.Tensor, feature_mask: paddle.Tensor | np.ndarray,
+                      needed: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """The contextual attention of ``features`` on themselves as ``models.attention`` computes it: in
+    bounded memory, and only at the ``needed`` positions when given. One mask per image (or one for all)."""
+    return contextual_attention(features, features, feature_mask, rate=ATTENTION_RATE, per_sample_mask=True,
+                                needed=needed)
+
+
+def graph_attention(features: paddle.Tensor, feature_mask: paddle.Tensor,
+                    needed: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """The same attention as one traceable graph (``models.attention_graph``), which the export puts in
+    ``RefineNetwork.attention``'s place: every position, since what to skip depends on the hole."""
+    if needed is not None:
+        raise ValueError("the traceable attention computes every position; it takes no needed positions")
+    return contextual_attention_graph(features, features, feature_mask, rate=ATTENTION_RATE)
 
 
 def _dilated_stack(prefix: str, channels: int, padding: str) -> list[tuple[str, GenConv]]:
@@ -64,16 +85,17 @@ class CoarseNetwork(nn.Layer):
         """The stage's last step after its output conv: v1 clips to [-1, 1] (v2, ``models.gated``: tanh)."""
         return paddle.clip(x, -1.0, 1.0)
 
-    def split(self) -> tuple[nn.Sequential, list[nn.Layer]]:
-        """``body`` as the layers up to the last dilated conv and the stride-1 decoder after them, which
-        ``models.hole_reach.fill_holes`` runs on the hole's window alone."""
-        names = [name for name, _ in self.body.named_children()]
-        layers, start = list(self.body.children()), names.index(DECODER_START)
-        return nn.Sequential(*layers[:start]), layers[start:]
-
 
 class RefineNetwork(nn.Layer):
-    """Stage 2: hallucination branch (dilated convs) ‖ attention branch (contextual attention), merged."""
+    """Stage 2: hallucination branch (dilated convs) ‖ attention branch (contextual attention), merged.
+
+    ``forward`` is ``encode`` → ``attend`` → ``decode``, the steps ``models.hole_reach.fill_holes`` also
+    calls. ``attention`` is the contextual attention ``attend`` runs (``chunked_attention``); the export
+    sets it to ``graph_attention`` while it traces the generator, so that the exported graph is this
+    forward pass too.
+    """
+
+    attention: Attention = staticmethod(chunked_attention)
 
     def __init__(self, cnum: int = 32, per_sample_mask: bool = False, padding: str = "SAME") -> None:
         super().__init__()
@@ -130,10 +152,14 @@ class RefineNetwork(nn.Layer):
         from the device."""
         size = features.shape[2], features.shape[3]
         feature_mask = resize_nearest(mask, *size) if holes is None else resize_nearest_array(holes, *size)
-        return contextual_attention(features, features, feature_mask, rate=ATTENTION_RATE,
-                                    per_sample_mask=self.per_sample_mask, needed=needed)
+        if not self.per_sample_mask:
+            feature_mask = feature_mask[:1]          # the official graph: the first image's hole for the batch
+        return self.attention(features, feature_mask, needed)
 
     def decode(self, hallucinated: paddle.Tensor, attended: paddle.Tensor) -> paddle.Tensor:
+        """Stage 2's output from the two branches: ``attended`` through ``attention_decoder`` and then,
+        beside ``hallucinated``, ``merge``. Nothing else between its inputs and its output: so
+        ``models.hole_reach`` bounds what an output window reads by those two bodies' layers."""
         merged = paddle.concat([hallucinated, self.attention_decoder(attended)], axis=1)
         return self.output(self.merge(merged))
 

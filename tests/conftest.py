@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
@@ -39,6 +40,35 @@ def run_command(*args: str, cwd: str = ROOT, timeout: float = 600, env: dict[str
            "PYTHONPATH": os.pathsep.join(filter(None, (cwd, os.environ.get("PYTHONPATH"))))}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=env)
+
+
+FILL_PATHS = ["forward", "fill_holes", "export graph"]
+
+
+def fill_by(path: str, generator, x, mask) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """``(x_stage2, offsets, kept)`` of an eval-mode ``generator`` (built with ``per_sample_mask``) for
+    NCHW tensors, by one of the paths that compute a fill: its own ``forward``; ``fill_holes`` (inference
+    and the critic steps), whose ``x_stage2`` counts inside the hole only and its offsets where
+    ``hole_reach`` keeps them; or the export's graph, traced by ``paddle.jit.to_static`` and run here.
+    ``kept``: bool N×H×W (pixels) and H/8×W/8 (offsets) — where the path's outputs are meant to be exact."""
+    import paddle
+    from inpainting.export import trace, traceable_attention
+    from models.hole_reach import fill_holes, hole_reach
+    holes = mask.numpy()
+    pixels = np.ones((x.shape[0], *x.shape[2:]), bool)
+    positions = np.ones((x.shape[2] // 8, x.shape[3] // 8), bool)
+    with paddle.no_grad():
+        if path == "forward":
+            _, x_stage2, offsets = generator(x, mask)
+        elif path == "fill_holes":
+            x_stage2, offsets = fill_holes(generator, x, mask)
+            pixels = np.broadcast_to(holes[:, 0] > 0.5, pixels.shape)
+            positions = hole_reach(generator.refine, holes)
+        else:
+            with traceable_attention(generator), warnings.catch_warnings():
+                warnings.simplefilter("ignore")          # Paddle's notes on tracing
+                x_stage2, offsets = trace(generator)(x, mask)
+    return x_stage2.numpy(), offsets.numpy(), (pixels, positions)
 
 
 def assert_refused(result, output: str, *words: str) -> None:

@@ -1,11 +1,8 @@
 """oneDNN's kernels (``models.convolution``, ``models.matmul``, ``utils.onednn``) against Paddle's, through the
 kernel table (``models.kernels``): the same values and the same first and second derivatives, for every
-geometry the model uses; the self-check catches a primitive that disagrees; and the CPU's thread count
-survives a compiled pass (oneDNN fixes a primitive's threads when it is built)."""
+geometry the model uses; and the self-check catches a primitive that disagrees."""
 from __future__ import annotations
 
-import ctypes
-import os
 import platform
 
 import numpy as np
@@ -69,20 +66,6 @@ def test_frozen_inputs_get_no_gradient():
     kernels.conv2d(x, w, b, 1, 1, (1, 1, 1, 1)).sum().backward()
     assert x.grad is None and b.grad is None
     assert w.grad is not None and float(w.grad.abs().sum()) > 0
-
-
-def test_thread_count_survives_a_compiled_pass():
-    """A Paddle Inference predictor leaves OpenMP at one thread; ``restore_cpu_threads`` sets it back."""
-    from models.compiled import Program
-    from utils.device import pick_device
-    iomp = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
-    pick_device("cpu", 2)
-    try:
-        program = Program(paddle.nn.Conv2D(3, 4, 3), [[1, 3, 8, 8]], 1)
-        program(np.zeros((1, 3, 8, 8), np.float32))
-        assert iomp.omp_get_max_threads() == 2
-    finally:
-        pick_device("cpu", 1)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (8, 8), (31, 64), (128, 96)])

@@ -1,5 +1,5 @@
 """The demo recipe learns to inpaint: its reconstruction phase (1500 updates at the demo's own geometry,
-pictures, learning rate and batch; under 3 minutes on two cores) fills the holes of the 48 held-out
+pictures, learning rate and batch) fills the holes of the 48 held-out
 windows that ``python test.py`` evaluates clearly better than mean fill.
 
 Measured here: hole L1 8.0 % after 750 updates, 7.5 % after 1500, 7.56 % for the whole demo (1550 updates),

@@ -7,6 +7,7 @@ chunked layer. The ONNX half needs the optional extras (CI installs them) and is
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -29,6 +30,7 @@ from models.checkpoint import load_checkpoint
 from models.layers import nearest_index, traced_nearest_index
 from tests.conftest import ROOT, assert_refused, nchw, nhwc, run_command
 from utils.cli import UserError
+from utils.device import pick_device
 
 TOLERANCE = 1e-4
 HAVE_ONNX = all(importlib.util.find_spec(name) for name in ("paddle2onnx", "onnx", "onnxruntime"))
@@ -197,10 +199,34 @@ def test_inpaint_runs_an_exported_folder_like_the_checkpoint(exported, generator
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
     picture = cv2.imread(image)
     hole = cv2.imread(mask, cv2.IMREAD_GRAYSCALE) > 127
-    eager, _ = Inpainter(generator, "BGR", compiled=False)(picture[:, :, ::-1], hole)
+    eager, _ = Inpainter(generator, "BGR")(picture[:, :, ::-1], hole)
     got = cv2.imread(output)
     assert np.abs(got.astype(int) - eager[:, :, ::-1]).max() <= 1
     assert (got[~hole] == picture[~hole]).all()
+
+
+def test_thread_count_survives_the_paddle_inference_backend(exported):
+    """A Paddle Inference predictor leaves OpenMP at one thread; the runner sets it back
+    (``restore_cpu_threads``), so that eager work after it keeps every thread."""
+    iomp = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
+    pick_device("cpu", 2)
+    try:
+        runner = open_model(exported[0], "paddle-inference").runner
+        runner(*_held_out(1, 64, 64, False))
+        assert iomp.omp_get_max_threads() == 2
+    finally:
+        pick_device("cpu", 1)
+
+
+def test_the_removed_compiled_backend_says_what_to_use(exported, golden_checkpoint):
+    for path in (golden_checkpoint, exported[0]):
+        with pytest.raises(UserError, match="the compiled backend was removed: the eager backend"):
+            open_model(path, "compiled")
+    result = run_command("benchmarks/inference.py", "--size", "64", "--backend", "compiled")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "error: the compiled backend was removed: the eager backend (the default) is faster and leaner on the "
+        "CPU; choose one of eager, paddle-inference, onnxruntime"]
 
 
 def test_export_refuses_what_is_not_a_deepfill_checkpoint(exported, tmp_path):

@@ -164,7 +164,7 @@ def test_a_picture_too_large_for_memory_is_refused_before_running(monkeypatch):
     monkeypatch.setattr(module, "available_bytes", lambda: 2 ** 30)
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), bool)
     with pytest.raises(UserError, match="needs about 2 GiB but 1 GiB are available"):
-        module.Inpainter(InpaintGenerator(cnum=8), compiled=False)(image, hole)
+        module.Inpainter(InpaintGenerator(cnum=8))(image, hole)
 
 
 def test_png_metadata_warnings_do_not_make_a_picture_unreadable():

@@ -1,4 +1,4 @@
-"""Each training loss on small tensors whose values are worked out by hand (SPEC §4)."""
+"""Each training loss on small tensors whose values are worked out by hand (``models/losses.py``)."""
 from __future__ import annotations
 
 import numpy as np

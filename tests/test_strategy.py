@@ -15,7 +15,7 @@ from utils.cli import UserError
 @pytest.fixture(scope="module")
 def inpainter(golden_checkpoint) -> Inpainter:
     checkpoint = load_checkpoint(golden_checkpoint)
-    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=False)
+    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order)
 
 
 def picture(height: int, width: int, seed: int = 0) -> np.ndarray:

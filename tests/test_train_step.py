@@ -1,6 +1,6 @@
 """The official training step: the training library's own loss code (``training.algorithm``), run on the
 official graph's weights, images, hole, local box and interpolation factors, gives the official losses and
-gradients (SPEC §7): every loss within 1e-4 relative, every generator gradient within 1e-3 of that tensor's
+gradients (the golden data, ``tests/golden/make_golden.py``): every loss within 1e-4 relative, every generator gradient within 1e-3 of that tensor's
 largest entry, every critic gradient within 1e-2 (second-order terms of the penalty in float32).
 
 The project keeps a reduced form of the official gradients (tests/golden/train_step.npz: per-tensor norm,

@@ -1,5 +1,5 @@
 """Algorithm 1 of the paper: for each generator update, ``critic_steps`` (5) critic updates, each on a fresh
-batch and hole; losses as in the official ``build_graph_with_losses`` (SPEC §4).
+batch and hole; losses as in the official ``build_graph_with_losses``.
 
 * critic step: complete the batch with the generator (no gradient), score real and completed images with
   the local critic (on the box around the hole) and the global critic (whole image), and minimise the WGAN

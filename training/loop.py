@@ -57,7 +57,7 @@ def train(config: Config, resume: bool = False) -> Trainer:
         return _train(trainer, resume)
     except Exception as error:
         # A second Ctrl-C raises KeyboardInterrupt wherever the main thread is; inside Paddle's C++ (e.g.
-        # while tracing the compiled critic pass) it surfaces as another exception. It is still the user's.
+        # in a oneDNN call) it can surface as another exception. It is still the user's.
         if trainer.interrupted:
             raise KeyboardInterrupt from error
         raise

@@ -69,7 +69,7 @@ class Config:
     gan_with_mask: bool = setting(False, "GAN_WITH_MASK: the global critic also sees the hole mask as a 4th "
                                   "input channel (official: the global critic only; its gradient penalty, which "
                                   "fails in the official code, is taken over the image channels)")
-    # losses (SPEC §4)
+    # losses (the official inpaint.yml)
     coarse_l1_alpha: float = setting(1.2, 'COARSE_L1_ALPHA: weight of stage-1 terms in l1 and ae')
     l1_loss_alpha: float = setting(1.2, 'L1_LOSS_ALPHA')
     ae_loss_alpha: float = setting(1.2, 'AE_LOSS_ALPHA')
@@ -110,7 +110,7 @@ class Config:
     val_windows: int = setting(1, 'test.py: views per picture: 1 = the centre of the training view, N = N windows at positions drawn from the seed')
     val_mask: str = setting("box", 'test.py holes: box (training holes), center (hole_size square), free_form (v2: strokes and box) or a mask folder')
     baselines: str = setting("mean_fill,opencv_telea,opencv_ns,biharmonic,patchmatch", 'test.py: classical methods beside the model, comma-separated; "" for none')
-    onednn: bool = setting(True, "on the CPU, run the convolutions and their gradients on oneDNN, 2-4x faster "
+    onednn: bool = setting(True, "on the CPU, run the convolutions and their gradients on oneDNN, faster "
                            "than Paddle's own CPU kernels; false: Paddle's own")
     cpu_threads: int = setting(0, "math threads on the CPU (0 = one per core)")
     device: str = setting("auto", 'auto (GPU if there is one), cpu, gpu or gpu:N')

@@ -19,10 +19,9 @@ def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = 
     workers) is host memory held for nothing.
 
     All of Paddle's OpenMP work (its kernels such as Adam, MKL, oneDNN) runs on one pool, Intel's libiomp5,
-    so it is not two pools fighting. On a free machine two threads make oneDNN's convolutions and MKL's
-    products about twice as fast. On a machine whose cores are busy with other work every parallel region
-    waits for its descheduled second thread (an MKL product of two 2048² matrices measured 51 GMAC/s on one
-    thread and 13 on two with a load of 3–5 on 2 cores): there, one thread is the better choice.
+    so it is not two pools fighting. On a free machine more threads make oneDNN's convolutions and MKL's
+    products faster. On a machine whose cores are busy with other work every parallel region waits for its
+    descheduled other threads: there, one thread is the better choice (docs/performance.md, Threads).
     """
     requested = own_gpu_under_launcher(requested)
     if requested == "auto":
@@ -61,8 +60,8 @@ def own_gpu_under_launcher(requested: str) -> str:
 def restore_cpu_threads() -> None:
     """Set the math threads back to ``pick_device``'s choice. A Paddle Inference predictor leaves the
     calling thread's OpenMP count at 1 after it is built or run, and oneDNN fixes a primitive's thread
-    count when the primitive is created — so without this, every convolution first run after a compiled
-    pass (the critic steps' backward, say) would stay on one thread."""
+    count when the primitive is created — so without this, every convolution first run after a predictor
+    call (eager work after the paddle-inference backend, say) would stay on one thread."""
     if hasattr(paddle, "base"):
         paddle.base.core.set_num_threads(_threads)
 

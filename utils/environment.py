@@ -3,7 +3,7 @@
 ``prepare_paddle()`` keeps Paddle's start-up chatter (glog INFO lines, the ccache warning) off stderr, so
 that a user mistake is reported on exactly one line, and lets Paddle's MKL use AVX2 on AMD processors:
 without ``MKL_DEBUG_CPU_TYPE=5`` it takes a generic code path there and its matrix products (the contextual
-attention's) run 2.7× slower (17.6 vs 48.1 GMAC/s measured on an EPYC, two threads). Environment variables
+attention's) run several times slower (docs/performance.md). Environment variables
 only reach Paddle if they are set before its first import, which is why this is a call at the top of every
 command rather than something a library module does on import.
 """
@@ -41,8 +41,7 @@ def keep_freed_memory() -> bool:
 
     A training step allocates and frees the same activations every time. By default glibc serves blocks
     over 128 KB–32 MB (its threshold adapts) with fresh ``mmap`` calls and unmaps them on free, so every
-    step faults its memory in again, page by page: about 280,000 faults per iteration at 256², batch 4,
-    which cost 11 % of the iteration in this project's 2-core VM (11.2 → 9.9 s, alternating runs). Blocks
+    step faults its memory in again, page by page (docs/performance.md, Training). Blocks
     under the threshold now come from the heap, which is not trimmed, so the process keeps its peak
     memory (training reaches it every step anyway). Returns whether the C library took the settings
     (false off glibc, where nothing changes)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,18 +138,38 @@ def named_prefix(state: str) -> str:
     return found.group(1)
 
 
+def _only_bundle(folder: str, problem: str) -> str:
+    """The prefix of the one ``.index`` in ``folder``, used (with a note) when its ``checkpoint`` file does not
+    lead to a bundle (``problem`` says why): with one candidate there is nothing to guess. With none or
+    several, the error names ``problem`` and what is there."""
+    indexes = sorted(name for name in os.listdir(folder) if name.endswith(".index"))
+    if len(indexes) == 1:
+        prefix = os.path.join(folder, indexes[0][:-len(".index")])
+        print(f"note: {problem}; using the only checkpoint there, {prefix}", file=sys.stderr)
+        return prefix
+    if not indexes:
+        raise TFCheckpointError(f"{problem}, and {folder} holds no .index file")
+    raise TFCheckpointError(f"{problem}, and {folder} holds {len(indexes)} checkpoints ({', '.join(indexes)}); "
+                            f"pass one as a prefix, such as {os.path.join(folder, indexes[-1][:-len('.index')])}")
+
+
 def resolve_prefix(path: str) -> str:
     """Accept a folder holding a ``checkpoint`` (or ``checkpoint.txt``) file, a prefix (``…/snap-0``), or
-    its .index/.data file."""
+    its .index/.data file. A ``checkpoint`` file naming a bundle that is not there (TF writes the training
+    machine's absolute path) is looked up by its base name in the folder, then replaced by the folder's only
+    bundle if it has exactly one."""
     if os.path.isdir(path):
         state = state_file(path)
         if state is None:
             raise TFCheckpointError(f"no TensorFlow checkpoint in {path} (expected a 'checkpoint' file; "
                                     f"or pass a prefix such as {os.path.join(path, 'snap-0')})")
-        prefix = named_prefix(state)
-        prefix = prefix if os.path.isabs(prefix) else os.path.join(path, prefix)
+        named = named_prefix(state)
+        prefix = named if os.path.isabs(named) else os.path.join(path, named)
         if not os.path.isfile(prefix + ".index"):
-            prefix = os.path.join(path, os.path.basename(prefix))
+            prefix = os.path.join(path, os.path.basename(named))
+        if not os.path.isfile(prefix + ".index"):
+            prefix = _only_bundle(path, f"{state} names {named}, which is not there ({os.path.basename(prefix)}"
+                                        ".index not found)")
     else:
         prefix = re.sub(r"\.(index|data-\d{5}-of-\d{5})$", "", path)
     if not os.path.isfile(prefix + ".index"):
