@@ -31,7 +31,7 @@ prepare_paddle()
 from data.dataset import list_sources  # noqa: E402
 from evaluation import (check_outputs, check_readable, check_stems, evaluate_pictures,  # noqa: E402
                         evaluation_geometry, finite_or_none, hole_source, table, usable_baselines, write_report)
-from inpainting.inpainter import Inpainter  # noqa: E402
+from inpainting.filler import Filler  # noqa: E402
 from models import kernels  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from tester import BASELINES  # noqa: E402
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device)
     kernels.choose(config.onednn)
-    result = evaluate_pictures(Inpainter.from_checkpoint(checkpoint), paths, config, holes, baselines,
+    result = evaluate_pictures(Filler.from_checkpoint(checkpoint), paths, config, holes, baselines,
                                args.save_dir)
     report = finite_or_none({
         **result.to_dict(), "baselines_skipped": unavailable, "checkpoint": checkpoint.path,

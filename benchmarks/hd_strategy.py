@@ -26,7 +26,7 @@ prepare_paddle()
 
 import paddle  # noqa: E402
 
-from inpainting.inpainter import Inpainter  # noqa: E402
+from inpainting.filler import Filler  # noqa: E402
 from inpainting.strategy import STRATEGIES, fill  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.generator import InpaintGenerator  # noqa: E402
@@ -46,7 +46,7 @@ def measure(args) -> None:
     else:
         paddle.seed(0)
         generator = InpaintGenerator()
-    inpainter = Inpainter(generator)
+    inpainter = Filler(generator)
     image = cv2.resize(to_rgb8(read_image(PICTURE)), (args.size, args.size), interpolation=cv2.INTER_CUBIC)
     hole = np.zeros((args.size, args.size), bool)
     start = (args.size - args.hole) // 2

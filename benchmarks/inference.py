@@ -63,7 +63,7 @@ def exported(checkpoint: str | None, backend: str, scratch: str) -> str:
 
 
 def open_backend(checkpoint: str | None, backend: str | None, scratch: str):
-    """The ``Inpainter`` to time."""
+    """The ``Filler`` to time."""
     if backend in EXPORTED_BACKENDS:
         checkpoint = exported(checkpoint, backend, scratch)
     return open_model(checkpoint or random_checkpoint(scratch), backend)

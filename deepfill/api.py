@@ -1,6 +1,6 @@
 """The Python API's ``Inpainter``: numpy pictures in, numpy pictures out, any checkpoint or pretrained name.
 
-A thin layer over ``inpainting.inpainter.Inpainter`` (which owns the pre- and post-processing through the
+A thin layer over ``inpainting.filler.Filler`` (which owns the pre- and post-processing through the
 pixel boundary ``utils.pixels``): it loads the model, picks the device, and turns the many ways a caller may
 hold a picture and a mask (a PIL image, a 0/1 or 0/255 array, booleans, a mask picture with colour
 channels) into the one form the model takes — refusing, with a clear message, what it cannot mean.
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from inpainting.inpainter import Inpainter as _Filler
+from inpainting.filler import Filler
 from models import kernels
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import Checkpoint
@@ -61,7 +61,7 @@ class Inpainter:
         kernels.choose()
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
-        self._filler = _Filler.from_checkpoint(checkpoint)
+        self._filler = Filler.from_checkpoint(checkpoint)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> "Inpainter":

@@ -21,7 +21,7 @@ from utils.cli import UserError
 from utils.config import Config
 
 # What the model is to an evaluation: (uint8 RGB HxWx3, bool HxW hole) -> (completion uint8 RGB, flow).
-# An ``inpainting.Inpainter`` is one.
+# An ``inpainting.Filler`` is one.
 Fill = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from inpainting.strategy import fill_picture
 from utils.errors import UserError
 from utils.files import WriteError, check_writable_folder
@@ -79,7 +79,7 @@ def check_sizes(job: Job, image_size: tuple[int, int] | None, mask_size: tuple[i
                         f"{image_size[0]}x{image_size[1]}")
 
 
-def inpaint_file(inpainter: Inpainter, job: Job, strategy: str = "full") -> None:
+def inpaint_file(inpainter: Filler, job: Job, strategy: str = "full") -> None:
     """Read, fill and write one picture; nothing is written if anything about it is wrong. The sizes the
     files' headers declare are checked (against each other, and against the memory when the whole picture
     goes through the model) before anything is decoded."""
@@ -97,7 +97,7 @@ def inpaint_file(inpainter: Inpainter, job: Job, strategy: str = "full") -> None
         write_image(job.flow, filled.flow[:, :, ::-1])
 
 
-def inpaint_folder(inpainter: Inpainter, jobs: list[Job], output: str, strategy: str) -> None:
+def inpaint_folder(inpainter: Filler, jobs: list[Job], output: str, strategy: str) -> None:
     """Do every job; a picture that cannot be done is skipped (said at once, named in the summary), a
     write that fails (disk full) stops the run, keeping the results written before."""
     failed, written = [], 0

@@ -1,13 +1,13 @@
 """What ``--checkpoint`` names, ready to fill pictures: a checkpoint (file or training run's folder) runs the
 generator eagerly, an exported folder (``model.json`` beside the model files) runs in the
 runtime of its format — Paddle Inference for ``paddle``, ONNX Runtime for ``onnx`` — without the training
-code. Either way the same ``Inpainter`` handles the pictures."""
+code. Either way the same ``Filler`` handles the pictures."""
 from __future__ import annotations
 
 import os
 
 from inpainting.export import is_export, read_export
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from inpainting.runners import BACKENDS, OnnxRuntimeRunner, PaddleInferenceRunner
 from models.checkpoint import load_checkpoint
 from utils.cli import UserError
@@ -25,8 +25,8 @@ def check_backend(backend: str | None) -> None:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def open_model(path: str, backend: str | None = None) -> Inpainter:
-    """An ``Inpainter`` for ``path``. ``backend`` (one of ``runners.BACKENDS``) picks how it runs; by
+def open_model(path: str, backend: str | None = None) -> Filler:
+    """An ``Filler`` for ``path``. ``backend`` (one of ``runners.BACKENDS``) picks how it runs; by
     default a checkpoint runs eagerly, an exported folder in Paddle Inference if it holds the paddle
     format, else in ONNX Runtime."""
     check_backend(backend)
@@ -36,10 +36,10 @@ def open_model(path: str, backend: str | None = None) -> Inpainter:
         raise UserError(f"{path} is a checkpoint; the {backend} backend runs an exported model "
                         f"(python tools/export_model.py --checkpoint {path} --output DIR)")
     checkpoint = load_checkpoint(path)
-    return Inpainter.from_checkpoint(checkpoint)
+    return Filler.from_checkpoint(checkpoint)
 
 
-def _open_export(folder: str, backend: str | None) -> Inpainter:
+def _open_export(folder: str, backend: str | None) -> Filler:
     info = read_export(folder)
     files = info["files"]
     if backend is None:
@@ -56,4 +56,4 @@ def _open_export(folder: str, backend: str | None) -> Inpainter:
         runner = PaddleInferenceRunner(folder, files["paddle"])
     else:
         runner = OnnxRuntimeRunner(os.path.join(folder, str(files["onnx"])))
-    return Inpainter(runner, info["channel_order"], training_size=int(info.get("spec", {}).get("image_size", 256)))
+    return Filler(runner, info["channel_order"], training_size=int(info.get("spec", {}).get("image_size", 256)))

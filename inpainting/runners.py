@@ -1,9 +1,9 @@
-"""The backends that compute the generator's stage-2 output for ``Inpainter``: one interface, three ways.
+"""The backends that compute the generator's stage-2 output for ``Filler``: one interface, three ways.
 
 Every runner is called with NCHW float32 arrays — ``x`` N×3×H×W on [-1, 1] in the model's channel order,
 the hole zeroed, ``mask`` N×1×H×W (or 1×1×H×W), 1 = hole, sides multiples of 8 — and returns
 ``(x_stage2, offsets)`` as numpy arrays. The picture handling around it (padding, channel order, the
-composite, the flow picture) is ``Inpainter``'s alone, so every backend fills a picture the same way.
+composite, the flow picture) is ``Filler``'s alone, so every backend fills a picture the same way.
 
 * ``eager``: Paddle's eager kernels (oneDNN on the CPU), only what reaches the hole (``fill_holes``);
 * ``paddle-inference`` / ``onnxruntime``: an exported folder (``inpainting/export.py``), the official full
@@ -27,7 +27,7 @@ from utils.streams import captured_output
 BACKENDS = ("eager", "paddle-inference", "onnxruntime")
 MULTIPLE = 8
 # Peak memory of the eager runner per pixel, Paddle's own included, for refusing a picture that would not fit
-# before any work (``Inpainter.check_fits``): it grows linearly with the area since the attention is chunked;
+# before any work (``Filler.check_fits``): it grows linearly with the area since the attention is chunked;
 # an upper bound of the peaks in docs/performance.md.
 BYTES_PER_PIXEL = 1800
 # oneDNN work buffers kept between layers in one-shot inference: small, so that the blocked copies are not
@@ -38,7 +38,7 @@ GRAPH_BASE_BYTES = 2 ** 29      # and the runtime itself (``_ExportedRunner.need
 
 
 class Runner(Protocol):
-    """What ``Inpainter`` needs of a backend."""
+    """What ``Filler`` needs of a backend."""
 
     name: str
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import paddle
 
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import latest_checkpoint
 from models.pretrained import RELEASES, cache_home, is_cached, is_pretrained_name
@@ -27,7 +27,7 @@ DEMO_RUN = os.path.join("checkpoints", "demo")
 class Model:
     """What the app serves: the inpainter, the record of its weights, the name the page shows and what
     ``--checkpoint`` named to load it (by default the name)."""
-    inpainter: Inpainter
+    inpainter: Filler
     spec: ModelSpec
     name: str
     device: str
@@ -60,7 +60,7 @@ def model_name(requested: str, path: str) -> str:
 def open_served(requested: str) -> Model:
     """Load ``requested`` (pretrained name, file or run folder) on the current device."""
     checkpoint = load_checkpoint(requested)
-    return Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec, model_name(requested, checkpoint.path),
+    return Model(Filler.from_checkpoint(checkpoint), checkpoint.spec, model_name(requested, checkpoint.path),
                  paddle.device.get_device(), requested)
 
 

@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from inpainting.inpainter import TooLarge
+from inpainting.filler import TooLarge
 from inpainting.served_model import DEMO_RUN, Model, default_checkpoint, menu, open_served
 from inpainting.strategy import CHOICES, auto_crop_side, fill_picture
 from utils.errors import UserError

@@ -1,6 +1,6 @@
 """How a big photo meets a model trained on small pictures (the official 256×256 with holes up to 128×128,
 the demo 64×64): the hd-strategy. Its sizes follow the model's training side T (``ModelSpec.image_size``,
-``Inpainter.training_size``); for the official models T = 256 gives the figures in brackets.
+``Filler.training_size``); for the official models T = 256 gives the figures in brackets.
 
 * ``full`` runs the model on the whole picture (time and memory grow with its area; docs/performance.md).
 * ``crop`` runs it on a window around each hole: the hole's bounding box plus T/2 pixels on every side
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from utils.cli import UserError
 from utils.flow import add_key
 from utils.image_io import paste_hole, to_rgb8
@@ -87,7 +87,7 @@ def crop_windows(hole: np.ndarray, margin: int = OFFICIAL_SIDE // 2, min_side: i
     return sorted(windows)
 
 
-def fill(inpainter: Inpainter, image_rgb: np.ndarray, hole: np.ndarray, strategy: str = "full"
+def fill(inpainter: Filler, image_rgb: np.ndarray, hole: np.ndarray, strategy: str = "full"
          ) -> tuple[np.ndarray, np.ndarray, str]:
     """Fill ``hole`` (H×W bool) in ``image_rgb`` (H×W×3 uint8) in one of the modes.
 
@@ -129,7 +129,7 @@ class Filled:
     mode: str
 
 
-def fill_picture(inpainter: Inpainter, original: np.ndarray, hole: np.ndarray, strategy: str = "full"
+def fill_picture(inpainter: Filler, original: np.ndarray, hole: np.ndarray, strategy: str = "full"
                  ) -> Filled:
     """What ``inpaint.py`` and the app both do with a decoded picture and its hole (same size), so that
     the two give byte-identical results."""

@@ -12,7 +12,7 @@ import os
 
 from data.dataset import list_sources
 from evaluation import evaluate_pictures, hole_source
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 from training.loop import train
@@ -28,7 +28,7 @@ def test_the_demo_recipe_beats_mean_fill_on_held_out_windows(tmp_path):
     assert train(config).step == UPDATES
     paths = list_sources(config.val_data)
     holes, _ = hole_source(config, len(paths) * config.val_windows)
-    inpainter = Inpainter.from_checkpoint(load_checkpoint(str(tmp_path)))
+    inpainter = Filler.from_checkpoint(load_checkpoint(str(tmp_path)))
     report = evaluate_pictures(inpainter, paths, config, holes, ["mean_fill"])
     model, mean_fill = report.model["l1_hole"], report.baselines["mean_fill"]["l1_hole"]
     assert report.count == 48

@@ -21,7 +21,7 @@ from data.dataset import list_sources
 from data.masks import random_masks
 from evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
                         evaluate_pictures, evaluation_geometry, hole_source, load_views, read_views)
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from tests.conftest import ROOT, assert_refused, run_command
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import save_checkpoint
@@ -72,7 +72,7 @@ def evaluate_folder(workspace: dict[str, str], config: Config, baselines: list[s
     config = evaluation_geometry(config, checkpoint.spec)
     paths = list_sources(workspace["images"])
     holes, _ = hole_source(config, len(paths) * config.val_windows)
-    return evaluate_pictures(Inpainter.from_checkpoint(checkpoint), paths, config, holes, baselines, save_dir,
+    return evaluate_pictures(Filler.from_checkpoint(checkpoint), paths, config, holes, baselines, save_dir,
                              progress=False)
 
 
@@ -287,13 +287,13 @@ def test_several_windows_per_picture_at_seeded_positions(workspace, tmp_path):
 
 
 def test_evaluate_views_in_memory_gives_the_metrics_and_the_sheet_without_writing(tmp_path, monkeypatch):
-    """What validation during training calls: an Inpainter over a generator in memory, views already
+    """What validation during training calls: an Filler over a generator in memory, views already
     loaded, a hole each. The report's numbers are tester's metrics of the completions (recomputed here),
     its dictionary has the JSON report's keys, its sheet holds [input | model | baselines | truth] per view
     under one header, and nothing is written."""
     from skimage import data
     paddle.seed(1)
-    inpainter = Inpainter(InpaintGenerator(8), training_size=64)
+    inpainter = Filler(InpaintGenerator(8), training_size=64)
     pictures = [cv2.resize(data.astronaut(), (64, 64)), cv2.resize(data.coffee(), (64, 64))]
     views = [View(f"view{index}", picture, index) for index, picture in enumerate(pictures)]
     holes = [center_hole(64, 32), box_hole(small_config(), 1)]

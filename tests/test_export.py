@@ -22,7 +22,7 @@ import paddle
 import pytest
 
 from inpainting.export import MODEL_JSON
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from inpainting.open_model import open_model
 from models.attention import contextual_attention
 from models.attention_graph import contextual_attention_graph
@@ -126,7 +126,7 @@ def test_exported_v2_model_reproduces_the_official_v2_graph(exported_v2, backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_inpainting_with_the_exported_v2_model_gives_the_official_output(exported_v2, backend, tmp_path):
     """The exported v2 model filling the golden v2 picture (``inpaint.py --checkpoint DIR`` for Paddle
-    Inference, its ``Inpainter`` for each runtime): within one grey level of the official graph inside the
+    Inference, its ``Filler`` for each runtime): within one grey level of the official graph inside the
     holes (its ``(x + 1) * 127.5`` truncated to uint8), the input outside."""
     from tests import golden_v2_data
     golden_v2 = golden_v2_data.load_tensors()
@@ -188,7 +188,7 @@ def test_exported_model_refuses_what_it_cannot_take(exported, backend):
 
 
 def test_inpaint_runs_an_exported_folder_like_the_checkpoint(exported, generator, tmp_path):
-    """``inpaint.py --checkpoint DIR`` and the eager generator behind the same ``Inpainter`` complete a
+    """``inpaint.py --checkpoint DIR`` and the eager generator behind the same ``Filler`` complete a
     picture alike (within 1 grey level where float rounding meets the uint8 rounding); outside the hole
     the picture is untouched."""
     image = os.path.join(ROOT, "examples", "images", "astronaut.png")
@@ -199,7 +199,7 @@ def test_inpaint_runs_an_exported_folder_like_the_checkpoint(exported, generator
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
     picture = cv2.imread(image)
     hole = cv2.imread(mask, cv2.IMREAD_GRAYSCALE) > 127
-    eager, _ = Inpainter(generator, "BGR")(picture[:, :, ::-1], hole)
+    eager, _ = Filler(generator, "BGR")(picture[:, :, ::-1], hole)
     got = cv2.imread(output)
     assert np.abs(got.astype(int) - eager[:, :, ::-1]).max() <= 1
     assert (got[~hole] == picture[~hole]).all()
@@ -318,7 +318,7 @@ def test_attention_graph_equals_the_chunked_layer(shape):
 
 def test_a_picture_too_large_for_the_full_graph_is_refused_before_running(exported, monkeypatch):
     """The exported graph's score matrices grow with the square of the area: 1024² needs ~6 GiB."""
-    from inpainting import inpainter as module
+    from inpainting import filler as module
     monkeypatch.setattr(module, "available_bytes", lambda: 4 * 2 ** 30)
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.zeros((1024, 1024), bool)
     hole[100:140, 100:140] = True

@@ -17,7 +17,7 @@ import pytest
 from data.dataset import list_sources
 from evaluation import evaluate_pictures, evaluation_geometry, hole_source
 from inpainting.export import export_model
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from inpainting.server import Model, fill_request
 from models import kernels
 from models.checkpoint import load_checkpoint
@@ -166,14 +166,14 @@ def test_divergence_between_logged_steps_is_caught_at_the_next_read(monkeypatch,
 
 
 def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, tmp_path):
-    """An ``Inpainter`` fill, app.py's fill, test.py's evaluation and an export, as on a GPU."""
+    """An ``Filler`` fill, app.py's fill, test.py's evaluation and an export, as on a GPU."""
     checkpoint = load_checkpoint(tiny_checkpoint)
     image, hole = picture_and_hole()
-    inpainter = Inpainter.from_checkpoint(checkpoint)
+    inpainter = Filler.from_checkpoint(checkpoint)
     filled, flow = inpainter(image, hole)
     assert filled.shape == image.shape and (filled[~hole] == image[~hole]).all() and flow.shape == image.shape
 
-    model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec, "tiny", paddle.device.get_device())
+    model = Model(Filler.from_checkpoint(checkpoint), checkpoint.spec, "tiny", paddle.device.get_device())
     png = cv2.imencode(".png", image)[1].tobytes()
     mask = cv2.imencode(".png", hole.astype(np.uint8) * 255)[1].tobytes()
     answer = fill_request({"model": model}, png, "image.png", mask, "mask.png", "full", False, 10 ** 6)

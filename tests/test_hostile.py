@@ -20,7 +20,7 @@ import pytest
 import evaluation
 from data.dataset import ImageDataset, list_sources
 from evaluation import views as evaluation_views
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from models.checkpoint import load_checkpoint
 from models.checkpoint_file import save_checkpoint
 from models.spec import ModelSpec
@@ -367,7 +367,7 @@ class Unchanged:
     training_size = 256
 
     def check_fits(self, height, width):
-        from inpainting.inpainter import check_memory
+        from inpainting.filler import check_memory
         from inpainting.runners import BYTES_PER_PIXEL
         check_memory(height, width, BYTES_PER_PIXEL * height * width)
 
@@ -382,7 +382,7 @@ def test_inpaint_sizes_come_from_headers_before_decoding(inpaint_cli, tmp_path, 
     with pytest.raises(UserError, match="huge_mask.png is 12000x12000 but .*a.png is 64x48"):
         inpaint_cli.inpaint_file(Unchanged(), job)
     (tmp_path / "huge.png").write_bytes(declared_png(12000, 12000))
-    monkeypatch.setattr("inpainting.inpainter.available_bytes", lambda: 2 ** 34)
+    monkeypatch.setattr("inpainting.filler.available_bytes", lambda: 2 ** 34)
     job = inpaint_cli.Job(str(tmp_path / "huge.png"), str(tmp_path / "huge_mask.png"), str(tmp_path / "o.png"), None)
     with pytest.raises(UserError, match="a 12000x12000 picture needs about 241 GiB but 16 GiB are available"):
         inpaint_cli.inpaint_file(Unchanged(), job)
@@ -437,7 +437,7 @@ def validation(tmp_path_factory):
         config = evaluation.evaluation_geometry(settings, loaded.spec)
         paths = list_sources(images)
         holes, _ = evaluation.hole_source(config, len(paths))
-        return evaluation.evaluate_pictures(Inpainter.from_checkpoint(loaded), paths, config, holes, ["mean_fill"],
+        return evaluation.evaluate_pictures(Filler.from_checkpoint(loaded), paths, config, holes, ["mean_fill"],
                                             save_dir, progress=False)
     return evaluate
 

@@ -158,13 +158,13 @@ def test_bad_output_paths_and_arguments_are_refused_before_work(golden_checkpoin
 
 
 def test_a_picture_too_large_for_memory_is_refused_before_running(monkeypatch):
-    from inpainting import inpainter as module
+    from inpainting import filler as module
     from models.generator import InpaintGenerator
     from utils.cli import UserError
     monkeypatch.setattr(module, "available_bytes", lambda: 2 ** 30)
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), bool)
     with pytest.raises(UserError, match="needs about 2 GiB but 1 GiB are available"):
-        module.Inpainter(InpaintGenerator(cnum=8))(image, hole)
+        module.Filler(InpaintGenerator(cnum=8))(image, hole)
 
 
 def test_png_metadata_warnings_do_not_make_a_picture_unreadable():

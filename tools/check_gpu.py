@@ -24,7 +24,7 @@ prepare_paddle()
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from inpainting.inpainter import Inpainter  # noqa: E402
+from inpainting.filler import Filler  # noqa: E402
 from models.generator import InpaintGenerator  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
           f"{config.critic_steps} critic updates: {second:.2f} s per iteration (the first, with warm-up, "
           f"{first:.2f} s)")
     generator = InpaintGenerator(config.cnum)
-    inpainter = Inpainter(generator)
+    inpainter = Filler(generator)
     picture = np.random.default_rng(0).integers(0, 256, (FILL_SIDE, FILL_SIDE, 3), dtype=np.uint8)
     hole = np.zeros((FILL_SIDE, FILL_SIDE), bool)
     hole[160:352, 128:320] = True

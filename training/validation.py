@@ -22,7 +22,7 @@ from evaluation.holes import hole_source
 from evaluation.report import Report
 from evaluation.run import evaluate
 from evaluation.views import read_views
-from inpainting.inpainter import Inpainter
+from inpainting.filler import Filler
 from inpainting.runners import EagerRunner
 from models.generator import InpaintGenerator
 from utils.config import Config
@@ -73,7 +73,7 @@ class Validation:
         """The metrics of ``generator`` (as it is now) on the validation views, or None with a warning if
         they could not be computed. The generator is back in training mode afterwards."""
         runner = EagerRunner(generator, lean_buffers=False)
-        inpainter = Inpainter(runner, self.config.channel_order, training_size=self.config.image_size)
+        inpainter = Filler(runner, self.config.channel_order, training_size=self.config.image_size)
         try:
             return evaluate(inpainter, self.views, self.holes, progress=False, sheet_rows=SHEET_ROWS)
         except Exception as error:      # a validation must never end a run of days

@@ -34,12 +34,13 @@ def check_memory(height: int, width: int, needed: int) -> None:
                        "or downscale it")
 
 
-class Inpainter:
+class Filler:
     """Fills holes in pictures with a generator or an exported model; call it with an 8-bit RGB image and
-    a boolean hole mask.
+    a boolean hole mask. The commands and the app use it directly; the Python API's ``deepfill.Inpainter``
+    wraps it with loading, device choice and lenient input types.
 
-    ``model`` is an ``InpaintGenerator``, run eagerly (``EagerRunner``; on the CPU its convolutions run
-    on oneDNN, ``models.convolution``), or a runner from ``inpainting.runners`` (an exported model).
+    ``model`` is an ``InpaintGenerator``, run eagerly (``EagerRunner``; on the kernels the entry point chose,
+    ``models.kernels``: oneDNN's on the CPU), or a runner from ``inpainting.runners`` (an exported model).
     """
 
     def __init__(self, model: InpaintGenerator | Runner, channel_order: str = "RGB",
@@ -51,7 +52,7 @@ class Inpainter:
         self.training_size = training_size   # the side of the model's training pictures: the hd-strategy's windows
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint) -> "Inpainter":
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> "Filler":
         """The checkpoint's generator, fed in its channel order, with the hd-strategy's windows sized from
         its training pictures."""
         return cls(checkpoint.build_generator(), checkpoint.spec.channel_order,
