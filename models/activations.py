@@ -1,7 +1,7 @@
 """The model's activations by name, with one meaning whichever kernels run them (``models.kernels``).
 
 * "elu" (α = 1): the generator's. ``elu`` keeps only its output for backward (``_ELUFromOutput``), and so
-  does oneDNN's fused convolution + ELU (``models.convolution``). Neither can give a second derivative:
+  does oneDNN's fused convolution + ELU (``models.onednn_convolution``). Neither can give a second derivative:
   that would need the ELU's input, or its output as a node of the graph (which a ``PyLayer`` cannot keep
   without a reference cycle). Nothing needs one — the gradient penalty differentiates the critics twice,
   never the generator — so both refuse it with the same error (``refuse_second_derivative``) rather than

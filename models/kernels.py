@@ -10,8 +10,8 @@ which the layers call by name through this module and nowhere else.
 * ``paste``: the attention's paste of the whole attention map at once (where a gradient is wanted).
 
 Each has one meaning, and Paddle's own kernels define it (``PADDLE``): they are what runs on a GPU and in
-static graphs (the export), and by default everywhere. On the CPU oneDNN's kernels (``models.convolution``,
-``models.matmul``) compute the same, faster. ``choose`` installs them, once per process: the training run
+static graphs (the export), and by default everywhere. On the CPU oneDNN's kernels (``models.onednn_convolution``,
+``models.onednn_matmul``) compute the same, faster. ``choose`` installs them, once per process: the training run
 (``Trainer``) from its ``onednn`` setting, each inference entry point (``inpaint.py``, ``app.py``, the
 Python API, …) after picking the device — building a network never does. Tests switch with ``using``.
 
@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import paddle
 import paddle.nn.functional as F
 
-from models import convolution, matmul as onednn_matmul
+from models import onednn_convolution, onednn_matmul
 from models.activations import activate
 from utils import onednn
 from utils.onednn import LEAKY_SLOPE, OneDNNError
@@ -88,10 +88,10 @@ PADDLE: dict[str, Callable] = {
 """Paddle's kernels: what each operation means."""
 
 ONEDNN: dict[str, Callable] = {
-    "conv2d": convolution.conv2d, "upsample_conv2d": convolution.upsample_conv2d,
-    "conv2d_input_gradient": convolution.conv2d_input_gradient,
-    "leaky_relu_gradient": convolution.leaky_relu_gradient, "matmul": onednn_matmul.matmul,
-    "paste": convolution.paste}
+    "conv2d": onednn_convolution.conv2d, "upsample_conv2d": onednn_convolution.upsample_conv2d,
+    "conv2d_input_gradient": onednn_convolution.conv2d_input_gradient,
+    "leaky_relu_gradient": onednn_convolution.leaky_relu_gradient, "matmul": onednn_matmul.matmul,
+    "paste": onednn_convolution.paste}
 """oneDNN's kernels, for eager float32 tensors on the CPU."""
 
 BACKENDS = {"paddle": PADDLE, "onednn": ONEDNN}

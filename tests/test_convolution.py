@@ -1,4 +1,4 @@
-"""oneDNN's kernels (``models.convolution``, ``models.matmul``, ``utils.onednn``) against Paddle's, through the
+"""oneDNN's kernels (``models.onednn_convolution``, ``models.onednn_matmul``, ``utils.onednn``) against Paddle's, through the
 kernel table (``models.kernels``): the same values and the same first and second derivatives, for every
 geometry the model uses; and the self-check catches a primitive that disagrees."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
-from models import activations, convolution, kernels
+from models import activations, kernels, onednn_convolution
 from models.layers import resize_nearest, upsample_twice
 from utils import onednn
 
@@ -39,7 +39,7 @@ def _run(backend: str, x0, w0, b0, geometry, activation) -> list[np.ndarray]:
         w, b = paddle.to_tensor(w0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
         y = kernels.conv2d(x, w, b, *geometry, activation)
         score = (paddle.tanh(y) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
-        gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: models.convolution's caveat
+        gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: models.onednn_convolution's caveat
         total = score + ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean()
         total.backward()
     return [t.numpy() for t in (y, gradient, x.grad, w.grad, b.grad)]
@@ -220,7 +220,7 @@ def test_convolution_as_transposed_matches_paddle(activation):
         with kernels.using("onednn" if transposed else "paddle"):
             x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
             if transposed:
-                y = convolution._as_transposed(x, w, b, geometry, activation)
+                y = onednn_convolution._as_transposed(x, w, b, geometry, activation)
             else:
                 y = kernels.conv2d(x, w, b, 1, 4, geometry.padding, activation)
             (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()

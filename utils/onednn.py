@@ -12,8 +12,8 @@ Three convolution primitives, each on NCHW float32 Paddle tensors, with outputs 
 from x and dy); and, for the contextual attention, a batched ``matmul``. Each call reorders its operands
 into the blocked layouts oneDNN chose and the results back; the primitives and reorders are built once per
 shape and geometry and kept (``CACHE_SIZE``), the blocked copies live in a few reused work buffers, so
-memory does not grow per layer. ``models.convolution`` builds differentiable convolutions from these,
-``models.matmul`` differentiable products, and ``models.kernels`` puts them behind the model.
+memory does not grow per layer. ``models.onednn_convolution`` builds differentiable convolutions from these,
+``models.onednn_matmul`` differentiable products, and ``models.kernels`` puts them behind the model.
 
 ``instance()`` is None (and the model keeps Paddle's own kernels) when the library is missing, is not
 oneDNN 3, or disagrees with Paddle's kernels (``self_check``).

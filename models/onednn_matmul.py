@@ -10,7 +10,7 @@ from __future__ import annotations
 import paddle
 from paddle.autograd import PyLayer
 
-from models.convolution import dense, gradient_wanted
+from models.onednn_convolution import dense, gradient_wanted
 from utils import onednn
 
 
