@@ -18,15 +18,15 @@ import os
 import shlex
 import sys
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from training.loop import train_and_report  # noqa: E402
-from training.parallel import DataParallel  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import Config, load_config, settings_help  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from deepfill.training.loop import train_and_report  # noqa: E402
+from deepfill.training.parallel import DataParallel  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import Config, load_config, settings_help  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 DEMO_EXAMPLE = "chelsea"     # examples/images/chelsea.png: a held-out picture at the demo's own scale

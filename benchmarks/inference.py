@@ -6,7 +6,7 @@
 The input is a random image with a centred square hole of a quarter of its area. One warm-up pass, then
 the median of ``--repeats`` timed passes. Peak memory is the process's peak resident set (and the GPU's
 peak allocation on a GPU), so a table runs every size in its own process. ``--backend`` picks how the
-generator runs (``inpainting.runners``): ``eager`` (the default) computes only what reaches the hole;
+generator runs (``deepfill.inpainting.runners``): ``eager`` (the default) computes only what reaches the hole;
 ``paddle-inference`` and ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
 weights exported to a temporary folder first.
 """
@@ -22,20 +22,20 @@ import time
 import numpy as np  # noqa: E402
 
 from fresh_process import measure_fresh  # noqa: E402
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import paddle  # noqa: E402
-from inpainting.export import export_model, is_export  # noqa: E402
-from inpainting.open_model import EXPORTED_BACKENDS, check_backend, open_model  # noqa: E402
-from models import kernels  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
-from models.checkpoint_file import Checkpoint
-from models.generator import InpaintGenerator  # noqa: E402
-from models.spec import ModelSpec  # noqa: E402
-from utils.device import pick_device  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.inpainting.export import export_model, is_export  # noqa: E402
+from deepfill.inpainting.open_model import EXPORTED_BACKENDS, check_backend, open_model  # noqa: E402
+from deepfill.models import kernels  # noqa: E402
+from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
+from deepfill.models.checkpoint_file import Checkpoint
+from deepfill.models.generator import InpaintGenerator  # noqa: E402
+from deepfill.models.spec import ModelSpec  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -44,7 +44,7 @@ def peak_rss_mb() -> float:
 
 def random_checkpoint(folder: str) -> str:
     """Randomly initialised weights (seed 0) saved as a checkpoint, for exporting without one."""
-    from models.checkpoint_file import save_checkpoint
+    from deepfill.models.checkpoint_file import save_checkpoint
     paddle.seed(0)
     path = os.path.join(folder, "random.pdparams")
     save_checkpoint(path, ModelSpec(source="random initialisation"), {"generator": InpaintGenerator().state_dict()})

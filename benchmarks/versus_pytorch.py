@@ -21,16 +21,16 @@ import statistics
 import subprocess
 import tempfile
 
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 from train_speed import PhaseClock, Variant  # noqa: E402
-from training.algorithm import adversarial  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import pick_device  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from deepfill.training.algorithm import adversarial  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
+from deepfill.utils.errors import UserError  # noqa: E402
 
 PLACES2_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                               "places2.yaml")
@@ -48,7 +48,7 @@ except ImportError:
                         "torchvision.utils": stub.utils})
 import torch, yaml
 from trainer import Trainer
-from utils.tools import mask_image, random_bbox
+from deepfill.utils.tools import mask_image, random_bbox
 
 size, batch, threads = (int(v) for v in sys.argv[1:4])
 torch.set_num_threads(threads)

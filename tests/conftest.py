@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
@@ -52,8 +52,8 @@ def fill_by(path: str, generator, x, mask) -> tuple[np.ndarray, np.ndarray, tupl
     ``hole_reach`` keeps them; or the export's graph, traced by ``paddle.jit.to_static`` and run here.
     ``kept``: bool N×H×W (pixels) and H/8×W/8 (offsets) — where the path's outputs are meant to be exact."""
     import paddle
-    from inpainting.export import trace, traceable_attention
-    from models.hole_reach import fill_holes, hole_reach
+    from deepfill.inpainting.export import trace, traceable_attention
+    from deepfill.models.hole_reach import fill_holes, hole_reach
     holes = mask.numpy()
     pixels = np.ones((x.shape[0], *x.shape[2:]), bool)
     positions = np.ones((x.shape[2] // 8, x.shape[3] // 8), bool)
@@ -85,9 +85,9 @@ def assert_refused(result, output: str, *words: str) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def kernels_of_a_cpu_run():
-    """The tests run the model on the kernels a CPU run chooses (``models.kernels.choose``: oneDNN's, where
+    """The tests run the model on the kernels a CPU run chooses (``deepfill.models.kernels.choose``: oneDNN's, where
     it works); those that compare backends switch with ``kernels.using``."""
-    from models import kernels
+    from deepfill.models import kernels
     kernels.choose()
 
 
@@ -95,15 +95,15 @@ def kernels_of_a_cpu_run():
 def kernels_kept():
     """A test that chooses kernels for the process (a ``Trainer`` does) leaves the next one the kernels it
     found."""
-    from models import kernels
+    from deepfill.models import kernels
     with kernels.kept():
         yield
 
 
 @pytest.fixture(scope="module", params=["onednn", "paddle"])
 def backend(request) -> str:
-    """Each backend of ``models.kernels`` in turn, installed for the tests of a module that ask for it."""
-    from models import kernels
+    """Each backend of ``deepfill.models.kernels`` in turn, installed for the tests of a module that ask for it."""
+    from deepfill.models import kernels
     with kernels.using(request.param):
         yield request.param
 
@@ -177,8 +177,8 @@ def app_server(golden_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="session")
 def model_cache(golden_tf_checkpoint, golden_v2_tf_checkpoint, tmp_path_factory) -> str:
     """A cache folder ($DEEPFILL_HOME) holding ``places2`` (the golden v1 bundle) and, fetched before it,
-    ``places2_v2`` (the golden v2 bundle), converted by ``models.pretrained`` as a download would be."""
-    from models import pretrained
+    ``places2_v2`` (the golden v2 bundle), converted by ``deepfill.models.pretrained`` as a download would be."""
+    from deepfill.models import pretrained
     home = str(tmp_path_factory.mktemp("model_cache"))
     previous = os.environ.get(pretrained.HOME_VARIABLE)
     os.environ[pretrained.HOME_VARIABLE] = home

@@ -1,5 +1,5 @@
-"""oneDNN's kernels (``models.onednn_convolution``, ``models.onednn_matmul``, ``utils.onednn``) against Paddle's, through the
-kernel table (``models.kernels``): the same values and the same first and second derivatives, for every
+"""oneDNN's kernels (``deepfill.models.onednn_convolution``, ``deepfill.models.onednn_matmul``, ``deepfill.utils.onednn``) against Paddle's, through the
+kernel table (``deepfill.models.kernels``): the same values and the same first and second derivatives, for every
 geometry the model uses; and the self-check catches a primitive that disagrees."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import paddle
 import pytest
 
-from models import activations, kernels, onednn_convolution
-from models.layers import resize_nearest, upsample_twice
-from utils import onednn
+from deepfill.models import activations, kernels, onednn_convolution
+from deepfill.models.layers import resize_nearest, upsample_twice
+from deepfill.utils import onednn
 
 GEOMETRIES = [  # input shape, kernel, stride, dilation, TF-'SAME' padding (top, bottom, left, right)
     ((2, 5, 16, 16), 5, 1, 1, (2, 2, 2, 2)),     # conv1: the 5-channel input
@@ -39,7 +39,7 @@ def _run(backend: str, x0, w0, b0, geometry, activation) -> list[np.ndarray]:
         w, b = paddle.to_tensor(w0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
         y = kernels.conv2d(x, w, b, *geometry, activation)
         score = (paddle.tanh(y) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
-        gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: models.onednn_convolution's caveat
+        gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: deepfill.models.onednn_convolution's caveat
         total = score + ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean()
         total.backward()
     return [t.numpy() for t in (y, gradient, x.grad, w.grad, b.grad)]
@@ -102,7 +102,7 @@ def test_fused_elu_matches_paddle_to_the_first_derivative(shape, kernel, stride,
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("operation", ["conv2d", "conv2d dilated 16", "upsample_conv2d"])
 def test_elu_refuses_second_derivatives_alike_on_both_backends(backend, operation):
-    """The generator's ELU keeps only its output for backward (``models.activations``), fused into oneDNN's
+    """The generator's ELU keeps only its output for backward (``deepfill.models.activations``), fused into oneDNN's
     convolution or not: a second derivative through it is refused with the same error on both backends."""
     x = paddle.to_tensor(np.random.default_rng(2).standard_normal((1, 2, 20, 20)).astype(np.float32),
                          stop_gradient=False)
@@ -182,7 +182,7 @@ def test_upsample_convolution_is_upsampling_then_convolving(activation):
 def test_critic_input_gradient_is_autograds(backend, mask_channel):
     """``Critic.input_gradient`` (the backward pass written out on the kernels) against ``paddle.grad`` of the
     critic's score on Paddle's kernels: the gradient, and the weights' gradients of a penalty on it."""
-    from models.critics import global_critic
+    from deepfill.models.critics import global_critic
     x0 = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
     mask0 = (np.random.default_rng(6).random((2, 1, 32, 32)) > 0.5).astype(np.float32)
     paddle.seed(1)
@@ -276,7 +276,7 @@ def test_attention_matmul_on_onednn_matches_paddle(transpose_a, transpose_b):
 def test_attention_paste_on_onednn_matches_paddle(size, rate):
     """The attention's paste (``kernels.paste``): oneDNN's transposed convolution against Paddle's matrix
     product and fold — values and the gradients of the attention map and the patches, two images."""
-    from models.layers import same_padding
+    from deepfill.models.layers import same_padding
     grid = (size[0] // rate, size[1] // rate)
     padding = (*same_padding(size[0], 2 * rate, rate), *same_padding(size[1], 2 * rate, rate))
     generator = np.random.default_rng(rate)
@@ -299,7 +299,7 @@ def test_attention_paste_on_onednn_matches_paddle(size, rate):
 @pytest.mark.parametrize("primitive", ["forward", "backward_data", "backward_weights", "activation_backward",
                                        "add_bias", "matmul"])
 def test_self_check_catches_a_primitive_that_disagrees(monkeypatch, primitive):
-    """``utils.onednn.self_check`` runs every primitive the model uses against Paddle's kernels: one that is
+    """``deepfill.utils.onednn.self_check`` runs every primitive the model uses against Paddle's kernels: one that is
     off by 1 % anywhere (here: every result scaled) makes oneDNN unusable."""
     library = onednn.OneDNN()
     onednn.self_check(library)

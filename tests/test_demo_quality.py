@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 
-from data.dataset import list_sources
-from evaluation import evaluate_pictures, hole_source
-from inpainting.filler import Filler
-from models.checkpoint import load_checkpoint
+from deepfill.data.dataset import list_sources
+from deepfill.evaluation import evaluate_pictures, hole_source
+from deepfill.inpainting.filler import Filler
+from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
-from training.loop import train
-from utils.config import load_config
+from deepfill.training.loop import train
+from deepfill.utils.config import load_config
 
 DEMO = os.path.join(ROOT, "configs", "demo.yaml")
 UPDATES = 1500

@@ -15,20 +15,20 @@ import numpy as np
 import paddle
 import pytest
 
-import tester
-from tester import METRICS, average, image_metrics, total_variation
-from data.dataset import list_sources
-from data.masks import random_masks
-from evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
+from deepfill import tester
+from deepfill.tester import METRICS, average, image_metrics, total_variation
+from deepfill.data.dataset import list_sources
+from deepfill.data.masks import random_masks
+from deepfill.evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
                         evaluate_pictures, evaluation_geometry, hole_source, load_views, read_views)
-from inpainting.filler import Filler
+from deepfill.inpainting.filler import Filler
 from tests.conftest import ROOT, assert_refused, run_command
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.generator import InpaintGenerator
-from models.spec import ModelSpec
-from utils.cli import UserError
-from utils.config import Config, load_config
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.spec import ModelSpec
+from deepfill.utils.cli import UserError
+from deepfill.utils.config import Config, load_config
 
 SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8", "val_windows=1")
 NAMES = ("a_astronaut", "b_coffee", "c_camera")      # readable, in list order; d_broken.png is not

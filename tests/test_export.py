@@ -2,7 +2,7 @@
 
 The golden checkpoint is exported once per session with the real command line; each runtime then runs the
 official graph's golden input, held-out shapes and batches, and ``inpaint.py`` runs the exported folder.
-The traceable attention (``models/attention_graph.py``) is checked against the golden tensors and the
+The traceable attention (``deepfill/models/attention_graph.py``) is checked against the golden tensors and the
 chunked layer. The ONNX half needs the optional extras (CI installs them) and is skipped without them.
 """
 from __future__ import annotations
@@ -21,16 +21,16 @@ import numpy as np
 import paddle
 import pytest
 
-from inpainting.export import MODEL_JSON
-from inpainting.filler import Filler
-from inpainting.open_model import open_model
-from models.attention import contextual_attention
-from models.attention_graph import contextual_attention_graph
-from models.checkpoint import load_checkpoint
-from models.layers import nearest_index, traced_nearest_index
+from deepfill.inpainting.export import MODEL_JSON
+from deepfill.inpainting.filler import Filler
+from deepfill.inpainting.open_model import open_model
+from deepfill.models.attention import contextual_attention
+from deepfill.models.attention_graph import contextual_attention_graph
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.layers import nearest_index, traced_nearest_index
 from tests.conftest import ROOT, assert_refused, nchw, nhwc, run_command
-from utils.cli import UserError
-from utils.device import pick_device
+from deepfill.utils.cli import UserError
+from deepfill.utils.device import pick_device
 
 TOLERANCE = 1e-4
 HAVE_ONNX = all(importlib.util.find_spec(name) for name in ("paddle2onnx", "onnx", "onnxruntime"))
@@ -318,7 +318,7 @@ def test_attention_graph_equals_the_chunked_layer(shape):
 
 def test_a_picture_too_large_for_the_full_graph_is_refused_before_running(exported, monkeypatch):
     """The exported graph's score matrices grow with the square of the area: 1024² needs ~6 GiB."""
-    from inpainting import filler as module
+    from deepfill.inpainting import filler as module
     monkeypatch.setattr(module, "available_bytes", lambda: 4 * 2 ** 30)
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.zeros((1024, 1024), bool)
     hole[100:140, 100:140] = True

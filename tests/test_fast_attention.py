@@ -1,8 +1,8 @@
 """The optimised inference path computes what the straightforward one does.
 
 ``tests/reference_attention.py`` is the contextual attention written as directly as the official graph (the
-whole score matrix at once); the chunked, hole-skipping layer in ``models/attention.py`` must equal it, on
-each backend of ``models.kernels``, and the hole-only generator (``models.hole_reach``) must give the full
+whole score matrix at once); the chunked, hole-skipping layer in ``deepfill/models/attention.py`` must equal it, on
+each backend of ``deepfill.models.kernels``, and the hole-only generator (``deepfill.models.hole_reach``) must give the full
 generator's pixels inside the hole.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import paddle
 import pytest
 
-from models.attention import contextual_attention
-from models.hole_reach import coarse_decoder, fill_holes, hole_reach
-from models.generator import InpaintGenerator
-from models.layers import GenConv
+from deepfill.models.attention import contextual_attention
+from deepfill.models.hole_reach import coarse_decoder, fill_holes, hole_reach
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.layers import GenConv
 from tests.reference_attention import contextual_attention as reference_attention
 
 TOLERANCE = 1e-5
@@ -170,7 +170,7 @@ def test_hole_reach_covers_exactly_what_matters(generator):
     features = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 32, 32, 32)).astype(np.float32))
     with paddle.no_grad():
         hallucinated, _ = generator.refine.encode(paddle.to_tensor(x), paddle.to_tensor(mask))
-        from models.layers import resize_nearest
+        from deepfill.models.layers import resize_nearest
         small = resize_nearest(paddle.to_tensor(mask), 32, 32)
         outputs = [generator.refine.decode(hallucinated, contextual_attention(features, features, small,
                                                                                needed=region)[0]).numpy()

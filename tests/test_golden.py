@@ -1,16 +1,16 @@
 """Faithfulness: with the official graph's weights, our model reproduces the official tensors (< 1e-4) —
 by every path that computes a fill (``InpaintGenerator.forward``, ``fill_holes``, the export's graph), on
-each backend of ``models.kernels``."""
+each backend of ``deepfill.models.kernels``."""
 from __future__ import annotations
 
 import numpy as np
 import paddle
 import pytest
 
-from models import kernels
-from models.attention import contextual_attention
+from deepfill.models import kernels
+from deepfill.models.attention import contextual_attention
 from tests.conftest import FILL_PATHS, fill_by, nchw, nhwc
-from models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint import load_checkpoint
 
 TOLERANCE = 1e-4
 

@@ -1,6 +1,6 @@
 """The GPU's code path, checked on the CPU (no GPU has been lent to this project).
 
-On a GPU the model runs on Paddle's kernels (``models.kernels.choose`` installs oneDNN's only when the device
+On a GPU the model runs on Paddle's kernels (``deepfill.models.kernels.choose`` installs oneDNN's only when the device
 is the CPU), and the oneDNN binding (CPU memory only) must never be reached. These tests force that path on
 the CPU: the kernel choice told the device is not the CPU, Paddle's kernels installed, ``onednn.instance``
 raising; and then run what a GPU owner runs.
@@ -14,21 +14,21 @@ import numpy as np
 import paddle
 import pytest
 
-from data.dataset import list_sources
-from evaluation import evaluate_pictures, evaluation_geometry, hole_source
-from inpainting.export import export_model
-from inpainting.filler import Filler
-from inpainting.server import Model, fill_request
-from models import kernels
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.generator import InpaintGenerator
-from models.spec import ModelSpec
+from deepfill.data.dataset import list_sources
+from deepfill.evaluation import evaluate_pictures, evaluation_geometry, hole_source
+from deepfill.inpainting.export import export_model
+from deepfill.inpainting.filler import Filler
+from deepfill.inpainting.server import Model, fill_request
+from deepfill.models import kernels
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.spec import ModelSpec
 from tests.test_training import noise_pictures, tiny_config
-from training import algorithm
-from training.trainer import Trainer, TrainingDiverged
-from utils import onednn
-from utils.config import load_config
+from deepfill.training import algorithm
+from deepfill.training.trainer import Trainer, TrainingDiverged
+from deepfill.utils import onednn
+from deepfill.utils.config import load_config
 
 
 def _no_onednn(*args, **kwargs):
@@ -194,7 +194,7 @@ def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, t
 @pytest.mark.parametrize("device", ["cpu", "gpu:0"])
 def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
     """Threads and malloc tuning are the CPU's: a device that turns out a GPU gets neither."""
-    from utils import device as device_module
+    from deepfill.utils import device as device_module
     calls = []
     monkeypatch.setattr(paddle, "set_device", lambda requested: requested)
     monkeypatch.setattr(paddle.device, "get_device", lambda: device)
@@ -208,7 +208,7 @@ def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
 
 
 def test_a_numbered_gpu_under_the_launcher_is_each_process_own(monkeypatch, capsys):
-    from utils.device import own_gpu_under_launcher
+    from deepfill.utils.device import own_gpu_under_launcher
     assert own_gpu_under_launcher("gpu:1") == "gpu:1"            # one process: as asked
     monkeypatch.setenv("PADDLE_TRAINERS_NUM", "4")
     monkeypatch.setenv("PADDLE_TRAINER_ID", "0")

@@ -1,4 +1,4 @@
-"""The kernel table (``models.kernels``): which kernels run the model, chosen once per process; what a backend
+"""The kernel table (``deepfill.models.kernels``): which kernels run the model, chosen once per process; what a backend
 never sees (other devices, dtypes, ranks, static graphs); a backend that fails mid-run hands its operation to
 Paddle's kernel and training goes on; a layer means the same on both backends; and without a usable oneDNN
 library training and inference still work, on Paddle's kernels, saying so once."""
@@ -10,13 +10,13 @@ import numpy as np
 import paddle
 import pytest
 
-from data.masks import random_masks
-from models import kernels
-from models.layers import GenConv, GenDeconv, upsample_twice
+from deepfill.data.masks import random_masks
+from deepfill.models import kernels
+from deepfill.models.layers import GenConv, GenDeconv, upsample_twice
 from tests.conftest import run_command
-from training.algorithm import Batch, Networks, critic_losses, generator_losses
-from utils import onednn
-from utils.config import load_config
+from deepfill.training.algorithm import Batch, Networks, critic_losses, generator_losses
+from deepfill.utils import onednn
+from deepfill.utils.config import load_config
 
 OPERATIONS = set(kernels.PADDLE)
 

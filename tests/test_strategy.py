@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inpainting import strategy
-from inpainting.filler import Filler
-from inpainting.strategy import crop_windows, fill, fill_picture, resolve
-from models.checkpoint import load_checkpoint
-from utils.cli import UserError
+from deepfill.inpainting import strategy
+from deepfill.inpainting.filler import Filler
+from deepfill.inpainting.strategy import crop_windows, fill, fill_picture, resolve
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.utils.cli import UserError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The official training step: the training library's own loss code (``training.algorithm``), run on the
+"""The official training step: the training library's own loss code (``deepfill.training.algorithm``), run on the
 official graph's weights, images, hole, local box and interpolation factors, gives the official losses and
 gradients (the golden data, ``tests/golden/make_golden.py``): every loss within 1e-4 relative, every generator gradient within 1e-3 of that tensor's
 largest entry, every critic gradient within 1e-2 (second-order terms of the penalty in float32).
@@ -15,14 +15,14 @@ import numpy as np
 import paddle
 import pytest
 
-from data.masks import Box
-from models.checkpoint import load_checkpoint
-from models import kernels
-from models.official import critic_tf_name, generator_tf_name, to_tf_layout
+from deepfill.data.masks import Box
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models import kernels
+from deepfill.models.official import critic_tf_name, generator_tf_name, to_tf_layout
 from tests.conftest import nchw
 from tests.golden_data import gradient_projection
-from training.algorithm import Batch, Networks, critic_losses, generator_losses
-from utils.config import load_config
+from deepfill.training.algorithm import Batch, Networks, critic_losses, generator_losses
+from deepfill.utils.config import load_config
 
 LOSS_TOLERANCE = 1e-4
 GENERATOR_TOLERANCE, CRITIC_TOLERANCE = 1e-3, 1e-2
@@ -36,7 +36,7 @@ LOSS_NAMES = {"l1_loss": "l1_loss", "ae_loss": "ae_loss", "g_loss_local": "g_los
 @pytest.fixture(scope="module", params=["onednn", "paddle"])
 def step(request, golden_checkpoint, train_step_golden):
     """One step of the library's objective on the official inputs: losses and gradients in the official
-    names and layout; the model's kernels (``models.kernels``) oneDNN's (the CPU's default) or Paddle's."""
+    names and layout; the model's kernels (``deepfill.models.kernels``) oneDNN's (the CPU's default) or Paddle's."""
     with kernels.using(request.param):
         return library_step(golden_checkpoint, train_step_golden)
 

@@ -12,14 +12,14 @@ import numpy as np
 import paddle
 import pytest
 
-from models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, run_command
 from tests.test_readme import documented_commands
-from training.loop import train, train_and_report
-from training.run_log import LOG_NAME, sample_picture
-from training.trainer import Trainer, TrainingDiverged
-from utils.cli import UserError
-from utils.config import Config, load_config
+from deepfill.training.loop import train, train_and_report
+from deepfill.training.run_log import LOG_NAME, sample_picture
+from deepfill.training.trainer import Trainer, TrainingDiverged
+from deepfill.utils.cli import UserError
+from deepfill.utils.config import Config, load_config
 
 TINY = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "batch_size=2", "critic_steps=2",
         "num_workers=0", "log_every=1", "sample_every=2", "save_every=1", "keep_checkpoints=0"]

@@ -11,10 +11,10 @@ import numpy as np
 import paddle
 import pytest
 
-from models import kernels
-from models.activations import activate
-from models.checkpoint import load_checkpoint
-from models.gated import GatedConv
+from deepfill.models import kernels
+from deepfill.models.activations import activate
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.gated import GatedConv
 from tests import golden_v2_data
 from tests.conftest import FILL_PATHS, assert_refused, fill_by, nchw, nhwc, run_command
 from tests.tf_bundle_writer import write_bundle, write_checkpoint_state

@@ -1,5 +1,5 @@
 """DeepFill v2's training against the official v2 graph (``tests/golden/v2/train_step.npz``): the library's own
-step code (``training.algorithm_v2``) on the official weights, pictures and holes gives the official losses
+step code (``deepfill.training.algorithm_v2``) on the official weights, pictures and holes gives the official losses
 (1e-4 relative) and gradients (generator 1e-3, critic 1e-2 of each tensor's largest entry), on both
 convolution paths; the official ``brush_stroke_mask`` is reproduced; ``train.py`` with
 ``configs/places2_v2.yaml`` runs, saves and resumes exactly."""
@@ -11,18 +11,18 @@ import cv2
 import numpy as np
 import pytest
 
-from data.masks import official_brush_strokes, random_masks
-from models.checkpoint import load_checkpoint
-from models import kernels
-from models.official import generator_tf_name, to_tf_layout
-from models.tf_convert import patch_critic_tf_name
+from deepfill.data.masks import official_brush_strokes, random_masks
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models import kernels
+from deepfill.models.official import generator_tf_name, to_tf_layout
+from deepfill.models.tf_convert import patch_critic_tf_name
 from tests import golden_v2_data
 from tests.conftest import nchw, run_command
 from tests.golden_data import gradient_projection
 from tests.test_training import logged_steps
-from training import algorithm_v2
-from training.algorithm import Batch
-from utils.config import load_config
+from deepfill.training import algorithm_v2
+from deepfill.training.algorithm import Batch
+from deepfill.utils.config import load_config
 
 LOSS_TOLERANCE = 1e-4
 GENERATOR_TOLERANCE, CRITIC_TOLERANCE = 1e-3, 1e-2

@@ -17,19 +17,19 @@ import time
 
 os.environ.setdefault("GLOG_minloglevel", "1")     # Paddle's warnings (W lines) visible, not its INFO
 
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from inpainting.filler import Filler  # noqa: E402
-from models.generator import InpaintGenerator  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
+from deepfill.inpainting.filler import Filler  # noqa: E402
+from deepfill.models.generator import InpaintGenerator  # noqa: E402
+from deepfill.training.trainer import Trainer  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
+from deepfill.utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
 
 PLACES2 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "places2.yaml")
 FILL_SIDE = 512
