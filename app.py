@@ -17,7 +17,8 @@ from deepfill.utils.environment import prepare_paddle
 prepare_paddle()
 
 from deepfill.inpainting.served_model import open_served  # noqa: E402
-from deepfill.inpainting.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app, default_checkpoint  # noqa: E402
+from deepfill.inpainting.server import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app,  # noqa: E402
+                                        default_checkpoint)
 from deepfill.models import kernels  # noqa: E402
 from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from deepfill.utils.device import pick_device  # noqa: E402

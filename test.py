@@ -30,7 +30,8 @@ prepare_paddle()
 
 from deepfill.data.dataset import list_sources  # noqa: E402
 from deepfill.evaluation import (check_outputs, check_readable, check_stems, evaluate_pictures,  # noqa: E402
-                        evaluation_geometry, finite_or_none, hole_source, table, usable_baselines, write_report)
+                                 evaluation_geometry, finite_or_none, hole_source, table, usable_baselines,
+                                 write_report)
 from deepfill.inpainting.filler import Filler  # noqa: E402
 from deepfill.models import kernels  # noqa: E402
 from deepfill.models.checkpoint import load_checkpoint  # noqa: E402

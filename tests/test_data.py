@@ -9,7 +9,7 @@ import paddle
 import pytest
 
 from deepfill.data.dataset import (ImageDataset, ResumableBatches, fit_square, list_sources, skipped_indices,
-                          training_view)
+                                   training_view)
 from deepfill.data.masks import random_masks
 from deepfill.utils.cli import UserError
 from deepfill.utils.pixels import to_model, to_model_layout, to_model_on_device

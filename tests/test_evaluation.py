@@ -19,8 +19,8 @@ from deepfill import tester
 from deepfill.tester import METRICS, average, image_metrics, total_variation
 from deepfill.data.dataset import list_sources
 from deepfill.data.masks import random_masks
-from deepfill.evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
-                        evaluate_pictures, evaluation_geometry, hole_source, load_views, read_views)
+from deepfill.evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate, evaluate_pictures,
+                                 evaluation_geometry, hole_source, load_views, read_views)
 from deepfill.inpainting.filler import Filler
 from tests.conftest import ROOT, assert_refused, run_command
 from deepfill.models.checkpoint import load_checkpoint

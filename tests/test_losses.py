@@ -7,7 +7,7 @@ import pytest
 
 from deepfill.data.masks import Box
 from deepfill.models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
-                           wgan_critic_loss, wgan_generator_loss)
+                                    wgan_critic_loss, wgan_generator_loss)
 
 # spatial_discount(4, 4, 0.5): γ^min(i, 4-i) = 1, .5, .25, .5 along each axis, and the larger of the two.
 DISCOUNT_4 = np.array([[1, 1, 1, 1],

@@ -21,7 +21,7 @@ prepare_paddle()
 
 from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
 from deepfill.models.pretrained import (HOME_VARIABLE, MIRROR_VARIABLE, RELEASES, cache_home, fetch,  # noqa: E402
-                               is_cached, mirror_url, release)
+                                        is_cached, mirror_url, release)
 from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from deepfill.evaluation.pictures import MODEL, SHEET_ROWS, TITLES, grid_titles
 from deepfill.evaluation.report import Report, finite_or_none, table
 from deepfill.evaluation.run import Evaluation, Fill, evaluate, evaluate_pictures
 from deepfill.evaluation.views import (View, check_readable, check_stems, load_truth, load_views, picture_views,
-                              read_views, view_stem)
+                                       read_views, view_stem)
 
 __all__ = ["Evaluation", "Fill", "HoleSource", "MODEL", "Report", "SHEET_ROWS", "TITLES", "View", "box_hole",
            "center_hole", "check_outputs", "check_readable", "check_stems", "evaluate", "evaluate_pictures",

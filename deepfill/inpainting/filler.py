@@ -40,7 +40,8 @@ class Filler:
     wraps it with loading, device choice and lenient input types.
 
     ``model`` is an ``InpaintGenerator``, run eagerly (``EagerRunner``; on the kernels the entry point chose,
-    ``deepfill.models.kernels``: oneDNN's on the CPU), or a runner from ``deepfill.inpainting.runners`` (an exported model).
+    ``deepfill.models.kernels``: oneDNN's on the CPU), or a runner from ``deepfill.inpainting.runners`` (an exported
+    model).
     """
 
     def __init__(self, model: InpaintGenerator | Runner, channel_order: str = "RGB",

@@ -13,7 +13,7 @@ from deepfill.inpainting.strategy import fill_picture
 from deepfill.utils.errors import UserError
 from deepfill.utils.files import WriteError, check_writable_folder
 from deepfill.utils.image_io import (check_declared_size, check_writable, decode_image, list_images, mask_from_image,
-                            read_file, write_image)
+                                     read_file, write_image)
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,9 @@ class Checkpoint:
 
 
 def generator_for(spec: ModelSpec, per_sample_mask: bool = False) -> InpaintGenerator:
-    """An untrained generator of the record's version and width: v1's, or v2's gated one."""
-    if spec.version == 2:
+    """An untrained generator of the record's architecture and width — the one place a generator is built
+    from a record: loading a checkpoint, and a training run from the record it will write."""
+    if spec.architecture == "deepfill_v2":
         return GatedGenerator(spec.cnum, per_sample_mask)
     return InpaintGenerator(spec.cnum, per_sample_mask, spec.padding)
 

@@ -9,10 +9,10 @@ which the layers call by name through this module and nowhere else.
 * ``matmul``: batched products — the contextual attention's matching and pasting;
 * ``paste``: the attention's paste of the whole attention map at once (where a gradient is wanted).
 
-Each has one meaning, and Paddle's own kernels define it (``PADDLE``): they are what runs on a GPU and in
-static graphs (the export), and by default everywhere. On the CPU oneDNN's kernels (``deepfill.models.onednn_convolution``,
-``deepfill.models.onednn_matmul``) compute the same, faster. ``choose`` installs them, once per process: the training run
-(``Trainer``) from its ``onednn`` setting, each inference entry point (``inpaint.py``, ``app.py``, the
+Each has one meaning, and Paddle's own kernels define it (``PADDLE``): they are what runs on a GPU and in static
+graphs (the export), and by default everywhere. On the CPU oneDNN's kernels (``deepfill.models.onednn_convolution``,
+``deepfill.models.onednn_matmul``) compute the same, faster. ``choose`` installs them, once per process: the
+training run (``Trainer``) from its ``onednn`` setting, each inference entry point (``inpaint.py``, ``app.py``, the
 Python API, …) after picking the device — building a network never does. Tests switch with ``using``.
 
 The dispatch lives here alone: an installed backend runs a call only when every tensor it takes is an

@@ -1,6 +1,6 @@
-"""The training objectives (paper §3; the official ``build_graph_with_losses``): the spatially discounted l1 on the local box, the ``ae``
-reconstruction over the known region, the WGAN critic/generator terms, and the gradient penalty measured
-only over the hole (the paper's modified WGAN-GP: the completion should only be judged where it was
+"""The training objectives (paper §3; the official ``build_graph_with_losses``): the spatially discounted l1 on the
+local box, the ``ae`` reconstruction over the known region, the WGAN critic/generator terms, and the gradient
+penalty measured only over the hole (the paper's modified WGAN-GP: the completion should only be judged where it was
 generated).
 """
 from __future__ import annotations

@@ -19,7 +19,12 @@ from typing import Any
 from deepfill.utils.config import PADDINGS, padding_mode
 
 CHANNEL_ORDERS = ("RGB", "BGR")
-VERSIONS = (1, 2)   # DeepFill v1 (deepfill.models.generator, WGAN-GP critics) and v2 (deepfill.models.gated, SN-PatchGAN)
+ARCHITECTURES = {1: "deepfill_v1", 2: "deepfill_v2"}
+"""The architecture each recorded ``version`` names: v1's generator (``deepfill.models.generator``) with the
+local and global WGAN-GP critics, or v2's gated generator (``deepfill.models.gated``) with the SN-PatchGAN
+critic. The record keeps the number, which every file written so far holds; ``generator_for`` builds the
+generator it names."""
+VERSIONS = tuple(ARCHITECTURES)
 
 
 class SpecError(ValueError):
@@ -62,6 +67,11 @@ class ModelSpec:
             raise SpecError(f"hole_size {self.hole_size} exceeds image_size {self.image_size}")
 
     @property
+    def architecture(self) -> str:
+        """The name of the architecture these weights belong to (``ARCHITECTURES``)."""
+        return ARCHITECTURES[self.version]
+
+    @property
     def critic_local_size(self) -> int:
         return self.hole_size
 
@@ -96,3 +106,12 @@ class ModelSpec:
                             ", global critic sees the mask" if self.gan_with_mask else ""])
         return (f"DeepFill v{self.version}, cnum {self.cnum}, {self.channel_order}, trained at {self.image_size}x"
                 f"{self.image_size} with {holes}{switches}")
+
+
+def spec_of_settings(config: Any, source: str = "") -> ModelSpec:
+    """The record of the model a training run with these settings (``utils.config.Config``) builds and
+    writes: its generator is built from this record (``checkpoint_file.generator_for``), as a loaded
+    checkpoint's is."""
+    return ModelSpec(cnum=config.cnum, channel_order=config.channel_order, image_size=config.image_size,
+                     hole_size=config.hole_size, source=source, version=config.version, padding=config.padding,
+                     gan_with_mask=config.gan_with_mask)

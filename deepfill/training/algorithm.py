@@ -10,8 +10,9 @@ batch and hole; losses as in the official ``build_graph_with_losses``.
 
 The official inpaint.yml switches that change training are settings too: ``ae_loss`` (AE_LOSS) and
 ``discounted_mask`` (DISCOUNTED_MASK) here, ``gan_with_mask`` (the global critic also sees the hole,
-``deepfill.models.critics``), ``padding`` (the generator's, ``deepfill.models.layers``) and ``gradient_clip`` (the generator's
-optimiser, ``deepfill.training.clipping``); ``tests/test_switches.py`` checks each against the official graph.
+``deepfill.models.critics``), ``padding`` (the generator's, ``deepfill.models.layers``) and ``gradient_clip`` (the
+generator's optimiser, ``deepfill.training.clipping``); ``tests/test_switches.py`` checks each against the official
+graph.
 
 Two settings leave the adversarial part out: ``pretrain_coarse`` for the whole run (the official
 PRETRAIN_COARSE_NETWORK), ``reconstruction_iters`` for the first N generator updates of a run, which then
@@ -31,11 +32,12 @@ import numpy as np
 import paddle
 
 from deepfill.data.masks import Box
+from deepfill.models.checkpoint_file import generator_for
 from deepfill.models.critics import Critic, global_critic, local_critic
-from deepfill.models.generator import InpaintGenerator
 from deepfill.models.hole_reach import fill_holes
 from deepfill.models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
-                           wgan_critic_loss, wgan_generator_loss)
+                                    wgan_critic_loss, wgan_generator_loss)
+from deepfill.models.spec import spec_of_settings
 from deepfill.training.clipping import ClipByAverageNorm
 from deepfill.utils.config import Config
 
@@ -60,7 +62,7 @@ class Networks:
 
     def __init__(self, config: Config) -> None:
         with paddle.utils.unique_name.guard():
-            self.generator = InpaintGenerator(config.cnum, config.per_image_masks, config.padding)
+            self.generator = generator_for(spec_of_settings(config), config.per_image_masks)
             self.local_critic: Critic = local_critic(config.hole_size)
             self.global_critic: Critic = global_critic(config.image_size, config.gan_with_mask)
             clip = ClipByAverageNorm(config.gradient_clip_value) if config.gradient_clip else None

@@ -16,9 +16,10 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
-from deepfill.models.gated import GatedGenerator
+from deepfill.models.checkpoint_file import generator_for
 from deepfill.models.hole_reach import fill_holes
 from deepfill.models.sn_patch_gan import SNPatchGAN
+from deepfill.models.spec import spec_of_settings
 from deepfill.training.algorithm import Batch, Update, complete
 from deepfill.utils.config import Config
 
@@ -28,7 +29,7 @@ class NetworksV2:
 
     def __init__(self, config: Config) -> None:
         with paddle.utils.unique_name.guard():
-            self.generator = GatedGenerator(config.cnum, config.per_image_masks)
+            self.generator = generator_for(spec_of_settings(config), config.per_image_masks)
             self.critic = SNPatchGAN(4)
             self.opt_g = paddle.optimizer.Adam(config.lr, config.beta1, config.beta2,
                                                parameters=self.generator.parameters())

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 import numpy as np
 import paddle
 
-from deepfill.models.checkpoint_file import (CHECKPOINT_PATTERN, Checkpoint, check_state, checkpoint_name, latest_checkpoint,
-                                    read_checkpoint, save_checkpoint)
-from deepfill.models.spec import ModelSpec
+from deepfill.models.checkpoint_file import (CHECKPOINT_PATTERN, Checkpoint, check_state, checkpoint_name,
+                                             latest_checkpoint, read_checkpoint, save_checkpoint)
+from deepfill.models.spec import ModelSpec, spec_of_settings
 from deepfill.training.algorithm import Networks
 from deepfill.training.algorithm_v2 import NetworksV2
 from deepfill.training.validation import Validation
@@ -82,9 +82,7 @@ def set_random_state(stored: np.ndarray) -> None:
 
 def model_spec(config: Config) -> ModelSpec:
     """The record of the model a run with these settings trains."""
-    return ModelSpec(cnum=config.cnum, channel_order=config.channel_order, image_size=config.image_size,
-                     hole_size=config.hole_size, source=f"trained in {config.run_dir}", version=config.version,
-                     padding=config.padding, gan_with_mask=config.gan_with_mask)
+    return spec_of_settings(config, source=f"trained in {config.run_dir}")
 
 
 def critic_layers(nets: Networks | NetworksV2) -> dict[str, paddle.nn.Layer]:

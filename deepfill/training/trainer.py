@@ -1,5 +1,6 @@
 """The trainer: one run's networks, data stream, holes and random state, stepping through Algorithm 1
-(``deepfill.training.algorithm``) with gradients averaged over data-parallel processes (``deepfill.training.parallel``)."""
+(``deepfill.training.algorithm``) with gradients averaged over data-parallel processes
+(``deepfill.training.parallel``)."""
 from __future__ import annotations
 
 import math
