@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import socket
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from inpainting.served_model import open_served  # noqa: E402
-from inpainting.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app, default_checkpoint  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from deepfill.inpainting.served_model import open_served  # noqa: E402
+from deepfill.inpainting.server import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app,  # noqa: E402
+                                        default_checkpoint)
+from deepfill.models import kernels  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
 
 def listen(host: str, port: int) -> socket.socket:
     """Bind the listening socket here, so that a busy port is one clear line instead of a server log."""
@@ -54,6 +56,7 @@ def main() -> None:
     sock = listen(args.host, args.port)
     requested = args.checkpoint or default_checkpoint()
     pick_device(args.device, inference=True)
+    kernels.choose()
     model = open_served(requested)
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))
 

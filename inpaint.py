@@ -13,23 +13,24 @@ skipped, and the summary names it. White (> 127) in the mask is the hole; any nu
 image size. The output has the input's size and layout (grey, colour, alpha, 16 bit) and is byte-identical
 to it outside the hole (use a lossless format such as PNG to keep that on disk). Big photos can be filled
 around each hole only (``--hd-strategy crop``) or on a downscaled copy (``resize``); see
-``inpainting/strategy.py``.
+``deepfill/inpainting/strategy.py``.
 """
 from __future__ import annotations
 
 import os
 import time
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from inpainting.jobs import inpaint_file, inpaint_folder, plan_jobs  # noqa: E402
-from inpainting.open_model import open_model  # noqa: E402
-from inpainting.strategy import CHOICES  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.device import pick_device  # noqa: E402
-from utils.files import make_folder  # noqa: E402
+from deepfill.inpainting.jobs import inpaint_file, inpaint_folder, plan_jobs  # noqa: E402
+from deepfill.inpainting.open_model import open_model  # noqa: E402
+from deepfill.inpainting.strategy import CHOICES  # noqa: E402
+from deepfill.models import kernels  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
+from deepfill.utils.files import make_folder  # noqa: E402
 
 
 def main() -> None:
@@ -53,6 +54,7 @@ def main() -> None:
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
     pick_device(args.device, inference=True)
+    kernels.choose()
     inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):

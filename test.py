@@ -24,19 +24,21 @@ import argparse
 import os
 import sys
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from data.dataset import list_sources  # noqa: E402
-from evaluation import (check_outputs, check_readable, check_stems, evaluate_pictures,  # noqa: E402
-                        evaluation_geometry, finite_or_none, hole_source, table, usable_baselines, write_report)
-from inpainting.inpainter import Inpainter  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
-from tester import BASELINES  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
-from utils.config import Config, load_config, settings_help  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from deepfill.data.dataset import list_sources  # noqa: E402
+from deepfill.evaluation import (check_outputs, check_readable, check_stems, evaluate_pictures,  # noqa: E402
+                                 evaluation_geometry, finite_or_none, hole_source, table, usable_baselines,
+                                 write_report)
+from deepfill.inpainting.filler import Filler  # noqa: E402
+from deepfill.models import kernels  # noqa: E402
+from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
+from deepfill.tester import BASELINES  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.utils.config import Config, load_config, settings_help  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     holes, largest_hole = hole_source(config, len(paths) * config.val_windows)
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device)
-    result = evaluate_pictures(Inpainter.from_checkpoint(checkpoint), paths, config, holes, baselines,
+    kernels.choose(config.onednn)
+    result = evaluate_pictures(Filler.from_checkpoint(checkpoint), paths, config, holes, baselines,
                                args.save_dir)
     report = finite_or_none({
         **result.to_dict(), "baselines_skipped": unavailable, "checkpoint": checkpoint.path,

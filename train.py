@@ -1,7 +1,7 @@
 """Train DeepFill v1 (paper Algorithm 1): five WGAN-GP critic updates, each on a fresh batch and hole,
 per generator update.
 
-    python train.py                                   # the demo: a few minutes on a CPU, bundled pictures
+    python train.py                                   # the demo: bundled pictures, on a CPU
     python train.py --config configs/places2.yaml --set data=/data/places2/train.flist
     python train.py --config configs/places2.yaml --resume      # continue exactly where it stopped
 
@@ -18,15 +18,15 @@ import os
 import shlex
 import sys
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from training.loop import train_and_report  # noqa: E402
-from training.parallel import DataParallel  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import Config, load_config, settings_help  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from deepfill.training.loop import train_and_report  # noqa: E402
+from deepfill.training.parallel import DataParallel  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import Config, load_config, settings_help  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
 DEMO_EXAMPLE = "chelsea"     # examples/images/chelsea.png: a held-out picture at the demo's own scale

@@ -3,7 +3,7 @@
     python benchmarks/data_speed.py [--pictures 200] [--batches 12] [--workers 0 1 2 3 4] [--set key=value ...]
 
 Writes ``--pictures`` synthetic 512×384 JPEGs (smooth noise, quality 90: about Places2's file size) to a
-temporary folder and reads them through the training loader (``data.dataset.training_loader``: decode,
+temporary folder and reads them through the training loader (``deepfill.data.dataset.training_loader``: decode,
 256² view, batch) as ``train.py`` does, after one warm-up batch, for each ``num_workers``. Printed beside
 it: what one Algorithm-1 iteration consumes (``critic_steps`` + 1 batches of ``batch_size``: 6 × 16 = 96
 pictures) at an assumed ``--gpu-seconds`` per iteration (1.0 s: a guess for a GTX 1080 Ti-class GPU at
@@ -15,16 +15,16 @@ import os
 import tempfile
 import time
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data.dataset import training_dataset, training_loader  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from deepfill.data.dataset import training_dataset, training_loader  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
 
 PLACES2 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "places2.yaml")
 

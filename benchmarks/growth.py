@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from fresh_process import measure_fresh
-from utils.cli import ArgumentParser, UserError, run
-from utils.files import atomic_path
+from deepfill.utils.cli import ArgumentParser, UserError, run
+from deepfill.utils.files import atomic_path
 
 INFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py")
 

@@ -4,10 +4,9 @@
     python benchmarks/hd_strategy.py --strategies crop,resize,full --repeats 1   # a table, one process per mode
 
 The picture is ``examples/images/astronaut.png`` scaled to ``--size``² with a centred ``--hole``² hole, filled
-as ``inpaint.py --hd-strategy`` fills it (``inpainting.strategy.fill``). One warm-up pass (which also builds
-the compiled programs for the sizes the mode uses), then the median of ``--repeats`` timed passes; peak
-memory is the process's, so the table runs every mode in its own process. ``full`` at 2048² takes minutes
-and about 7.5 GB.
+as ``inpaint.py --hd-strategy`` fills it (``deepfill.inpainting.strategy.fill``). One warm-up pass, then the median
+of ``--repeats`` timed passes; peak memory is the process's, so the table runs every mode in its own
+process. The figures are in docs/performance.md (Big photos).
 """
 from __future__ import annotations
 
@@ -21,19 +20,19 @@ import cv2
 import numpy as np
 
 from fresh_process import measure_fresh
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
 import paddle  # noqa: E402
 
-from inpainting.inpainter import Inpainter  # noqa: E402
-from inpainting.strategy import STRATEGIES, fill  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
-from models.generator import InpaintGenerator  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
-from utils.device import pick_device  # noqa: E402
-from utils.image_io import read_image, to_rgb8  # noqa: E402
+from deepfill.inpainting.filler import Filler  # noqa: E402
+from deepfill.inpainting.strategy import STRATEGIES, fill  # noqa: E402
+from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
+from deepfill.models.generator import InpaintGenerator  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
+from deepfill.utils.image_io import read_image, to_rgb8  # noqa: E402
 
 PICTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "images",
                        "astronaut.png")
@@ -47,7 +46,7 @@ def measure(args) -> None:
     else:
         paddle.seed(0)
         generator = InpaintGenerator()
-    inpainter = Inpainter(generator)
+    inpainter = Filler(generator)
     image = cv2.resize(to_rgb8(read_image(PICTURE)), (args.size, args.size), interpolation=cv2.INTER_CUBIC)
     hole = np.zeros((args.size, args.size), bool)
     start = (args.size - args.hole) // 2

@@ -3,15 +3,15 @@
     python benchmarks/inference.py --size 512 --repeats 5          # one size; last line is machine-readable
     python benchmarks/inference.py --sizes 256,512,1024,2048       # a table, each size in a fresh process
 
-The input is a random image with a centred square hole of a quarter of its area. One warm-up pass (which
-also builds the compiled programs for the size), then the median of ``--repeats`` timed passes. Peak
-memory is the process's peak resident set (and the GPU's peak allocation on a GPU), so a table runs every
-size in its own process. The process is set up as ``inpaint.py`` and ``app.py`` set theirs up
-(``pick_device(inference=True)``); the warm-up and the peak after it (``first_s``, ``first_peak_rss_mb``)
-are what one ``inpaint.py`` fill costs, plans and all, the peak after every pass what a long-lived
-``app.py`` reaches. ``--backend`` picks how the generator runs (``inpainting.runners``): ``eager``
-(the default) and ``compiled`` compute only what reaches the hole; ``paddle-inference`` and
-``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
+The input is a random image with a centred square hole of a quarter of its area. One warm-up pass, then
+the median of ``--repeats`` timed passes. Peak memory is the process's peak resident set (and the GPU's
+peak allocation on a GPU), so a table runs every size in its own process. The process is set up as
+``inpaint.py`` and ``app.py`` set theirs up (``pick_device(inference=True)``); the warm-up and the peak
+after it (``first_s``, ``first_peak_rss_mb``) are what one ``inpaint.py`` fill costs, plans and all, the
+peak after every pass what a long-lived ``app.py`` reaches. ``--backend`` picks how the generator runs
+(``deepfill.inpainting.runners``): ``eager`` (the default) computes only what reaches the hole;
+``paddle-inference`` and ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an
+exported folder, else of the
 weights exported to a temporary folder first.
 """
 from __future__ import annotations
@@ -26,20 +26,20 @@ import time
 import numpy as np  # noqa: E402
 
 from fresh_process import measure_fresh  # noqa: E402
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import paddle  # noqa: E402
-from inpainting.export import export_model, is_export  # noqa: E402
-from inpainting.open_model import EXPORTED_BACKENDS, open_model  # noqa: E402
-from inpainting.runners import BACKENDS  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
-from models.checkpoint_file import Checkpoint
-from models.generator import InpaintGenerator  # noqa: E402
-from models.spec import ModelSpec  # noqa: E402
-from utils.device import pick_device, wait_for_device  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.inpainting.export import export_model, is_export  # noqa: E402
+from deepfill.inpainting.open_model import EXPORTED_BACKENDS, check_backend, open_model  # noqa: E402
+from deepfill.models import kernels  # noqa: E402
+from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
+from deepfill.models.checkpoint_file import Checkpoint
+from deepfill.models.generator import InpaintGenerator  # noqa: E402
+from deepfill.models.spec import ModelSpec  # noqa: E402
+from deepfill.utils.device import pick_device, wait_for_device  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 def random_checkpoint(folder: str) -> str:
     """Randomly initialised weights (seed 0) saved as a checkpoint, for exporting without one."""
-    from models.checkpoint_file import save_checkpoint
+    from deepfill.models.checkpoint_file import save_checkpoint
     paddle.seed(0)
     path = os.path.join(folder, "random.pdparams")
     save_checkpoint(path, ModelSpec(source="random initialisation"), {"generator": InpaintGenerator().state_dict()})
@@ -67,7 +67,7 @@ def exported(checkpoint: str | None, backend: str, scratch: str) -> str:
 
 
 def open_backend(checkpoint: str | None, backend: str | None, scratch: str):
-    """The ``Inpainter`` to time."""
+    """The ``Filler`` to time."""
     if backend in EXPORTED_BACKENDS:
         checkpoint = exported(checkpoint, backend, scratch)
     return open_model(checkpoint or random_checkpoint(scratch), backend)
@@ -97,6 +97,7 @@ def time_attention(inpainter) -> list[float]:
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
     device = pick_device(args.device, inference=True)
+    kernels.choose()
     with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
         inpainter = open_backend(args.checkpoint, args.backend, scratch)
     size = args.size
@@ -165,10 +166,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="weights to use, or an exported folder (default: random "
                                              "initialisation)")
     parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="eager (the default), compiled, paddle-inference or onnxruntime "
-                             "(an exported full graph)")
+    parser.add_argument("--backend", help="eager (the default), paddle-inference or onnxruntime "
+                                          "(an exported full graph)")
     args = parser.parse_args()
+    check_backend(args.backend)
     args.sizes = parse_sizes(args.sizes) if args.sizes else None
     for size in [args.size, *(args.sizes or [])]:
         if size < 16 or size % 8:

@@ -14,17 +14,16 @@ import os
 import tempfile
 from typing import Callable
 
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import paddle  # noqa: E402
 from paddle.base import core  # noqa: E402
-from models.convolution import use_onednn  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import on_gpu, pick_device, wait_for_device  # noqa: E402
+from deepfill.training.trainer import Trainer  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
+from deepfill.utils.device import on_gpu, pick_device, wait_for_device  # noqa: E402
 
 PLACES2 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "places2.yaml")
 
@@ -54,7 +53,6 @@ def main() -> None:
         config = load_config(args.config, [*args.set, "data=demo", "num_workers=0", "val_every=0",
                                            f"run_dir={folder}"])
         device = pick_device(config.device, config.cpu_threads, training=True)
-        use_onednn(config.onednn)
         trainer = Trainer(config)
         try:
             trainer.iteration()

@@ -20,17 +20,17 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import paddle  # noqa: E402
-from models.convolution import use_onednn  # noqa: E402
-from training import algorithm  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
-from utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import Config, load_config  # noqa: E402
+from deepfill.models import kernels  # noqa: E402
+from deepfill.training import algorithm  # noqa: E402
+from deepfill.training.trainer import Trainer  # noqa: E402
+from deepfill.utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import Config, load_config  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 PHASES = ("data and holes", "critic step: generator pass (no grad)", "critic step: critics + penalty, forward",
@@ -69,7 +69,7 @@ class PhaseClock:
 
 
 def instrument_algorithm(clock: PhaseClock) -> None:
-    """Charge the losses and steps of ``training.algorithm`` to ``PHASES`` (once per process)."""
+    """Charge the losses and steps of ``deepfill.training.algorithm`` to ``PHASES`` (once per process)."""
     for name, phase in (("critic_losses", 2), ("critic_step", 3), ("generator_losses", 6), ("generator_step", 7)):
         setattr(algorithm, name, clock.wrap(getattr(algorithm, name), lambda *a, phase=phase, **k: PHASES[phase]))
 
@@ -96,7 +96,7 @@ class Variant:
         self.per_phase: dict[str, list[float]] = defaultdict(list)
 
     def iteration(self, timed: bool = True) -> None:
-        use_onednn(self.config.onednn)      # process-wide: each variant's own, when two alternate
+        kernels.choose(self.config.onednn)      # process-wide: each variant's own, when two alternate
         self.clock.seconds.clear()
         start = time.perf_counter()
         self.trainer.iteration()

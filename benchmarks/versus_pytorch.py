@@ -4,8 +4,7 @@
 
 ``--port`` is a checkout of daa233/generative-inpainting-pytorch (the same graph shape) and ``--python``
 an interpreter with PyTorch; this project never imports PyTorch, the port runs in a subprocess of that
-interpreter. A machine's speed can drift by ±15 % over minutes (the 2-core VM this was written on did), so
-two separate runs cannot be compared: after one warm-up iteration each, this alternates one Algorithm-1
+interpreter. A machine's speed can drift over minutes, so two separate runs cannot be compared: after one warm-up iteration each, this alternates one Algorithm-1
 iteration of this project (in this process, as ``train_speed.py`` runs it, on the demo pictures) with
 one of the port, and prints both medians and their ratio.
 
@@ -22,16 +21,16 @@ import statistics
 import subprocess
 import tempfile
 
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 from train_speed import PhaseClock, Variant  # noqa: E402
-from training.algorithm import adversarial  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import pick_device  # noqa: E402
-from utils.errors import UserError  # noqa: E402
+from deepfill.training.algorithm import adversarial  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
+from deepfill.utils.errors import UserError  # noqa: E402
 
 PLACES2_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                               "places2.yaml")
@@ -49,7 +48,7 @@ except ImportError:
                         "torchvision.utils": stub.utils})
 import torch, yaml
 from trainer import Trainer
-from utils.tools import mask_image, random_bbox
+from deepfill.utils.tools import mask_image, random_bbox
 
 size, batch, threads = (int(v) for v in sys.argv[1:4])
 torch.set_num_threads(threads)

@@ -1,7 +1,7 @@
 """The Python API's ``Inpainter``: numpy pictures in, numpy pictures out, any checkpoint or pretrained name.
 
-A thin layer over ``inpainting.inpainter.Inpainter`` (which owns the pre- and post-processing through the
-pixel boundary ``utils.pixels``): it loads the model, picks the device, and turns the many ways a caller may
+A thin layer over ``deepfill.inpainting.filler.Filler`` (which owns the pre- and post-processing through the
+pixel boundary ``deepfill.utils.pixels``): it loads the model, picks the device, and turns the many ways a caller may
 hold a picture and a mask (a PIL image, a 0/1 or 0/255 array, booleans, a mask picture with colour
 channels) into the one form the model takes — refusing, with a clear message, what it cannot mean.
 """
@@ -12,13 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-from inpainting.inpainter import Inpainter as _Filler
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import Checkpoint
-from models.spec import ModelSpec
-from utils.device import pick_device
-from utils.errors import UserError
-from utils.image_io import mask_from_image
+from deepfill.inpainting.filler import Filler
+from deepfill.models import kernels
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import Checkpoint
+from deepfill.models.spec import ModelSpec
+from deepfill.utils.device import pick_device
+from deepfill.utils.errors import UserError
+from deepfill.utils.image_io import mask_from_image
 
 
 def as_image(image: object, what: str = "image") -> np.ndarray:
@@ -57,9 +58,10 @@ class Inpainter:
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
         self.device = pick_device(device)
+        kernels.choose()
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
-        self._filler = _Filler.from_checkpoint(checkpoint)
+        self._filler = Filler.from_checkpoint(checkpoint)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> "Inpainter":

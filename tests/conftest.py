@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
@@ -41,6 +42,35 @@ def run_command(*args: str, cwd: str = ROOT, timeout: float = 600, env: dict[str
                           env=env)
 
 
+FILL_PATHS = ["forward", "fill_holes", "export graph"]
+
+
+def fill_by(path: str, generator, x, mask) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """``(x_stage2, offsets, kept)`` of an eval-mode ``generator`` (built with ``per_sample_mask``) for
+    NCHW tensors, by one of the paths that compute a fill: its own ``forward``; ``fill_holes`` (inference
+    and the critic steps), whose ``x_stage2`` counts inside the hole only and its offsets where
+    ``hole_reach`` keeps them; or the export's graph, traced by ``paddle.jit.to_static`` and run here.
+    ``kept``: bool N×H×W (pixels) and H/8×W/8 (offsets) — where the path's outputs are meant to be exact."""
+    import paddle
+    from deepfill.inpainting.export import trace, traceable_attention
+    from deepfill.models.hole_reach import fill_holes, hole_reach
+    holes = mask.numpy()
+    pixels = np.ones((x.shape[0], *x.shape[2:]), bool)
+    positions = np.ones((x.shape[2] // 8, x.shape[3] // 8), bool)
+    with paddle.no_grad():
+        if path == "forward":
+            _, x_stage2, offsets = generator(x, mask)
+        elif path == "fill_holes":
+            x_stage2, offsets = fill_holes(generator, x, mask)
+            pixels = np.broadcast_to(holes[:, 0] > 0.5, pixels.shape)
+            positions = hole_reach(generator.refine, holes)
+        else:
+            with traceable_attention(generator), warnings.catch_warnings():
+                warnings.simplefilter("ignore")          # Paddle's notes on tracing
+                x_stage2, offsets = trace(generator)(x, mask)
+    return x_stage2.numpy(), offsets.numpy(), (pixels, positions)
+
+
 def assert_refused(result, output: str, *words: str) -> None:
     """Exit 2, one line on stderr naming the problem, no traceback, no output file."""
     assert result.returncode == 2, result.stderr
@@ -51,6 +81,31 @@ def assert_refused(result, output: str, *words: str) -> None:
         assert word in lines[0], lines[0]
     assert not os.path.exists(output)
     assert not [n for n in os.listdir(os.path.dirname(output) or ".") if n.startswith(".tmp-")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernels_of_a_cpu_run():
+    """The tests run the model on the kernels a CPU run chooses (``deepfill.models.kernels.choose``: oneDNN's, where
+    it works); those that compare backends switch with ``kernels.using``."""
+    from deepfill.models import kernels
+    kernels.choose()
+
+
+@pytest.fixture(autouse=True)
+def kernels_kept():
+    """A test that chooses kernels for the process (a ``Trainer`` does) leaves the next one the kernels it
+    found."""
+    from deepfill.models import kernels
+    with kernels.kept():
+        yield
+
+
+@pytest.fixture(scope="module", params=["onednn", "paddle"])
+def backend(request) -> str:
+    """Each backend of ``deepfill.models.kernels`` in turn, installed for the tests of a module that ask for it."""
+    from deepfill.models import kernels
+    with kernels.using(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="session")
@@ -122,8 +177,8 @@ def app_server(golden_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="session")
 def model_cache(golden_tf_checkpoint, golden_v2_tf_checkpoint, tmp_path_factory) -> str:
     """A cache folder ($DEEPFILL_HOME) holding ``places2`` (the golden v1 bundle) and, fetched before it,
-    ``places2_v2`` (the golden v2 bundle), converted by ``models.pretrained`` as a download would be."""
-    from models import pretrained
+    ``places2_v2`` (the golden v2 bundle), converted by ``deepfill.models.pretrained`` as a download would be."""
+    from deepfill.models import pretrained
     home = str(tmp_path_factory.mktemp("model_cache"))
     previous = os.environ.get(pretrained.HOME_VARIABLE)
     os.environ[pretrained.HOME_VARIABLE] = home

@@ -11,17 +11,17 @@ from __future__ import annotations
 import os
 import sys
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
 import numpy as np  # noqa: E402
 import paddle.distributed as dist  # noqa: E402
 
-from training.loop import train  # noqa: E402
-from training.parallel import DataParallel  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from deepfill.training.loop import train  # noqa: E402
+from deepfill.training.parallel import DataParallel  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
+from deepfill.utils.device import pick_device  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
-from models.layers import resize_nearest, same_padding
+from deepfill.models.layers import resize_nearest, same_padding
 
 
 def _same_unfold(x: paddle.Tensor, kernel: int, stride: int) -> paddle.Tensor:

@@ -222,7 +222,7 @@ def test_without_a_checkpoint_it_says_how_to_get_one(tmp_path):
 
 
 def test_default_checkpoint_is_the_newest_in_the_cache_else_the_demo(tmp_path, monkeypatch):
-    from inpainting.server import default_checkpoint
+    from deepfill.inpainting.server import default_checkpoint
     monkeypatch.setenv("DEEPFILL_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     os.makedirs("checkpoints/demo")

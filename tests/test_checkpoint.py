@@ -7,12 +7,12 @@ import numpy as np
 import paddle
 import pytest
 
-from models import checkpoint_file as ckpt
-from models.checkpoint import load_checkpoint
-from models.generator import InpaintGenerator
-from models.spec import ModelSpec
-from utils.cli import UserError
-from utils.files import WriteError
+from deepfill.models import checkpoint_file as ckpt
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.spec import ModelSpec
+from deepfill.utils.cli import UserError
+from deepfill.utils.files import WriteError
 
 
 @pytest.fixture(scope="module")

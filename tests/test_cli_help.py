@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import run_command
-from utils.config import settings
+from deepfill.utils.config import settings
 
 COMMANDS = ["train.py", "test.py", "inpaint.py", "app.py", "tools/convert_tf_checkpoint.py",
             "tools/download_pretrained.py", "tools/export_model.py", "benchmarks/inference.py",

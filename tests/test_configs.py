@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from models.checkpoint import load_checkpoint
-from training.loop import train
-from utils.config import load_config
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.training.loop import train
+from deepfill.utils.config import load_config
 
 from tests.conftest import ROOT
 

@@ -8,20 +8,20 @@ import numpy as np
 import paddle
 import pytest
 
-from data.masks import Box
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.official import dense_kernel
-from models.tf_convert import convert
+from deepfill.data.masks import Box
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.official import dense_kernel
+from deepfill.models.tf_convert import convert
 from tests import golden_v2_data
 from tests.conftest import assert_refused, nchw, run_command
 from tests.golden_data import TF_READER_DIR, golden_bundle_tensors, load_switches, mask_channel_kernel
 from tests.test_train_step import LOSS_NAMES, LOSS_TOLERANCE
 from tests.tf_bundle_writer import write_bundle, write_checkpoint_state
-from training.algorithm import Batch, Networks, critic_losses
-from utils.cli import UserError
-from utils.config import load_config
-from utils.tf_bundle import read_index, read_tensors, resolve_prefix
+from deepfill.training.algorithm import Batch, Networks, critic_losses
+from deepfill.utils.cli import UserError
+from deepfill.utils.config import load_config
+from deepfill.utils.tf_bundle import read_index, read_tensors, resolve_prefix
 
 LOCAL, GLOBAL = "discriminator/discriminator_local", "discriminator/discriminator_global"
 

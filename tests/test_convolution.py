@@ -1,19 +1,17 @@
-"""The CPU's convolutions on oneDNN (``models.convolution``, ``utils.onednn``): the same values and the same
-first and second derivatives as Paddle's own kernels, for every geometry the model uses; and the CPU's
-thread count survives a compiled pass (oneDNN fixes a primitive's threads when it is built)."""
+"""oneDNN's kernels (``deepfill.models.onednn_convolution``, ``deepfill.models.onednn_matmul``, ``deepfill.utils.onednn``) against Paddle's, through the
+kernel table (``deepfill.models.kernels``): the same values and the same first and second derivatives, for every
+geometry the model uses; and the self-check catches a primitive that disagrees."""
 from __future__ import annotations
 
-import ctypes
-import os
 import platform
 
 import numpy as np
 import paddle
 import pytest
 
-from models import convolution
-from models.layers import resize_nearest, upsample_twice
-from utils import onednn
+from deepfill.models import activations, kernels, onednn_convolution
+from deepfill.models.layers import resize_nearest, upsample_twice
+from deepfill.utils import onednn
 
 GEOMETRIES = [  # input shape, kernel, stride, dilation, TF-'SAME' padding (top, bottom, left, right)
     ((2, 5, 16, 16), 5, 1, 1, (2, 2, 2, 2)),     # conv1: the 5-channel input
@@ -23,42 +21,39 @@ GEOMETRIES = [  # input shape, kernel, stride, dilation, TF-'SAME' padding (top,
 ]
 
 
-@pytest.fixture(autouse=True)
-def onednn_back_on():
-    yield
-    convolution.use_onednn(True)
+BACKENDS = ("onednn", "paddle")
 
 
 def test_onednn_is_used_on_this_machine():
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("Paddle ships oneDNN on x86-64 only")
     assert onednn.instance() is not None, onednn.unavailable_reason()
-    assert convolution.onednn_active()
+    assert kernels.backend() == "onednn"
 
 
-def _run(use_onednn: bool, x0, w0, b0, geometry, activation) -> list[np.ndarray]:
+def _run(backend: str, x0, w0, b0, geometry, activation) -> list[np.ndarray]:
     """y, the input gradient of a score (kept in the graph), and the gradients of score + a penalty on that
     input gradient — the critic's gradient-penalty pattern, which needs second derivatives."""
-    convolution.use_onednn(use_onednn)
-    x = paddle.to_tensor(x0, stop_gradient=False)
-    w, b = paddle.to_tensor(w0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
-    y = convolution.conv2d(x, w, b, *geometry, activation)
-    score = (paddle.tanh(y) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
-    gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: the module's caveat
-    total = score + ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean()
-    total.backward()
+    with kernels.using(backend):
+        x = paddle.to_tensor(x0, stop_gradient=False)
+        w, b = paddle.to_tensor(w0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
+        y = kernels.conv2d(x, w, b, *geometry, activation)
+        score = (paddle.tanh(y) * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum()
+        gradient = paddle.grad(score, [x, w, b], create_graph=True)[0]   # all three: deepfill.models.onednn_convolution's caveat
+        total = score + ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean()
+        total.backward()
     return [t.numpy() for t in (y, gradient, x.grad, w.grad, b.grad)]
 
 
-@pytest.mark.parametrize("activation", [None, "leaky_relu"])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
 @pytest.mark.parametrize("shape,kernel,stride,dilation,padding", GEOMETRIES)
 def test_onednn_matches_paddle_to_the_second_derivative(shape, kernel, stride, dilation, padding, activation):
     generator = np.random.default_rng(len(shape) + kernel + stride + dilation)
     x0 = generator.standard_normal(shape).astype(np.float32)
     w0 = (0.2 * generator.standard_normal((6, shape[1], kernel, kernel))).astype(np.float32)
     b0 = generator.standard_normal(6).astype(np.float32)
-    ours = _run(True, x0, w0, b0, (stride, dilation, padding), activation)
-    theirs = _run(False, x0, w0, b0, (stride, dilation, padding), activation)
+    ours = _run("onednn", x0, w0, b0, (stride, dilation, padding), activation)
+    theirs = _run("paddle", x0, w0, b0, (stride, dilation, padding), activation)
     for name, a, b in zip(("output", "input gradient", "x grad", "w grad", "b grad"), ours, theirs):
         assert a.shape == b.shape, name
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
@@ -68,23 +63,9 @@ def test_frozen_inputs_get_no_gradient():
     x = paddle.randn([1, 4, 8, 8])                  # stop_gradient: an image, not a parameter
     w = paddle.to_tensor(np.ones((2, 4, 3, 3), np.float32), stop_gradient=False)
     b = paddle.zeros([2])
-    convolution.conv2d(x, w, b, 1, 1, (1, 1, 1, 1)).sum().backward()
+    kernels.conv2d(x, w, b, 1, 1, (1, 1, 1, 1)).sum().backward()
     assert x.grad is None and b.grad is None
     assert w.grad is not None and float(w.grad.abs().sum()) > 0
-
-
-def test_thread_count_survives_a_compiled_pass():
-    """A Paddle Inference predictor leaves OpenMP at one thread; ``restore_cpu_threads`` sets it back."""
-    from models.compiled import Program
-    from utils.device import pick_device
-    iomp = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
-    pick_device("cpu", 2)
-    try:
-        program = Program(paddle.nn.Conv2D(3, 4, 3), [[1, 3, 8, 8]], 1)
-        program(np.zeros((1, 3, 8, 8), np.float32))
-        assert iomp.omp_get_max_threads() == 2
-    finally:
-        pick_device("cpu", 1)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (8, 8), (31, 64), (128, 96)])
@@ -105,26 +86,37 @@ def test_fused_elu_matches_paddle_to_the_first_derivative(shape, kernel, stride,
     arrays = (generator.standard_normal(shape), 0.3 * generator.standard_normal((6, shape[1], kernel, kernel)),
               generator.standard_normal(6))
     results = []
-    for use in (True, False):
-        convolution.use_onednn(use)
-        x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
-        y = convolution.conv2d(x, w, b, stride, dilation, padding, "elu")
-        (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
-        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
-        with paddle.no_grad():
-            np.testing.assert_allclose(convolution.conv2d(x, w, b, stride, dilation, padding, "elu").numpy(),
-                                       results[-1][0], atol=1e-6)
+    for backend in BACKENDS:
+        with kernels.using(backend):
+            x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
+            y = kernels.conv2d(x, w, b, stride, dilation, padding, "elu")
+            (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
+            results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+            with paddle.no_grad():
+                np.testing.assert_allclose(kernels.conv2d(x, w, b, stride, dilation, padding, "elu").numpy(),
+                                           results[-1][0], atol=1e-6)
     for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
 
 
-def test_fused_elu_refuses_second_derivatives():
-    x = paddle.randn([1, 2, 6, 6])
-    x.stop_gradient = False
-    w = paddle.to_tensor(np.ones((2, 2, 3, 3), np.float32), stop_gradient=False)
-    y = convolution.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), "elu")
-    with pytest.raises(Exception, match="second derivatives"):
-        paddle.grad(y.sum(), [x, w], create_graph=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("operation", ["conv2d", "conv2d dilated 16", "upsample_conv2d"])
+def test_elu_refuses_second_derivatives_alike_on_both_backends(backend, operation):
+    """The generator's ELU keeps only its output for backward (``deepfill.models.activations``), fused into oneDNN's
+    convolution or not: a second derivative through it is refused with the same error on both backends."""
+    x = paddle.to_tensor(np.random.default_rng(2).standard_normal((1, 2, 20, 20)).astype(np.float32),
+                         stop_gradient=False)
+    w = paddle.to_tensor(np.full((2, 2, 3, 3), 0.1, np.float32), stop_gradient=False)
+    with kernels.using(backend):
+        if operation == "upsample_conv2d":
+            y = kernels.upsample_conv2d(x, w, paddle.zeros([2]), "elu")
+        else:
+            dilation = 16 if operation.endswith("16") else 1     # oneDNN: the transposed path
+            y = kernels.conv2d(x, w, paddle.zeros([2]), 1, dilation, (dilation,) * 4, "elu")
+        with pytest.raises(Exception, match="second derivatives through the generator's ELU are not implemented"):
+            paddle.grad(y.sum(), [x, w], create_graph=True)
+        y.sum().backward()                             # first derivatives: fine
+        assert np.isfinite(x.grad.numpy()).all() and np.isfinite(w.grad.numpy()).all()
 
 
 def test_elu_from_its_output_is_paddles_elu_bit_for_bit():
@@ -133,7 +125,7 @@ def test_elu_from_its_output_is_paddles_elu_bit_for_bit():
     x0 = np.concatenate([np.linspace(-20, 20, 4001), [0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0]]).astype(np.float32)
     dy = paddle.to_tensor(np.random.default_rng(3).standard_normal(x0.shape).astype(np.float32))
     results = []
-    for elu in (paddle.nn.functional.elu, convolution.elu):
+    for elu in (paddle.nn.functional.elu, activations.elu):
         x = paddle.to_tensor(x0, stop_gradient=False)
         y = elu(x)
         y.backward(dy)
@@ -141,7 +133,7 @@ def test_elu_from_its_output_is_paddles_elu_bit_for_bit():
     assert all(np.array_equal(a, b) for a, b in zip(*results))
     x = paddle.to_tensor(x0, stop_gradient=False)
     with pytest.raises(Exception, match="second derivatives"):
-        paddle.grad(convolution.elu(x).sum(), [x], create_graph=True)
+        paddle.grad(activations.elu(x).sum(), [x], create_graph=True)
 
 
 def test_paddle_kernels_keep_one_tensor_per_convolution_and_elu():
@@ -149,61 +141,67 @@ def test_paddle_kernels_keep_one_tensor_per_convolution_and_elu():
     (also the next convolution's input) and not its convolution's output as well: about half the memory of
     ``F.elu``'s, which keeps both."""
     from paddle.base import core
-    convolution.use_onednn(False)
     x = paddle.to_tensor(np.random.default_rng(4).standard_normal((1, 8, 128, 128)).astype(np.float32),
                          stop_gradient=False)
     w = paddle.to_tensor(np.full((8, 8, 3, 3), 0.05, np.float32), stop_gradient=False)
     kept = []
-    for elu in (paddle.nn.functional.elu, convolution.elu):
-        start = core.host_memory_stat_current_value("Allocated", 0)
-        y = x
-        for _ in range(6):
-            y = elu(convolution.conv2d(y, w, None, 1, 1, (1, 1, 1, 1)))
-        kept.append(core.host_memory_stat_current_value("Allocated", 0) - start)
-        y.sum().backward()
-        del y
+    with kernels.using("paddle"):
+        for elu in (paddle.nn.functional.elu, activations.elu):
+            start = core.host_memory_stat_current_value("Allocated", 0)
+            y = x
+            for _ in range(6):
+                y = elu(kernels.conv2d(y, w, None, 1, 1, (1, 1, 1, 1)))
+            kept.append(core.host_memory_stat_current_value("Allocated", 0) - start)
+            y.sum().backward()
+            del y
     layer = 8 * 128 * 128 * 4
     assert kept[1] < 6.5 * layer and kept[0] > 11 * layer, [k / layer for k in kept]
 
 
-@pytest.mark.parametrize("elu", [True, False])
-def test_upsample_convolution_is_upsampling_then_convolving(elu):
-    """``upsample_conv2d`` (one transposed convolution) against the upsampled image convolved, on Paddle's
-    kernels: the values and the gradients of input, weights and bias."""
+@pytest.mark.parametrize("activation", [None, "elu", "relu"])
+def test_upsample_convolution_is_upsampling_then_convolving(activation):
+    """oneDNN's ``upsample_conv2d`` (one transposed convolution) against Paddle's (the upsampled image
+    convolved): the values and the gradients of input, weights and bias, whatever the activation."""
     generator = np.random.default_rng(3)
     arrays = (generator.standard_normal((2, 6, 5, 7)), 0.3 * generator.standard_normal((4, 6, 3, 3)),
               generator.standard_normal(4))
     results = []
-    for fused in (True, False):
-        convolution.use_onednn(fused)
-        x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
-        if fused:
-            assert convolution.runs_on_onednn(x)
-            y = convolution.upsample_conv2d(x, w, b, elu)
-        else:
-            y = convolution.conv2d(upsample_twice(x), w, b, 1, 1, (1, 1, 1, 1), "elu" if elu else None)
-        (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
-        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+    for backend in BACKENDS:
+        with kernels.using(backend):
+            x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
+            y = kernels.upsample_conv2d(x, w, b, activation)
+            (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
+            results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
     for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
         assert a.shape == b.shape, name
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
 
 
-def test_critic_input_gradient_is_autograds():
-    """``Critic.input_gradient`` (written out on oneDNN) against ``paddle.grad`` on Paddle's kernels: the
-    gradient and the weights' gradients of a penalty on it."""
-    from models.critics import local_critic
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mask_channel", [False, True])
+def test_critic_input_gradient_is_autograds(backend, mask_channel):
+    """``Critic.input_gradient`` (the backward pass written out on the kernels) against ``paddle.grad`` of the
+    critic's score on Paddle's kernels: the gradient, and the weights' gradients of a penalty on it."""
+    from deepfill.models.critics import global_critic
     x0 = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    mask0 = (np.random.default_rng(6).random((2, 1, 32, 32)) > 0.5).astype(np.float32)
+    paddle.seed(1)
+    critic = global_critic(32, mask_channel)
+    mask = paddle.to_tensor(mask0) if mask_channel else None
     results = []
-    for use in (True, False):
-        convolution.use_onednn(use)
-        paddle.seed(1)
-        critic = local_critic(32)
-        x = paddle.to_tensor(x0, stop_gradient=False)
-        gradient = critic.input_gradient(x)
-        ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean().backward()
+    for written_out in (True, False):
+        with kernels.using(backend if written_out else "paddle"):
+            x = paddle.to_tensor(x0, stop_gradient=False)
+            if written_out:
+                gradient = critic.input_gradient(x, mask)
+            else:       # with respect to the whole input: Paddle has no double grad through the mask's concat
+                inputs = critic.with_mask(x, mask).detach()
+                inputs.stop_gradient = False
+                gradient = paddle.grad(critic.score(inputs), inputs, create_graph=True)[0][:, :3]
+            ((gradient * gradient).sum(axis=[1, 2, 3]).sqrt() - 1).pow(2).mean().backward()
         results.append([gradient.numpy()] + [np.zeros(p.shape) if p.grad is None else p.grad.numpy()
                                              for p in critic.parameters()])   # biases: zero almost everywhere
+        critic.clear_gradients()
     for i, (a, b) in enumerate(zip(*results)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(1.0, np.abs(b).max()), err_msg=str(i))
 
@@ -219,14 +217,14 @@ def test_convolution_as_transposed_matches_paddle(activation):
     geometry = onednn.Geometry(1, 4, (4, 4, 4, 4))
     results = []
     for transposed in (True, False):
-        convolution.use_onednn(transposed)
-        x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
-        if transposed:
-            y = convolution._as_transposed(x, w, b, geometry, activation)
-        else:
-            y = convolution.conv2d(x, w, b, 1, 4, geometry.padding, activation)
-        (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
-        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+        with kernels.using("onednn" if transposed else "paddle"):
+            x, w, b = (paddle.to_tensor(a.astype(np.float32), stop_gradient=False) for a in arrays)
+            if transposed:
+                y = onednn_convolution._as_transposed(x, w, b, geometry, activation)
+            else:
+                y = kernels.conv2d(x, w, b, 1, 4, geometry.padding, activation)
+            (y * paddle.linspace(-1, 1, y.size).reshape(y.shape)).sum().backward()
+            results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
     for name, a, b in zip(("output", "x grad", "w grad", "b grad"), *results):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()), err_msg=name)
 
@@ -241,7 +239,7 @@ def test_fused_outputs_are_freed_after_a_second_order_step(activation):
     w = paddle.to_tensor(np.ones((2, 2, 3, 3), np.float32) * 0.1, stop_gradient=False)
     x = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 2, 6, 6)).astype(np.float32),
                          stop_gradient=False)
-    y = convolution.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), activation)
+    y = kernels.conv2d(x, w, paddle.zeros([2]), 1, 1, (1, 1, 1, 1), activation)
     alive = weakref.ref(y)
     if activation == "leaky_relu":
         gradient = paddle.grad(y.sum(), [x, w], create_graph=True)[0]
@@ -256,20 +254,61 @@ def test_fused_outputs_are_freed_after_a_second_order_step(activation):
 
 @pytest.mark.parametrize("transpose_a,transpose_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_attention_matmul_on_onednn_matches_paddle(transpose_a, transpose_b):
-    """The attention's products (``models.matmul``): the same values and first derivatives as
-    ``paddle.matmul``, for every way the operands can be stored."""
-    from models.matmul import matmul
+    """The attention's products (``kernels.matmul``): the same values and first derivatives on both
+    backends, for every way the operands can be stored."""
     generator = np.random.default_rng(int(transpose_a) * 2 + int(transpose_b))
     a0 = generator.standard_normal((3, 7, 5) if transpose_a else (3, 5, 7)).astype(np.float32)
     b0 = generator.standard_normal((3, 6, 7) if transpose_b else (3, 7, 6)).astype(np.float32)
     weights = paddle.to_tensor(generator.standard_normal((3, 5, 6)).astype(np.float32))
     results = []
-    for use_onednn in (True, False):
-        convolution.use_onednn(use_onednn)
-        a, b = paddle.to_tensor(a0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
-        y = matmul(a, b, transpose_a, transpose_b)
-        (paddle.tanh(y) * weights).sum().backward()
-        results.append([t.numpy() for t in (y, a.grad, b.grad)])
+    for backend in BACKENDS:
+        with kernels.using(backend):
+            a, b = paddle.to_tensor(a0, stop_gradient=False), paddle.to_tensor(b0, stop_gradient=False)
+            y = kernels.matmul(a, b, transpose_a, transpose_b)
+            (paddle.tanh(y) * weights).sum().backward()
+            results.append([t.numpy() for t in (y, a.grad, b.grad)])
     for ours, theirs in zip(*results):
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,rate", [((16, 16), 2), ((12, 20), 2), ((8, 32), 2)])
+def test_attention_paste_on_onednn_matches_paddle(size, rate):
+    """The attention's paste (``kernels.paste``): oneDNN's transposed convolution against Paddle's matrix
+    product and fold — values and the gradients of the attention map and the patches, two images."""
+    from deepfill.models.layers import same_padding
+    grid = (size[0] // rate, size[1] // rate)
+    padding = (*same_padding(size[0], 2 * rate, rate), *same_padding(size[1], 2 * rate, rate))
+    generator = np.random.default_rng(rate)
+    attention0 = generator.random((2, grid[0] * grid[1], 10)).astype(np.float32)
+    patches0 = generator.standard_normal((2, 3 * (2 * rate) ** 2, 10)).astype(np.float32)
+    weights = paddle.to_tensor(generator.standard_normal((2, 3, *size)).astype(np.float32))
+    results = []
+    for backend in BACKENDS:
+        with kernels.using(backend):
+            attention = paddle.to_tensor(attention0, stop_gradient=False)
+            patches = paddle.to_tensor(patches0, stop_gradient=False)
+            y = kernels.paste(attention, patches, grid, size, rate, padding)
+            (y * weights).sum().backward()
+            results.append([t.numpy() for t in (y, attention.grad, patches.grad)])
+    for name, ours, theirs in zip(("output", "attention grad", "patches grad"), *results):
+        assert ours.shape == theirs.shape, name
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-5 * max(1.0, np.abs(theirs).max()), err_msg=name)
+
+
+@pytest.mark.parametrize("primitive", ["forward", "backward_data", "backward_weights", "activation_backward",
+                                       "add_bias", "matmul"])
+def test_self_check_catches_a_primitive_that_disagrees(monkeypatch, primitive):
+    """``deepfill.utils.onednn.self_check`` runs every primitive the model uses against Paddle's kernels: one that is
+    off by 1 % anywhere (here: every result scaled) makes oneDNN unusable."""
+    library = onednn.OneDNN()
+    onednn.self_check(library)
+    right = getattr(library, primitive)
+
+    def wrong(*args, **kwargs):
+        result = right(*args, **kwargs)
+        return tuple(t * 1.01 for t in result) if isinstance(result, tuple) else result * 1.01
+
+    monkeypatch.setattr(library, primitive, wrong)
+    with pytest.raises(onednn.OneDNNError, match="disagrees with Paddle's"):
+        onednn.self_check(library)

@@ -8,11 +8,11 @@ import numpy as np
 import paddle
 import pytest
 
-from data.dataset import (ImageDataset, ResumableBatches, fit_square, list_sources, skipped_indices,
-                          training_view)
-from data.masks import random_masks
-from utils.cli import UserError
-from utils.pixels import to_model, to_model_layout, to_model_on_device
+from deepfill.data.dataset import (ImageDataset, ResumableBatches, fit_square, list_sources, skipped_indices,
+                                   training_view)
+from deepfill.data.masks import random_masks
+from deepfill.utils.cli import UserError
+from deepfill.utils.pixels import to_model, to_model_layout, to_model_on_device
 
 
 def pattern(height: int, width: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The demo recipe learns to inpaint: its reconstruction phase (1500 updates at the demo's own geometry,
-pictures, learning rate and batch; under 3 minutes on two cores) fills the holes of the 48 held-out
+pictures, learning rate and batch) fills the holes of the 48 held-out
 windows that ``python test.py`` evaluates clearly better than mean fill.
 
 Measured here: hole L1 8.0 % after 750 updates, 7.5 % after 1500, 7.56 % for the whole demo (1550 updates),
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 
-from data.dataset import list_sources
-from evaluation import evaluate_pictures, hole_source
-from inpainting.inpainter import Inpainter
-from models.checkpoint import load_checkpoint
+from deepfill.data.dataset import list_sources
+from deepfill.evaluation import evaluate_pictures, hole_source
+from deepfill.inpainting.filler import Filler
+from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT
-from training.loop import train
-from utils.config import load_config
+from deepfill.training.loop import train
+from deepfill.utils.config import load_config
 
 DEMO = os.path.join(ROOT, "configs", "demo.yaml")
 UPDATES = 1500
@@ -28,7 +28,7 @@ def test_the_demo_recipe_beats_mean_fill_on_held_out_windows(tmp_path):
     assert train(config).step == UPDATES
     paths = list_sources(config.val_data)
     holes, _ = hole_source(config, len(paths) * config.val_windows)
-    inpainter = Inpainter.from_checkpoint(load_checkpoint(str(tmp_path)))
+    inpainter = Filler.from_checkpoint(load_checkpoint(str(tmp_path)))
     report = evaluate_pictures(inpainter, paths, config, holes, ["mean_fill"])
     model, mean_fill = report.model["l1_hole"], report.baselines["mean_fill"]["l1_hole"]
     assert report.count == 48

@@ -1,4 +1,4 @@
-"""Process settings the commands make (``utils.environment``): freed memory kept for reuse."""
+"""Process settings the commands make (``deepfill.utils.environment``): freed memory kept for reuse."""
 from __future__ import annotations
 
 import platform
@@ -11,7 +11,7 @@ _FAULTS = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "kept":
-    from utils.environment import keep_freed_memory
+    from deepfill.utils.environment import keep_freed_memory
     assert keep_freed_memory()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):        # a step's activations: several blocks of 16 MB, all freed at its end

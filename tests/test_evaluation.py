@@ -15,20 +15,20 @@ import numpy as np
 import paddle
 import pytest
 
-import tester
-from tester import METRICS, average, image_metrics, total_variation
-from data.dataset import list_sources
-from data.masks import random_masks
-from evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate,
-                        evaluate_pictures, evaluation_geometry, hole_source, load_views, read_views)
-from inpainting.inpainter import Inpainter
+from deepfill import tester
+from deepfill.tester import METRICS, average, image_metrics, total_variation
+from deepfill.data.dataset import list_sources
+from deepfill.data.masks import random_masks
+from deepfill.evaluation import (View, box_hole, center_hole, check_readable, check_stems, evaluate, evaluate_pictures,
+                                 evaluation_geometry, hole_source, load_views, read_views)
+from deepfill.inpainting.filler import Filler
 from tests.conftest import ROOT, assert_refused, run_command
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.generator import InpaintGenerator
-from models.spec import ModelSpec
-from utils.cli import UserError
-from utils.config import Config, load_config
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.spec import ModelSpec
+from deepfill.utils.cli import UserError
+from deepfill.utils.config import Config, load_config
 
 SMALL = ("--set", "image_size=64", "hole_size=32", "max_delta=8", "val_windows=1")
 NAMES = ("a_astronaut", "b_coffee", "c_camera")      # readable, in list order; d_broken.png is not
@@ -72,7 +72,7 @@ def evaluate_folder(workspace: dict[str, str], config: Config, baselines: list[s
     config = evaluation_geometry(config, checkpoint.spec)
     paths = list_sources(workspace["images"])
     holes, _ = hole_source(config, len(paths) * config.val_windows)
-    return evaluate_pictures(Inpainter.from_checkpoint(checkpoint), paths, config, holes, baselines, save_dir,
+    return evaluate_pictures(Filler.from_checkpoint(checkpoint), paths, config, holes, baselines, save_dir,
                              progress=False)
 
 
@@ -287,13 +287,13 @@ def test_several_windows_per_picture_at_seeded_positions(workspace, tmp_path):
 
 
 def test_evaluate_views_in_memory_gives_the_metrics_and_the_sheet_without_writing(tmp_path, monkeypatch):
-    """What validation during training calls: an Inpainter over a generator in memory, views already
+    """What validation during training calls: an Filler over a generator in memory, views already
     loaded, a hole each. The report's numbers are tester's metrics of the completions (recomputed here),
     its dictionary has the JSON report's keys, its sheet holds [input | model | baselines | truth] per view
     under one header, and nothing is written."""
     from skimage import data
     paddle.seed(1)
-    inpainter = Inpainter(InpaintGenerator(8), training_size=64)
+    inpainter = Filler(InpaintGenerator(8), training_size=64)
     pictures = [cv2.resize(data.astronaut(), (64, 64)), cv2.resize(data.coffee(), (64, 64))]
     views = [View(f"view{index}", picture, index) for index, picture in enumerate(pictures)]
     holes = [center_hole(64, 32), box_hole(small_config(), 1)]

@@ -2,11 +2,12 @@
 
 The golden checkpoint is exported once per session with the real command line; each runtime then runs the
 official graph's golden input, held-out shapes and batches, and ``inpaint.py`` runs the exported folder.
-The traceable attention (``models/attention_graph.py``) is checked against the golden tensors and the
+The traceable attention (``deepfill/models/attention_graph.py``) is checked against the golden tensors and the
 chunked layer. The ONNX half needs the optional extras (CI installs them) and is skipped without them.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -20,15 +21,16 @@ import numpy as np
 import paddle
 import pytest
 
-from inpainting.export import MODEL_JSON
-from inpainting.inpainter import Inpainter
-from inpainting.open_model import open_model
-from models.attention import contextual_attention
-from models.attention_graph import contextual_attention_graph
-from models.checkpoint import load_checkpoint
-from models.layers import nearest_index, traced_nearest_index
+from deepfill.inpainting.export import MODEL_JSON
+from deepfill.inpainting.filler import Filler
+from deepfill.inpainting.open_model import open_model
+from deepfill.models.attention import contextual_attention
+from deepfill.models.attention_graph import contextual_attention_graph
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.layers import nearest_index, traced_nearest_index
 from tests.conftest import ROOT, assert_refused, nchw, nhwc, run_command
-from utils.cli import UserError
+from deepfill.utils.cli import UserError
+from deepfill.utils.device import pick_device
 
 TOLERANCE = 1e-4
 HAVE_ONNX = all(importlib.util.find_spec(name) for name in ("paddle2onnx", "onnx", "onnxruntime"))
@@ -124,7 +126,7 @@ def test_exported_v2_model_reproduces_the_official_v2_graph(exported_v2, backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_inpainting_with_the_exported_v2_model_gives_the_official_output(exported_v2, backend, tmp_path):
     """The exported v2 model filling the golden v2 picture (``inpaint.py --checkpoint DIR`` for Paddle
-    Inference, its ``Inpainter`` for each runtime): within one grey level of the official graph inside the
+    Inference, its ``Filler`` for each runtime): within one grey level of the official graph inside the
     holes (its ``(x + 1) * 127.5`` truncated to uint8), the input outside."""
     from tests import golden_v2_data
     golden_v2 = golden_v2_data.load_tensors()
@@ -186,7 +188,7 @@ def test_exported_model_refuses_what_it_cannot_take(exported, backend):
 
 
 def test_inpaint_runs_an_exported_folder_like_the_checkpoint(exported, generator, tmp_path):
-    """``inpaint.py --checkpoint DIR`` and the eager generator behind the same ``Inpainter`` complete a
+    """``inpaint.py --checkpoint DIR`` and the eager generator behind the same ``Filler`` complete a
     picture alike (within 1 grey level where float rounding meets the uint8 rounding); outside the hole
     the picture is untouched."""
     image = os.path.join(ROOT, "examples", "images", "astronaut.png")
@@ -197,10 +199,34 @@ def test_inpaint_runs_an_exported_folder_like_the_checkpoint(exported, generator
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
     picture = cv2.imread(image)
     hole = cv2.imread(mask, cv2.IMREAD_GRAYSCALE) > 127
-    eager, _ = Inpainter(generator, "BGR", compiled=False)(picture[:, :, ::-1], hole)
+    eager, _ = Filler(generator, "BGR")(picture[:, :, ::-1], hole)
     got = cv2.imread(output)
     assert np.abs(got.astype(int) - eager[:, :, ::-1]).max() <= 1
     assert (got[~hole] == picture[~hole]).all()
+
+
+def test_thread_count_survives_the_paddle_inference_backend(exported):
+    """A Paddle Inference predictor leaves OpenMP at one thread; the runner sets it back
+    (``restore_cpu_threads``), so that eager work after it keeps every thread."""
+    iomp = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
+    pick_device("cpu", 2)
+    try:
+        runner = open_model(exported[0], "paddle-inference").runner
+        runner(*_held_out(1, 64, 64, False))
+        assert iomp.omp_get_max_threads() == 2
+    finally:
+        pick_device("cpu", 1)
+
+
+def test_the_removed_compiled_backend_says_what_to_use(exported, golden_checkpoint):
+    for path in (golden_checkpoint, exported[0]):
+        with pytest.raises(UserError, match="the compiled backend was removed: the eager backend"):
+            open_model(path, "compiled")
+    result = run_command("benchmarks/inference.py", "--size", "64", "--backend", "compiled")
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "error: the compiled backend was removed: the eager backend (the default) is faster and leaner on the "
+        "CPU; choose one of eager, paddle-inference, onnxruntime"]
 
 
 def test_export_refuses_what_is_not_a_deepfill_checkpoint(exported, tmp_path):
@@ -292,7 +318,7 @@ def test_attention_graph_equals_the_chunked_layer(shape):
 
 def test_a_picture_too_large_for_the_full_graph_is_refused_before_running(exported, monkeypatch):
     """The exported graph's score matrices grow with the square of the area: 1024² needs ~6 GiB."""
-    from inpainting import inpainter as module
+    from deepfill.inpainting import filler as module
     monkeypatch.setattr(module, "available_bytes", lambda: 4 * 2 ** 30)
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.zeros((1024, 1024), bool)
     hole[100:140, 100:140] = True

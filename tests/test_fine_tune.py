@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.pretrained import sha256_of
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.pretrained import sha256_of
 from tests.conftest import ROOT, run_command
-from training.state import RECORDED_SETTINGS
+from deepfill.training.state import RECORDED_SETTINGS
 
 SHORT_RUN = ["max_iters=1", "batch_size=1", "critic_steps=1", "num_workers=0", "log_every=1", "save_every=1",
              "sample_every=1"]

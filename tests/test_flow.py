@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.flow import add_key, color_key, color_wheel, flow_to_color
+from deepfill.utils.flow import add_key, color_key, color_wheel, flow_to_color
 
 
 def test_wheel_has_55_hues_starting_at_red():

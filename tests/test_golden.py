@@ -1,13 +1,16 @@
-"""Faithfulness: with the official graph's weights, our model reproduces the official tensors (< 1e-4)."""
+"""Faithfulness: with the official graph's weights, our model reproduces the official tensors (< 1e-4) —
+by every path that computes a fill (``InpaintGenerator.forward``, ``fill_holes``, the export's graph), on
+each backend of ``deepfill.models.kernels``."""
 from __future__ import annotations
 
 import numpy as np
 import paddle
 import pytest
 
-from models.attention import contextual_attention
-from tests.conftest import nchw, nhwc
-from models.checkpoint import load_checkpoint
+from deepfill.models import kernels
+from deepfill.models.attention import contextual_attention
+from tests.conftest import FILL_PATHS, fill_by, nchw, nhwc
+from deepfill.models.checkpoint import load_checkpoint
 
 TOLERANCE = 1e-4
 
@@ -18,7 +21,7 @@ def converted(golden_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def generator_run(converted, golden):
+def generator_run(converted, golden, backend):
     """Run the converted generator on the golden input, capturing the attention layer's input."""
     generator = converted.build_generator()
     generator.eval()
@@ -42,7 +45,28 @@ def test_generator_matches_official_graph(generator_run, golden, name):
     assert error < TOLERANCE, f"{name}: max abs error {error}"
 
 
-def test_attention_inside_the_net_matches(golden):
+def absolute_offsets(offsets: np.ndarray) -> np.ndarray:
+    """(row, col) displacements N×2×h×w → absolute argmax positions N×h×w×2, as the golden data holds them."""
+    rows, cols = np.meshgrid(np.arange(offsets.shape[2]), np.arange(offsets.shape[3]), indexing="ij")
+    return (offsets + np.stack([rows, cols])[None]).transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("path,kernels_of", [(path, backend) for path in FILL_PATHS for backend in ("onednn", "paddle")
+                                             if path != "export graph" or backend == "onednn"])   # a traced graph has one path
+def test_every_fill_path_reproduces_the_official_stage2(converted, golden, path, kernels_of):
+    """The official ``x_stage2`` and attention offsets, wherever each path is meant to be exact."""
+    generator = converted.build_generator(per_sample_mask=True)
+    generator.eval()
+    with kernels.using(kernels_of):
+        x_stage2, offsets, (pixels, positions) = fill_by(path, generator, nchw(golden["x_incomplete"]),
+                                                         nchw(golden["mask"]))
+    error = np.abs(x_stage2.transpose(0, 2, 3, 1) - golden["x_stage2"]).max(axis=-1)[pixels].max()
+    assert error < TOLERANCE, f"{path}: x_stage2 max abs error {error}"
+    agree = (absolute_offsets(offsets) == golden["ca_offsets"]).all(axis=-1)[:, positions]
+    assert agree.size > 0 and agree.mean() > 0.99, f"{path}: only {agree.mean():.3f} of offsets agree"
+
+
+def test_attention_inside_the_net_matches(golden, backend):
     output, _ = contextual_attention(nchw(golden["ca_input"]), nchw(golden["ca_input"]),
                                      nchw(golden["ca_mask"]), rate=2)
     assert np.abs(nhwc(output) - golden["ca_output"]).max() < TOLERANCE
@@ -50,16 +74,13 @@ def test_attention_inside_the_net_matches(golden):
 
 def test_attention_offsets_match(generator_run, golden):
     """Offsets are (row, col) displacements; golden holds absolute argmax positions (ties may differ)."""
-    height, width = golden["ca_offsets"].shape[1:3]
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    absolute = generator_run["offsets"] + np.stack([rows, cols])[None]
-    agree = (absolute.transpose(0, 2, 3, 1) == golden["ca_offsets"]).all(axis=-1)
+    agree = (absolute_offsets(generator_run["offsets"]) == golden["ca_offsets"]).all(axis=-1)
     assert agree.mean() > 0.99, f"only {agree.mean():.3f} of offsets agree"
 
 
 @pytest.mark.parametrize("fuse,use_mask,name", [(False, False, "ca_layer_out_nofuse"),
                                                  (True, True, "ca_layer_out_fuse_masked")])
-def test_attention_layer_alone_matches(golden, fuse, use_mask, name):
+def test_attention_layer_alone_matches(golden, backend, fuse, use_mask, name):
     mask = nchw(golden["mask"]) if use_mask else None
     output, _ = contextual_attention(nchw(golden["ca_layer_f"]), nchw(golden["ca_layer_b"]), mask,
                                      rate=2, fuse=fuse)
@@ -68,7 +89,7 @@ def test_attention_layer_alone_matches(golden, fuse, use_mask, name):
 
 
 @pytest.mark.parametrize("which", ["local", "global"])
-def test_critics_match_official_graph(converted, golden, which):
+def test_critics_match_official_graph(converted, golden, backend, which):
     local, global_ = converted.build_critics()
     critic = local if which == "local" else global_
     with paddle.no_grad():

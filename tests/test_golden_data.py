@@ -11,7 +11,7 @@ import pytest
 
 from tests import golden_data
 from tests.golden.make_golden import FULL_GRADIENTS
-from utils.tf_bundle import read_index, read_tensors, resolve_prefix
+from deepfill.utils.tf_bundle import read_index, read_tensors, resolve_prefix
 
 
 SUMMATION_TOLERANCE = 1e-12

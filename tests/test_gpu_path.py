@@ -1,34 +1,34 @@
 """The GPU's code path, checked on the CPU (no GPU has been lent to this project).
 
-On a GPU every tensor lives on the GPU, so ``runs_on_onednn`` is false everywhere and the oneDNN binding
-(CPU memory only) must never be reached. These tests force that path on the CPU: ``runs_on_onednn`` false
-in every module that asks it and ``onednn.instance`` raising, and then run what a GPU owner runs.
+On a GPU the model runs on Paddle's kernels (``deepfill.models.kernels.choose`` installs oneDNN's only when the device
+is the CPU), and the oneDNN binding (CPU memory only) must never be reached. These tests force that path on
+the CPU: the kernel choice told the device is not the CPU, Paddle's kernels installed, ``onednn.instance``
+raising; and then run what a GPU owner runs.
 """
 from __future__ import annotations
 
 import collections
-import sys
 
 import cv2
 import numpy as np
 import paddle
 import pytest
 
-from data.dataset import list_sources
-from evaluation import evaluate_pictures, evaluation_geometry, hole_source
-from inpainting.export import export_model
-from inpainting.inpainter import Inpainter
-from inpainting.server import Model, fill_request
-from models import convolution
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.generator import InpaintGenerator
-from models.spec import ModelSpec
+from deepfill.data.dataset import list_sources
+from deepfill.evaluation import evaluate_pictures, evaluation_geometry, hole_source
+from deepfill.inpainting.export import export_model
+from deepfill.inpainting.filler import Filler
+from deepfill.inpainting.server import Model, fill_request
+from deepfill.models import kernels
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.spec import ModelSpec
 from tests.test_training import noise_pictures, tiny_config
-from training import algorithm
-from training.trainer import Trainer, TrainingDiverged
-from utils import onednn
-from utils.config import load_config
+from deepfill.training import algorithm
+from deepfill.training.trainer import Trainer, TrainingDiverged
+from deepfill.utils import onednn
+from deepfill.utils.config import load_config
 
 
 def _no_onednn(*args, **kwargs):
@@ -37,12 +37,12 @@ def _no_onednn(*args, **kwargs):
 
 @pytest.fixture
 def gpu_code_path(monkeypatch):
-    """The GPU's code path on the CPU: no module sees oneDNN as usable, and touching it fails the test."""
-    original = convolution.runs_on_onednn
-    for module in list(sys.modules.values()):
-        if getattr(module, "runs_on_onednn", None) is original:
-            monkeypatch.setattr(module, "runs_on_onednn", lambda *args, **kwargs: False)
+    """The GPU's code path on the CPU: Paddle's kernels, whatever is chosen, and touching oneDNN fails the
+    test."""
+    monkeypatch.setattr(kernels, "device_is_cpu", lambda: False)
     monkeypatch.setattr(onednn, "instance", _no_onednn)
+    with kernels.using("paddle"):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +166,14 @@ def test_divergence_between_logged_steps_is_caught_at_the_next_read(monkeypatch,
 
 
 def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, tmp_path):
-    """An ``Inpainter`` fill, app.py's fill, test.py's evaluation and an export, as on a GPU."""
+    """An ``Filler`` fill, app.py's fill, test.py's evaluation and an export, as on a GPU."""
     checkpoint = load_checkpoint(tiny_checkpoint)
     image, hole = picture_and_hole()
-    inpainter = Inpainter.from_checkpoint(checkpoint)
+    inpainter = Filler.from_checkpoint(checkpoint)
     filled, flow = inpainter(image, hole)
     assert filled.shape == image.shape and (filled[~hole] == image[~hole]).all() and flow.shape == image.shape
 
-    model = Model(Inpainter.from_checkpoint(checkpoint), checkpoint.spec, "tiny", paddle.device.get_device())
+    model = Model(Filler.from_checkpoint(checkpoint), checkpoint.spec, "tiny", paddle.device.get_device())
     png = cv2.imencode(".png", image)[1].tobytes()
     mask = cv2.imencode(".png", hole.astype(np.uint8) * 255)[1].tobytes()
     answer = fill_request({"model": model}, png, "image.png", mask, "mask.png", "full", False, 10 ** 6)
@@ -194,7 +194,7 @@ def test_inference_commands_run_without_onednn(gpu_code_path, tiny_checkpoint, t
 @pytest.mark.parametrize("device", ["cpu", "gpu:0"])
 def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
     """Threads and malloc tuning are the CPU's: a device that turns out a GPU gets neither."""
-    from utils import device as device_module
+    from deepfill.utils import device as device_module
     calls = []
     monkeypatch.setattr(paddle, "set_device", lambda requested: requested)
     monkeypatch.setattr(paddle.device, "get_device", lambda: device)
@@ -211,7 +211,7 @@ def test_cpu_tuning_only_on_the_cpu(monkeypatch, device):
 
 
 def test_a_numbered_gpu_under_the_launcher_is_each_process_own(monkeypatch, capsys):
-    from utils.device import own_gpu_under_launcher
+    from deepfill.utils.device import own_gpu_under_launcher
     assert own_gpu_under_launcher("gpu:1") == "gpu:1"            # one process: as asked
     monkeypatch.setenv("PADDLE_TRAINERS_NUM", "4")
     monkeypatch.setenv("PADDLE_TRAINER_ID", "0")

@@ -17,24 +17,24 @@ import numpy as np
 import paddle
 import pytest
 
-import evaluation
-from data.dataset import ImageDataset, list_sources
-from evaluation import views as evaluation_views
-from inpainting.inpainter import Inpainter
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import save_checkpoint
-from models.spec import ModelSpec
+from deepfill import evaluation
+from deepfill.data.dataset import ImageDataset, list_sources
+from deepfill.evaluation import views as evaluation_views
+from deepfill.inpainting.filler import Filler
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import save_checkpoint
+from deepfill.models.spec import ModelSpec
 from tests.conftest import ROOT, assert_refused, run_command
 from tests.test_training import noise_pictures, tiny_config
-from training import loop, trainer as trainer_module
-from training.loop import train_and_report
-from training.run_log import LOG_NAME
-from training.trainer import Trainer
-from utils import image_io
-from utils.cli import UserError, run
-from utils.config import load_config
-from utils.files import WriteError, atomic_path, is_temporary
-from utils.image_io import ImageTooLarge, decode_image, image_size_from_header
+from deepfill.training import loop, trainer as trainer_module
+from deepfill.training.loop import train_and_report
+from deepfill.training.run_log import LOG_NAME
+from deepfill.training.trainer import Trainer
+from deepfill.utils import image_io
+from deepfill.utils.cli import UserError, run
+from deepfill.utils.config import load_config
+from deepfill.utils.files import WriteError, atomic_path, is_temporary
+from deepfill.utils.image_io import ImageTooLarge, decode_image, image_size_from_header
 
 TIMEOUT = 120
 TINY_RUN = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "batch_size=2", "critic_steps=1",
@@ -356,7 +356,7 @@ def test_inpaint_folder_mode_skips_the_bomb_and_names_it(golden_checkpoint, tmp_
 
 @pytest.fixture(scope="module")
 def inpaint_cli():
-    from inpainting import jobs
+    from deepfill.inpainting import jobs
     return jobs
 
 
@@ -367,8 +367,8 @@ class Unchanged:
     training_size = 256
 
     def check_fits(self, height, width):
-        from inpainting.inpainter import check_memory
-        from inpainting.runners import BYTES_PER_PIXEL
+        from deepfill.inpainting.filler import check_memory
+        from deepfill.inpainting.runners import BYTES_PER_PIXEL
         check_memory(height, width, BYTES_PER_PIXEL * height * width)
 
     def __call__(self, image_rgb, hole):
@@ -382,7 +382,7 @@ def test_inpaint_sizes_come_from_headers_before_decoding(inpaint_cli, tmp_path, 
     with pytest.raises(UserError, match="huge_mask.png is 12000x12000 but .*a.png is 64x48"):
         inpaint_cli.inpaint_file(Unchanged(), job)
     (tmp_path / "huge.png").write_bytes(declared_png(12000, 12000))
-    monkeypatch.setattr("inpainting.inpainter.available_bytes", lambda: 2 ** 34)
+    monkeypatch.setattr("deepfill.inpainting.filler.available_bytes", lambda: 2 ** 34)
     job = inpaint_cli.Job(str(tmp_path / "huge.png"), str(tmp_path / "huge_mask.png"), str(tmp_path / "o.png"), None)
     with pytest.raises(UserError, match="a 12000x12000 picture needs about 241 GiB but 16 GiB are available"):
         inpaint_cli.inpaint_file(Unchanged(), job)
@@ -422,7 +422,7 @@ def test_inpaint_folder_mode_stops_on_a_full_disk_keeping_earlier_results(inpain
 def validation(tmp_path_factory):
     """A tiny random checkpoint and a validation folder holding the bomb, evaluated as test.py evaluates it
     (``--baselines mean_fill --set max_delta=4 val_windows=1``): ``validation(save_dir)`` → the report."""
-    from models.generator import InpaintGenerator
+    from deepfill.models.generator import InpaintGenerator
     root = tmp_path_factory.mktemp("hostile_evaluation")
     paddle.seed(0)
     checkpoint = str(root / "tiny.pdparams")
@@ -437,7 +437,7 @@ def validation(tmp_path_factory):
         config = evaluation.evaluation_geometry(settings, loaded.spec)
         paths = list_sources(images)
         holes, _ = evaluation.hole_source(config, len(paths))
-        return evaluation.evaluate_pictures(Inpainter.from_checkpoint(loaded), paths, config, holes, ["mean_fill"],
+        return evaluation.evaluate_pictures(Filler.from_checkpoint(loaded), paths, config, holes, ["mean_fill"],
                                             save_dir, progress=False)
     return evaluate
 

@@ -8,8 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
-from inpainting.strategy import crop_windows
-from models.checkpoint import load_checkpoint
+from deepfill.inpainting.strategy import crop_windows
+from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import assert_refused, run_command
 
 
@@ -158,19 +158,19 @@ def test_bad_output_paths_and_arguments_are_refused_before_work(golden_checkpoin
 
 
 def test_a_picture_too_large_for_memory_is_refused_before_running(monkeypatch):
-    from inpainting import inpainter as module
-    from models.generator import InpaintGenerator
-    from utils.cli import UserError
+    from deepfill.inpainting import filler as module
+    from deepfill.models.generator import InpaintGenerator
+    from deepfill.utils.cli import UserError
     monkeypatch.setattr(module, "available_bytes", lambda: 2 ** 30)
     image, hole = np.zeros((1024, 1024, 3), np.uint8), np.ones((1024, 1024), bool)
     with pytest.raises(UserError, match="needs about 2 GiB but 1 GiB are available"):
-        module.Inpainter(InpaintGenerator(cnum=8), compiled=False)(image, hole)
+        module.Filler(InpaintGenerator(cnum=8))(image, hole)
 
 
 def test_png_metadata_warnings_do_not_make_a_picture_unreadable():
     """scikit-image's page.png carries an ICC profile libpng warns about; its pixels are fine."""
     import skimage
-    from utils.image_io import read_image
+    from deepfill.utils.image_io import read_image
     page = read_image(os.path.join(os.path.dirname(skimage.__file__), "data", "page.png"))
     assert page.shape == (191, 384) and page.dtype == np.uint8
 

@@ -5,8 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from models.attention import contextual_attention
-from models.layers import nearest_index, resize_nearest, same_padding
+from deepfill.models.attention import contextual_attention
+from deepfill.models.layers import nearest_index, resize_nearest, same_padding
 
 
 @pytest.mark.parametrize("size,kernel,stride,dilation,expected", [
@@ -84,8 +84,8 @@ def test_attention_rejects_sides_not_divisible_by_rate():
 def test_weights_start_as_tf_initialises_them():
     """Glorot-uniform kernels and zero biases, TF1's defaults that the official graph relies on: every
     kernel's spread matches 2 / (fan_in + fan_out) (the variance of that uniform distribution)."""
-    from models.critics import global_critic
-    from models.generator import InpaintGenerator
+    from deepfill.models.critics import global_critic
+    from deepfill.models.generator import InpaintGenerator
     paddle.seed(3)
     layers = [(name, layer) for net in (InpaintGenerator(16), global_critic(64))
               for name, layer in net.named_sublayers() if isinstance(layer, (paddle.nn.Conv2D, paddle.nn.Linear))]
@@ -106,7 +106,7 @@ def test_an_untrained_generator_is_not_clipped():
     """With TF's initialisation an untrained generator's outputs sit inside (-1, 1), where the clip passes
     gradients; Paddle's default (He normal) clipped 28 % of stage 1 and 47 % of stage 2 here, and a short
     run learnt little more than grey blocks."""
-    from models.generator import InpaintGenerator
+    from deepfill.models.generator import InpaintGenerator
     paddle.seed(0)
     generator = InpaintGenerator(16)
     x = paddle.rand([4, 3, 64, 64]) * 2 - 1

@@ -5,14 +5,20 @@ from __future__ import annotations
 import ast
 import os
 
+import pytest
+
 from tests.conftest import ROOT
 
-LAYERS = ("utils", "models", "data", "inpainting", "tester", "evaluation", "training", "deepfill")
-"""Bottom to top: each package may import its own modules and those of the layers before it. ``tester.py``
-(the paper's metrics and the classical baselines) sits beside the commands but imports nothing of the
-project, so the evaluation can build on it. The commands (``train.py``, ``test.py``, ``inpaint.py``,
-``app.py``), ``tools/`` and ``benchmarks/`` sit on top."""
-PROJECT = set(LAYERS) | {"tools", "benchmarks"}
+LAYERS = ("deepfill.utils", "deepfill.models", "deepfill.data", "deepfill.inpainting", "deepfill.tester",
+          "deepfill.evaluation", "deepfill.training", "deepfill")
+"""The rooms of the library, bottom to top: each may import its own modules and those of the rooms before it.
+``deepfill.tester`` (the paper's metrics and the classical baselines) imports nothing of the project, so the
+evaluation can build on it; ``deepfill`` itself (``__init__``, ``api``: the Python API) is the top. The
+commands (``train.py``, ``test.py``, ``inpaint.py``, ``app.py``), the card's re-export folders (``models/``,
+``data/``, ``utils/``, ``tester.py``), ``tools/`` and ``benchmarks/`` sit above the library: nothing in it
+imports them."""
+REEXPORTS = ("models", "data", "utils", "tester")
+PROJECT = {"deepfill", "tools", "benchmarks", *REEXPORTS}
 
 
 def project_modules() -> dict[str, str]:
@@ -43,8 +49,12 @@ def imports_of(path: str, modules: dict[str, str]) -> set[str]:
 
 
 def layer(module: str) -> int | None:
-    top = module.split(".")[0]
-    return LAYERS.index(top) if top in LAYERS else None
+    """The room of a library module (None outside the library)."""
+    parts = module.split(".")
+    if parts[0] != "deepfill":
+        return None
+    room = ".".join(parts[:2])
+    return LAYERS.index(room if room in LAYERS else "deepfill")
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -89,5 +99,36 @@ def test_layers_import_only_downward():
 
 def test_the_check_sees_the_library():
     graph = import_graph()
-    assert {"models.checkpoint", "training.state", "utils.config", "tester"} <= set(graph)
-    assert "models.checkpoint_file" in graph["models.checkpoint"]
+    assert {"deepfill.models.checkpoint", "deepfill.training.state", "deepfill.utils.config", "deepfill.tester",
+            "models", "tester", "train"} <= set(graph)
+    assert "deepfill.models.checkpoint_file" in graph["deepfill.models.checkpoint"]
+
+
+def test_the_card_folders_only_re_export_the_library():
+    """``models/``, ``data/``, ``utils/`` and ``tester.py`` keep the card's names as thin re-exports: they
+    define nothing (one definition of each concept, in ``deepfill``) and every name they export exists."""
+    import importlib
+    for name in REEXPORTS:
+        path = os.path.join(ROOT, name, "__init__.py") if name != "tester" else os.path.join(ROOT, "tester.py")
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), path)
+        defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        assert not defined, f"{path} defines {defined}: the definition belongs in deepfill"
+        imported = {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+        assert imported and all(module.startswith("deepfill.") for module in imported), imported
+        module = importlib.import_module(name)
+        for exported in getattr(module, "__all__", []):
+            assert getattr(module, exported) is not None
+
+
+def test_the_library_installs_under_one_name():
+    """The wheel holds the package ``deepfill`` alone: no generic top-level ``models`` or ``utils`` in a
+    user's site-packages."""
+    tomllib = pytest.importorskip("tomllib")
+    from setuptools import find_packages
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+    packages = find_packages(ROOT, **setuptools["packages"]["find"])
+    assert all(p == "deepfill" or p.startswith("deepfill.") for p in packages), packages
+    assert {"deepfill", "deepfill.models", "deepfill.inpainting", "deepfill.training"} <= set(packages)
+    assert "py-modules" not in setuptools

@@ -1,13 +1,13 @@
-"""Each training loss on small tensors whose values are worked out by hand (SPEC §4)."""
+"""Each training loss on small tensors whose values are worked out by hand (``deepfill/models/losses.py``)."""
 from __future__ import annotations
 
 import numpy as np
 import paddle
 import pytest
 
-from data.masks import Box
-from models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
-                           wgan_critic_loss, wgan_generator_loss)
+from deepfill.data.masks import Box
+from deepfill.models.losses import (gradient_penalty, local_patches, reconstruction_losses, spatial_discount,
+                                    wgan_critic_loss, wgan_generator_loss)
 
 # spatial_discount(4, 4, 0.5): γ^min(i, 4-i) = 1, .5, .25, .5 along each axis, and the larger of the two.
 DISCOUNT_4 = np.array([[1, 1, 1, 1],

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from models import pretrained
-from models.checkpoint import load_checkpoint
+from deepfill.models import pretrained
+from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, assert_refused, run_command
 from tests.test_readme import code_blocks
-from utils.errors import UserError
+from deepfill.utils.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import tempfile
 import cv2
 import pytest
 
-from utils.config import settings
+from deepfill.utils.config import settings
 
 from tests.conftest import ROOT, run_command
 from tests.golden_data import write_golden_bundle
@@ -130,7 +130,7 @@ def test_benchmarks_print_their_numbers(project):
 
 
 SHELL_SEPARATORS = {"&&", "||", "|", ";", ">", ">>", "<"}
-SETTING_FLAGS = {"--set", "--compare"}          # their values are KEY=VALUE pairs of utils/config.py's settings
+SETTING_FLAGS = {"--set", "--compare"}          # their values are KEY=VALUE pairs of deepfill/utils/config.py's settings
 LAUNCHER = "paddle.distributed.launch"          # python -m paddle.distributed.launch [its flags] SCRIPT [flags]
 
 

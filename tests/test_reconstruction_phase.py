@@ -8,11 +8,11 @@ import numpy as np
 import paddle
 import pytest
 
-from training.loop import train
-from training.run_log import LOG_NAME
-from training.trainer import Trainer
-from utils.cli import UserError
-from utils.config import load_config
+from deepfill.training.loop import train
+from deepfill.training.run_log import LOG_NAME
+from deepfill.training.trainer import Trainer
+from deepfill.utils.cli import UserError
+from deepfill.utils.config import load_config
 
 TINY = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "batch_size=2", "critic_steps=2",
         "num_workers=0", "log_every=1", "sample_every=100", "save_every=100", "keep_checkpoints=0"]

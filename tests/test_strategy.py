@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inpainting import strategy
-from inpainting.inpainter import Inpainter
-from inpainting.strategy import crop_windows, fill, fill_picture, resolve
-from models.checkpoint import load_checkpoint
-from utils.cli import UserError
+from deepfill.inpainting import strategy
+from deepfill.inpainting.filler import Filler
+from deepfill.inpainting.strategy import crop_windows, fill, fill_picture, resolve
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.utils.cli import UserError
 
 
 @pytest.fixture(scope="module")
-def inpainter(golden_checkpoint) -> Inpainter:
+def inpainter(golden_checkpoint) -> Filler:
     checkpoint = load_checkpoint(golden_checkpoint)
-    return Inpainter(checkpoint.build_generator(), checkpoint.spec.channel_order, compiled=False)
+    return Filler(checkpoint.build_generator(), checkpoint.spec.channel_order)
 
 
 def picture(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The official ``inpaint.yml`` switches that change training (GAN_WITH_MASK, PADDING, GRADIENT_CLIP /
 GRADIENT_CLIP_VALUE, AE_LOSS, DISCOUNTED_MASK) compute what the official graph computes with them.
 
-For each non-default value, one training step of the library (``training.algorithm``'s losses, and the
+For each non-default value, one training step of the library (``deepfill.training.algorithm``'s losses, and the
 generator's gradient as its Adam optimiser receives it, after ``grad_clip``) on the official weights, images,
 hole, box and interpolation factors matches the official step recorded by ``tests/golden/
 make_switch_golden.py`` (``tests/golden/switches.npz``), with the tolerances of ``tests/test_train_step.py``,
@@ -17,19 +17,19 @@ import numpy as np
 import paddle
 import pytest
 
-from data.masks import Box
-from models.checkpoint import load_checkpoint
-from models.checkpoint_file import read_spec
-from models.convolution import use_onednn
-from models.generator import InpaintGenerator
-from models.hole_reach import fill_holes
-from models.official import critic_tf_name, generator_tf_name, to_tf_layout
+from deepfill.data.masks import Box
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint_file import read_spec
+from deepfill.models import kernels
+from deepfill.models.generator import InpaintGenerator
+from deepfill.models.hole_reach import fill_holes
+from deepfill.models.official import critic_tf_name, generator_tf_name, to_tf_layout
 from tests.conftest import assert_refused, nchw, run_command
 from tests.golden_data import gradient_projection, load_switches, mask_channel_kernel
 from tests.test_train_step import LOSS_NAMES, LOSS_TOLERANCE, tolerance
-from training.algorithm import Batch, Networks, critic_losses, generator_losses
-from training.loop import train
-from utils.config import load_config
+from deepfill.training.algorithm import Batch, Networks, critic_losses, generator_losses
+from deepfill.training.loop import train
+from deepfill.utils.config import load_config
 
 SWITCHES = load_switches()
 _steps: dict[tuple[str, bool], dict] = {}
@@ -41,14 +41,19 @@ def with_mask_channel(weight: np.ndarray) -> np.ndarray:
 
 
 def library_step(settings: str, onednn: bool, golden_checkpoint: str, base: dict) -> dict:
-    """One step with ``settings`` on the official inputs: every loss, the critics' gradients and the
-    generator's gradient as Adam receives it (read back from its first moment, (1 − β1)·g after one step).
-    The critics are not stepped, so the generator's gradient is taken at the official weights."""
+    """One step with ``settings`` on the official inputs, on oneDNN's kernels or Paddle's: every loss, the
+    critics' gradients and the generator's gradient as Adam receives it (read back from its first moment,
+    (1 − β1)·g after one step). The critics are not stepped, so the generator's gradient is taken at the
+    official weights."""
+    with kernels.using("onednn" if onednn else "paddle"):
+        return _library_step(settings, golden_checkpoint, base)
+
+
+def _library_step(settings: str, golden_checkpoint: str, base: dict) -> dict:
     images = nchw(base["x"])
     count, size = images.shape[0], images.shape[2]
     top, left, height, width = (int(v) for v in base["local_box"])
-    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32", f"onednn={onednn}",
-                                *settings.split(",")])
+    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32", *settings.split(",")])
     paddle.seed(0)
     nets = Networks(config)
     checkpoint = load_checkpoint(golden_checkpoint)
@@ -80,7 +85,6 @@ def library_step(settings: str, onednn: bool, golden_checkpoint: str, base: dict
     for name, parameter in nets.generator.named_parameters():
         received = np.asarray(moments[f"{parameter.name}_moment1_0"]) / (1.0 - config.beta1)
         gradients[generator_tf_name(name)] = to_tf_layout(name, received, 0)
-    use_onednn(True)
     return {"losses": {**{k: float(v) for k, v in d_losses.items() if v.size == 1},
                        **{k: float(v) for k, v in g_losses.items()}},
             "gradients": gradients}

@@ -1,6 +1,6 @@
-"""The official training step: the training library's own loss code (``training.algorithm``), run on the
+"""The official training step: the training library's own loss code (``deepfill.training.algorithm``), run on the
 official graph's weights, images, hole, local box and interpolation factors, gives the official losses and
-gradients (SPEC §7): every loss within 1e-4 relative, every generator gradient within 1e-3 of that tensor's
+gradients (the golden data, ``tests/golden/make_golden.py``): every loss within 1e-4 relative, every generator gradient within 1e-3 of that tensor's
 largest entry, every critic gradient within 1e-2 (second-order terms of the penalty in float32).
 
 The project keeps a reduced form of the official gradients (tests/golden/train_step.npz: per-tensor norm,
@@ -15,14 +15,14 @@ import numpy as np
 import paddle
 import pytest
 
-from data.masks import Box
-from models.checkpoint import load_checkpoint
-from models.convolution import onednn_active, use_onednn
-from models.official import critic_tf_name, generator_tf_name, to_tf_layout
+from deepfill.data.masks import Box
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models import kernels
+from deepfill.models.official import critic_tf_name, generator_tf_name, to_tf_layout
 from tests.conftest import nchw
 from tests.golden_data import gradient_projection
-from training.algorithm import Batch, Networks, critic_losses, generator_losses
-from utils.config import load_config
+from deepfill.training.algorithm import Batch, Networks, critic_losses, generator_losses
+from deepfill.utils.config import load_config
 
 LOSS_TOLERANCE = 1e-4
 GENERATOR_TOLERANCE, CRITIC_TOLERANCE = 1e-3, 1e-2
@@ -33,20 +33,22 @@ LOSS_NAMES = {"l1_loss": "l1_loss", "ae_loss": "ae_loss", "g_loss_local": "g_los
               "g_loss": "total_g_loss", "d_loss": "total_d_loss"}
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["onednn", "paddle-kernels"])
+@pytest.fixture(scope="module", params=["onednn", "paddle"])
 def step(request, golden_checkpoint, train_step_golden):
     """One step of the library's objective on the official inputs: losses and gradients in the official
-    names and layout; the convolutions and their gradients on oneDNN (the CPU's default) or on Paddle's
-    own kernels."""
-    golden = train_step_golden
+    names and layout; the model's kernels (``deepfill.models.kernels``) oneDNN's (the CPU's default) or Paddle's."""
+    with kernels.using(request.param):
+        return library_step(golden_checkpoint, train_step_golden)
+
+
+def library_step(golden_checkpoint: str, golden: dict) -> dict:
+    """One step on the installed kernels."""
     images = nchw(golden["x"])
     count, size = images.shape[0], images.shape[2]
     top, left, height, width = (int(v) for v in golden["local_box"])
-    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32",
-                                f"onednn={request.param}"])
+    config = load_config(None, [f"image_size={size}", f"hole_size={height}", "cnum=32"])
     paddle.seed(0)
     nets = Networks(config)
-    assert onednn_active() == request.param
     checkpoint = load_checkpoint(golden_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
     nets.local_critic.set_state_dict(checkpoint.critics["critic_local"])
@@ -70,7 +72,6 @@ def step(request, golden_checkpoint, train_step_golden):
         gradients[generator_tf_name(name)] = to_tf_layout(name, parameter.grad.numpy(), 0)
     losses = {**{k: float(v) for k, v in d_losses.items() if v.size == 1},
               **{k: float(v) for k, v in g_losses.items()}}
-    use_onednn(True)
     return {"losses": losses, "gradients": gradients, "discount": nets.discount.numpy()[0, 0]}
 
 

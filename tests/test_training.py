@@ -12,14 +12,14 @@ import numpy as np
 import paddle
 import pytest
 
-from models.checkpoint import load_checkpoint
+from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, run_command
 from tests.test_readme import documented_commands
-from training.loop import train, train_and_report
-from training.run_log import LOG_NAME, sample_picture
-from training.trainer import Trainer, TrainingDiverged
-from utils.cli import UserError
-from utils.config import Config, load_config
+from deepfill.training.loop import train, train_and_report
+from deepfill.training.run_log import LOG_NAME, sample_picture
+from deepfill.training.trainer import Trainer, TrainingDiverged
+from deepfill.utils.cli import UserError
+from deepfill.utils.config import Config, load_config
 
 TINY = ["image_size=32", "hole_size=16", "max_delta=4", "cnum=8", "batch_size=2", "critic_steps=2",
         "num_workers=0", "log_every=1", "sample_every=2", "save_every=1", "keep_checkpoints=0"]
@@ -285,7 +285,7 @@ def test_two_data_parallel_processes_train_like_one(tmp_path):
 
 
 def test_places2_config_is_the_official_recipe():
-    """configs/places2.yaml spells out the defaults, which are inpaint.yml's values (SPEC §4)."""
+    """configs/places2.yaml spells out the defaults, which are the official inpaint.yml's values."""
     loaded = load_config(os.path.join(ROOT, "configs", "places2.yaml"))
     defaults = Config()
     differing = {k for k, v in loaded.to_dict().items() if v != getattr(defaults, k)}
@@ -321,8 +321,8 @@ def test_documented_training_commands_are_valid_settings():
 
 
 def test_a_second_ctrl_c_inside_paddle_still_stops_at_once(tmp_path, monkeypatch, capsys):
-    """A KeyboardInterrupt raised by the second Ctrl-C while Paddle's C++ runs (e.g. tracing the compiled
-    critic pass) can come out as another exception; it is still reported as the user's Ctrl-C."""
+    """A KeyboardInterrupt raised by the second Ctrl-C while Paddle's C++ runs can come out as another
+    exception; it is still reported as the user's Ctrl-C."""
     def interrupted_inside_paddle(self):
         self.stop_signal, self.interrupted = signal.SIGINT, True
         raise SystemError("<class 'UnicodeDecodeError'> returned a result with an exception set")

@@ -1,6 +1,7 @@
 """DeepFill v2 against the official v2 graph (``tests/golden/v2``): the converted TF checkpoint, the gated
-generator's forward pass and attention, the SN-PatchGAN critic's scores and power iteration, on both
-convolution paths; and ``inpaint.py`` with the converted checkpoint reproducing the official output."""
+generator's forward pass and attention (by every path that computes a fill: ``forward``, ``fill_holes``,
+the export's graph), the SN-PatchGAN critic's scores and power iteration, on both convolution paths; and
+``inpaint.py`` with the converted checkpoint reproducing the official output."""
 from __future__ import annotations
 
 import os
@@ -10,11 +11,12 @@ import numpy as np
 import paddle
 import pytest
 
-from models import convolution
-from models.checkpoint import load_checkpoint
-from models.gated import GatedConv
+from deepfill.models import kernels
+from deepfill.models.activations import activate
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models.gated import GatedConv
 from tests import golden_v2_data
-from tests.conftest import assert_refused, nchw, nhwc, run_command
+from tests.conftest import FILL_PATHS, assert_refused, fill_by, nchw, nhwc, run_command
 from tests.tf_bundle_writer import write_bundle, write_checkpoint_state
 
 TOLERANCE = 1e-4
@@ -31,11 +33,10 @@ def converted(golden_v2_checkpoint):
     return load_checkpoint(golden_v2_checkpoint)
 
 
-@pytest.fixture(params=[True, False], ids=["onednn", "paddle"])
+@pytest.fixture(params=["onednn", "paddle"])
 def conv_path(request):
-    convolution.use_onednn(request.param)
-    yield request.param
-    convolution.use_onednn(True)
+    with kernels.using(request.param):
+        yield request.param
 
 
 def run_generator(converted, golden_v2) -> dict[str, np.ndarray]:
@@ -78,6 +79,22 @@ def test_v2_attention_offsets_match(converted, golden_v2):
     assert agree.mean() > 0.99, f"only {agree.mean():.3f} of offsets agree"
 
 
+@pytest.mark.parametrize("path", FILL_PATHS[1:])
+def test_every_fill_path_reproduces_the_official_v2_stage2(converted, golden_v2, conv_path, path):
+    """v2 through the paths v1 takes (``forward`` above): the gated layers and tanh are bounded and traced
+    as v1's are, with no code of their own."""
+    generator = converted.build_generator(per_sample_mask=True)
+    generator.eval()
+    x_stage2, offsets, (pixels, positions) = fill_by(path, generator, nchw(golden_v2["x_incomplete"]),
+                                                     nchw(golden_v2["mask"]))
+    error = np.abs(x_stage2.transpose(0, 2, 3, 1) - golden_v2["x_stage2"]).max(axis=-1)[pixels].max()
+    assert error < TOLERANCE, f"{path}: x_stage2 max abs error {error}"
+    rows, cols = np.meshgrid(np.arange(offsets.shape[2]), np.arange(offsets.shape[3]), indexing="ij")
+    absolute = (offsets + np.stack([rows, cols])[None]).transpose(0, 2, 3, 1)
+    agree = (absolute == golden_v2["ca_offsets"]).all(axis=-1)[:, positions]
+    assert agree.size > 0 and agree.mean() > 0.99, f"{path}: only {agree.mean():.3f} of offsets agree"
+
+
 def test_sn_patch_gan_scores_and_power_iteration_match(converted, golden_v2, conv_path):
     critic = converted.build_patch_critic()
     for i, conv in enumerate(critic.convs, start=1):
@@ -97,10 +114,10 @@ def test_a_mutated_gate_fails_the_comparison(converted, golden_v2, monkeypatch, 
         if self.activation is None:
             return y
         gate, features = paddle.split(y, 2, axis=1)
-        return self.activation(features) * paddle.nn.functional.sigmoid(gate)
+        return activate(features, self.activation) * paddle.nn.functional.sigmoid(gate)
 
     def ungated(self, y):
-        return y if self.activation is None else self.activation(paddle.split(y, 2, axis=1)[0])
+        return y if self.activation is None else activate(paddle.split(y, 2, axis=1)[0], self.activation)
 
     monkeypatch.setattr(GatedConv, "gate", other_half if mutation == "other_half" else ungated)
     assert forward_error(converted, golden_v2, "x_stage2") > 100 * TOLERANCE

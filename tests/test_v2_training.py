@@ -1,5 +1,5 @@
 """DeepFill v2's training against the official v2 graph (``tests/golden/v2/train_step.npz``): the library's own
-step code (``training.algorithm_v2``) on the official weights, pictures and holes gives the official losses
+step code (``deepfill.training.algorithm_v2``) on the official weights, pictures and holes gives the official losses
 (1e-4 relative) and gradients (generator 1e-3, critic 1e-2 of each tensor's largest entry), on both
 convolution paths; the official ``brush_stroke_mask`` is reproduced; ``train.py`` with
 ``configs/places2_v2.yaml`` runs, saves and resumes exactly."""
@@ -11,18 +11,18 @@ import cv2
 import numpy as np
 import pytest
 
-from data.masks import official_brush_strokes, random_masks
-from models.checkpoint import load_checkpoint
-from models.convolution import use_onednn
-from models.official import generator_tf_name, to_tf_layout
-from models.tf_convert import patch_critic_tf_name
+from deepfill.data.masks import official_brush_strokes, random_masks
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.models import kernels
+from deepfill.models.official import generator_tf_name, to_tf_layout
+from deepfill.models.tf_convert import patch_critic_tf_name
 from tests import golden_v2_data
 from tests.conftest import nchw, run_command
 from tests.golden_data import gradient_projection
 from tests.test_training import logged_steps
-from training import algorithm_v2
-from training.algorithm import Batch
-from utils.config import load_config
+from deepfill.training import algorithm_v2
+from deepfill.training.algorithm import Batch
+from deepfill.utils.config import load_config
 
 LOSS_TOLERANCE = 1e-4
 GENERATOR_TOLERANCE, CRITIC_TOLERANCE = 1e-3, 1e-2
@@ -49,15 +49,20 @@ def test_v2_holes_unite_the_box_and_strokes_over_the_whole_image():
     assert masks[0, 0][inside].mean() > 0.5 and masks[0, 0][~inside].any()
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["onednn", "paddle-kernels"])
+@pytest.fixture(scope="module", params=["onednn", "paddle"])
 def step(request, golden_v2_checkpoint, train_step_v2):
-    """One official v2 step with the library's loss code: the critic's gradients of d_loss and the
-    generator's of g_loss, each from a pass that starts from the same power-iteration vectors, as the
-    official graph computes both from one pass."""
+    """One official v2 step with the library's loss code, on oneDNN's kernels or Paddle's: the critic's
+    gradients of d_loss and the generator's of g_loss, each from a pass that starts from the same
+    power-iteration vectors, as the official graph computes both from one pass."""
+    with kernels.using(request.param):
+        return library_step(golden_v2_checkpoint)
+
+
+def library_step(golden_v2_checkpoint: str) -> dict:
     golden = golden_v2_data.load_tensors()
     images = nchw(golden["x"] / 127.5 - 1.0)
     count = images.shape[0]
-    config = load_config(None, ["version=2", f"onednn={request.param}"])
+    config = load_config(None, ["version=2"])
     nets = algorithm_v2.NetworksV2(config)
     checkpoint = load_checkpoint(golden_v2_checkpoint)
     nets.generator.set_state_dict(checkpoint.generator)
@@ -73,7 +78,6 @@ def step(request, golden_v2_checkpoint, train_step_v2):
             gradients[name_of(name)] = to_tf_layout(name, parameter.grad.numpy(), 0)
         nets.opt_g.clear_grad()
         nets.opt_d.clear_grad()
-    use_onednn(True)
     return {"losses": losses, "gradients": gradients}
 
 

@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 
-from models.checkpoint import load_checkpoint
-from tester import METRICS
+from deepfill.models.checkpoint import load_checkpoint
+from deepfill.tester import METRICS
 from tests.test_training import logged_lines, logged_steps, noise_pictures, tiny_config
-from training.loop import train
-from training.run_log import LOG_NAME
-from training.state import BEST_NAME
-from utils.image_io import read_image
+from deepfill.training.loop import train
+from deepfill.training.run_log import LOG_NAME
+from deepfill.training.state import BEST_NAME
+from deepfill.utils.image_io import read_image
 
 
 def validations(run_dir) -> dict[int, dict[str, float]]:

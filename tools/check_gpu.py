@@ -17,19 +17,19 @@ import time
 
 os.environ.setdefault("GLOG_minloglevel", "1")     # Paddle's warnings (W lines) visible, not its INFO
 
-from utils.environment import prepare_paddle  # noqa: E402
+from deepfill.utils.environment import prepare_paddle  # noqa: E402
 
 prepare_paddle()
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from inpainting.inpainter import Inpainter  # noqa: E402
-from models.generator import InpaintGenerator  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
-from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
+from deepfill.inpainting.filler import Filler  # noqa: E402
+from deepfill.models.generator import InpaintGenerator  # noqa: E402
+from deepfill.training.trainer import Trainer  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.config import load_config  # noqa: E402
+from deepfill.utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
 
 PLACES2 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "places2.yaml")
 FILL_SIDE = 512
@@ -64,7 +64,7 @@ def main() -> None:
           f"{config.critic_steps} critic updates: {second:.2f} s per iteration (the first, with warm-up, "
           f"{first:.2f} s)")
     generator = InpaintGenerator(config.cnum)
-    inpainter = Inpainter(generator)
+    inpainter = Filler(generator)
     picture = np.random.default_rng(0).integers(0, 256, (FILL_SIDE, FILL_SIDE, 3), dtype=np.uint8)
     hole = np.zeros((FILL_SIDE, FILL_SIDE), bool)
     hole[160:352, 128:320] = True

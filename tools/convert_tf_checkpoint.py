@@ -4,7 +4,7 @@
 
 TF_CKPT is a folder holding a ``checkpoint`` file (or ``checkpoint.txt``, as Google Drive delivers it) or a
 prefix such as ``…/snap-0``. TensorFlow is not needed. Generator and critics are kept, optimiser slots are
-dropped (see ``models.tf_convert``). The result records channel order BGR — the official models were
+dropped (see ``deepfill.models.tf_convert``). The result records channel order BGR — the official models were
 trained on OpenCV's BGR arrays — and the source path, so ``inpaint.py`` feeds them correctly. For the
 official release models, ``tools/download_pretrained.py NAME`` does this in one step.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from models.checkpoint_file import save_checkpoint  # noqa: E402
-from models.tf_convert import convert  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.models.checkpoint_file import save_checkpoint  # noqa: E402
+from deepfill.models.tf_convert import convert  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
 def main() -> None:

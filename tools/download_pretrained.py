@@ -15,14 +15,14 @@ import argparse
 import os
 import time
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from models.checkpoint import load_checkpoint  # noqa: E402
-from models.pretrained import (HOME_VARIABLE, MIRROR_VARIABLE, RELEASES, cache_home, fetch,  # noqa: E402
-                               is_cached, mirror_url, release)
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
+from deepfill.models.pretrained import (HOME_VARIABLE, MIRROR_VARIABLE, RELEASES, cache_home, fetch,  # noqa: E402
+                                        is_cached, mirror_url, release)
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
 def main() -> None:

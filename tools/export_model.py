@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 
-from utils.environment import prepare_paddle
+from deepfill.utils.environment import prepare_paddle
 
 prepare_paddle()
 
-from inpainting.export import FORMATS, export_model, formats_of, is_export  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
-from utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.inpainting.export import FORMATS, export_model, formats_of, is_export  # noqa: E402
+from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
 def folder_size(folder: str) -> str:

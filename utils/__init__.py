@@ -1,3 +1,8 @@
-"""The bottom layer: file and image I/O, the pixel boundary, configuration, devices and command-line
-plumbing. Nothing here imports ``models`` or any command; Paddle's environment is set by
-``utils.environment.prepare_paddle``, which each command calls first."""
+"""What every layer shares (settings, files, devices, picture input and output, errors).
+
+The code lives in ``deepfill.utils``; this folder keeps the names the card gives.
+"""
+from deepfill.utils.config import Config, load_config
+from deepfill.utils.errors import UserError
+
+__all__ = ["Config", "load_config", "UserError"]

@@ -41,7 +41,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tests.golden_data import PROJECTION_SEED, projection_vector  # noqa: E402
-from utils.tf_bundle import read_index, read_tensors, resolve_prefix  # noqa: E402
+from deepfill.utils.tf_bundle import read_index, read_tensors, resolve_prefix  # noqa: E402
 
 KEPT_WHOLE = ["x", "mask", "local_box", "spatial_discount", "alpha_local", "alpha_global"]
 FULL_GRADIENTS = [

@@ -2,7 +2,7 @@
 that changes training, computed by the official TensorFlow code itself.
 
 Why: the project turns the official switches (GAN_WITH_MASK, PADDING, GRADIENT_CLIP / GRADIENT_CLIP_VALUE,
-AE_LOSS, DISCOUNTED_MASK) into settings (``utils/config.py``), and each must compute what the official graph
+AE_LOSS, DISCOUNTED_MASK) into settings (``deepfill/utils/config.py``), and each must compute what the official graph
 computes with that switch, as the default recipe does (``tests/golden/train_step.npz``). ``tests/
 test_switches.py`` compares the project's training step with what this script records.
 

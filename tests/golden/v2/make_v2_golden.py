@@ -339,7 +339,7 @@ def check_bundle(tf, folder: str, values: dict[str, np.ndarray], order: list) ->
                    "distractors": distractors}, handle, indent=0)
         handle.write("\n")
     from tests.golden_v2_data import write_v2_bundle
-    from utils.tf_bundle import read_tensors
+    from deepfill.utils.tf_bundle import read_tensors
     real = read_tensors(os.path.join(folder, "snap"))
     rebuilt = read_tensors(os.path.join(write_v2_bundle(tempfile.mkdtemp(prefix="v2-rebuilt-")), "snap-0"))
     assert sorted(real) == sorted(rebuilt) == sorted(shapes)
