@@ -242,8 +242,7 @@ class _Columns:
         raw = _raw_patches(b, self.rectangle, rate, step)
         if local.shape[0] < raw.shape[2]:              # some patches of the rectangle are not usable
             raw = _take(raw, local, 2)
-        self.raw = raw                                   # per image: unbound, not sliced (see kernels.paste)
-        self.raw_images = paddle.unbind(raw.unsqueeze(1), axis=0) if raw.shape[0] > 1 else [raw]
+        self.raw = raw
         self.weight = weight[0].astype(patches.dtype) if weight else None
 
 
@@ -264,11 +263,12 @@ def _raw_patches(b: paddle.Tensor, rectangle: tuple[int, int, int, int], rate: i
 
 
 def _shifted_sum(flat: paddle.Tensor, start: int, length: int, offsets: list[int]) -> paddle.Tensor:
-    """Sum over ``offsets`` of ``flat[start + offset : start + offset + length]``: views of one buffer."""
+    """Sum over ``offsets`` of ``flat[:, start + offset : start + offset + length]``: views of one buffer
+    per image ([N, size])."""
     for offset in offsets:
-        if start + offset < 0 or start + offset + length > flat.shape[0]:
-            raise AssertionError(f"shifted view [{start + offset}, +{length}) outside {flat.shape[0]}")
-    views = [flat[start + offset:start + offset + length] for offset in offsets]
+        if start + offset < 0 or start + offset + length > flat.shape[1]:
+            raise AssertionError(f"shifted view [{start + offset}, +{length}) outside {flat.shape[1]}")
+    views = [flat[:, start + offset:start + offset + length] for offset in offsets]
     return views[0] if len(views) == 1 else paddle.add_n(views)
 
 
@@ -276,26 +276,27 @@ def _shifted_sum_adjoint(d: paddle.Tensor, size: int, start: int, offsets: list[
     """The gradient of ``_shifted_sum`` over a buffer of ``size``: each view's gradient is ``d`` at its
     place, so the buffer's is again a sum of views, of ``d`` padded with zeros once."""
     low, high = min(offsets), max(offsets)
-    padded = paddle.concat([paddle.zeros([start + high], d.dtype), d,
-                            paddle.zeros([size - start - low - d.shape[0]], d.dtype)])
+    batch, length = d.shape
+    padded = paddle.concat([paddle.zeros([batch, start + high], d.dtype), d,
+                            paddle.zeros([batch, size - start - low - length], d.dtype)], axis=1)
     return _shifted_sum(padded, 0, size, [high - offset for offset in offsets])
 
 
 @dataclass(frozen=True)
 class _FusePlan:
-    """Where the fuse's two passes read one image's scores of a row tile against a column tile (``_Tile``
-    layouts on both axes), flattened: pass 1 (row-major order) moves s rows and s columns, pass 2
+    """Where the fuse's two passes read each image's scores of a row tile against a column tile (``_Tile``
+    layouts on both axes), flattened per image: pass 1 (row-major order) moves s rows and s columns, pass 2
     (column-major) s runs of either layout. Pass 1 is kept from score row ``before + 1`` on, pass 2 for
     the row tile's ``count`` rows from its ``first``; ``blank`` rows and columns of pass 1 are zero."""
-    shape: tuple[int, int]
+    shape: tuple[int, int, int]                # [N, score rows, score columns]
     once: tuple[int, int, list[int]]           # (start, length, offsets) in the scores
     twice: tuple[int, int, list[int]]          # in pass 1's result
     blank_rows: tuple[int, ...]               # rows of pass 1's result
     blank_columns: tuple[int, ...]
 
     @classmethod
-    def of(cls, shape: tuple[int, int], rows: _Tile, columns: _Tile, fuse: _Fuse) -> "_FusePlan":
-        height, width = shape
+    def of(cls, shape: tuple[int, int, int], rows: _Tile, columns: _Tile, fuse: _Fuse) -> "_FusePlan":
+        _, height, width = shape
         first = fuse.before + 1
         start = rows.first - first
         return cls(shape, (first * width, (height - fuse.ring - 2) * width, [s * (width + 1) for s in fuse.shifts]),
@@ -303,25 +304,26 @@ class _FusePlan:
                    tuple(int(row) - first for row in rows.blank), tuple(int(column) for column in columns.blank))
 
     def values(self, scores: paddle.Tensor) -> paddle.Tensor:
-        once = _shifted_sum(scores.reshape([-1]), *self.once)
+        batch, _, width = self.shape
+        once = _shifted_sum(scores.reshape([batch, -1]), *self.once)
         self._blank(once)
         twice = _shifted_sum(once, *self.twice)
-        return twice.reshape([-1, self.shape[1]])
+        return twice.reshape([batch, -1, width])
 
     def gradient(self, d_twice: paddle.Tensor) -> paddle.Tensor:
-        d_once = _shifted_sum_adjoint(d_twice.reshape([-1]), self.once[1], self.twice[0], self.twice[2])
+        batch, height, width = self.shape
+        d_once = _shifted_sum_adjoint(d_twice.reshape([batch, -1]), self.once[1], self.twice[0], self.twice[2])
         self._blank(d_once)
-        return _shifted_sum_adjoint(d_once, self.shape[0] * self.shape[1], self.once[0], self.once[2]).reshape(
-            list(self.shape))
+        return _shifted_sum_adjoint(d_once, height * width, self.once[0], self.once[2]).reshape(list(self.shape))
 
     def _blank(self, once: paddle.Tensor) -> None:
-        width = self.shape[1]
+        batch, _, width = self.shape
         for row in self.blank_rows:
-            once[row * width:(row + 1) * width] = 0.0
+            once[:, row * width:(row + 1) * width] = 0.0
         if self.blank_columns:
-            grid = once.reshape([-1, width])
+            grid = once.reshape([batch, -1, width])
             for column in self.blank_columns:
-                grid[:, column] = 0.0
+                grid[:, :, column] = 0.0
 
 
 class _Fused(PyLayer):
@@ -339,20 +341,21 @@ class _Fused(PyLayer):
 
 
 def _fuse(scores: paddle.Tensor, rows: _Tile, columns: _Columns, fuse: _Fuse) -> paddle.Tensor:
-    """The official fuse of one image's scores [row layout, column layout], for the ``rows.count`` rows
-    from ``rows.first``, as [count, column layout] (``_FusePlan``)."""
+    """The official fuse of the scores [N, row layout, column layout], for the ``rows.count`` rows from
+    ``rows.first``, as [N, count, column layout] (``_FusePlan``)."""
     plan = _FusePlan.of(tuple(scores.shape), rows, columns.tile, fuse)
     return plan.values(scores) if scores.stop_gradient else _Fused.apply(scores, plan)
 
 
 def _attend(logits: paddle.Tensor, weight: paddle.Tensor | None
             ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-    """The softmax of one column tile's logits [rows, columns] (one fused kernel), after the per-image
-    ``weight`` (0 for the patches this image may not use: their logit becomes 0, their attention 0), as
-    ``(attention, largest, total, best, key)``: the largest logit, the sum of exp(logit - largest) (1 / the
-    softmax there), the argmax and the logit there (-inf where the attention there is 0), [rows, 1] each
-    but ``best`` [rows]."""
+    """The softmax of one column tile's logits [N, rows, columns] (one fused kernel), after the per-image
+    ``weight`` [N, columns] (0 for the patches an image may not use: their logit becomes 0, their attention
+    0), as ``(attention, largest, total, best, key)``: the largest logit, the sum of exp(logit - largest)
+    (1 / the softmax there), the argmax and the logit there (-inf where the attention there is 0), [N, rows,
+    1] each but ``best`` [N, rows]."""
     if weight is not None:
+        weight = weight.unsqueeze(1)
         logits = logits * weight
     attention = F.softmax(logits, axis=-1)
     top = paddle.argmax(attention, axis=-1)
@@ -366,14 +369,15 @@ def _attend(logits: paddle.Tensor, weight: paddle.Tensor | None
 
 
 def _at(x: paddle.Tensor, index: paddle.Tensor) -> paddle.Tensor:
-    """``x`` [rows, columns] at one column per row (``index`` [rows]), as [rows, 1]: a gather from the
-    flattened matrix (``take_along_axis`` expands its operands to each other's shape first)."""
-    rows, columns = x.shape
-    return paddle.gather(x.reshape([-1]), paddle.arange(rows, dtype=index.dtype) * columns + index).reshape([-1, 1])
+    """``x`` [N, rows, columns] at one column per row (``index`` [N, rows]), as [N, rows, 1]: a gather from
+    the flattened tensor (``take_along_axis`` expands its operands to each other's shape first)."""
+    batch, rows, columns = x.shape
+    flat_index = paddle.arange(batch * rows, dtype=index.dtype) * columns + index.reshape([-1])
+    return paddle.gather(x.reshape([-1]), flat_index).reshape([batch, rows, 1])
 
 
 class _Softmax:
-    """The softmax over every column tile of one image's rows, joined one tile at a time: each tile's
+    """The softmax over every column tile of a row tile's rows (every image at once), joined one tile at a time: each tile's
     softmax (and its paste, which is linear in it) is weighed into the running one by its share of the
     sum of exp(logit - largest so far). The weights are convex (each at most 1), so nothing overflows
     however far apart the tiles' logits are; the argmax goes to the larger logit, ties to the smaller
@@ -391,14 +395,14 @@ class _Softmax:
         top = paddle.maximum(self.largest, largest)
         before, added = self.total * paddle.exp(self.largest - top), total * paddle.exp(largest - top)
         self.total = before + added
-        if self.pasted.stop_gradient and pasted.stop_gradient:      # in place: no [rows, C·16] copies
+        if self.pasted.stop_gradient and pasted.stop_gradient:      # in place: no [N, rows, C·16] copies
             self.pasted.multiply_(before / self.total).add_(pasted.multiply_(added / self.total))
         else:
             self.pasted = self.pasted * (before / self.total) + pasted * (added / self.total)
         self.largest = top
-        take = (key > self.key) | ((key == self.key) & (best.unsqueeze(1) < self.best.unsqueeze(1)))
+        take = (key > self.key) | ((key == self.key) & (best.unsqueeze(-1) < self.best.unsqueeze(-1)))
         self.key = paddle.where(take, key, self.key)
-        self.best = paddle.where(take.reshape([-1]), best, self.best)
+        self.best = paddle.where(take.squeeze(-1), best, self.best)
 
     def result(self, zeros: int) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The paste (or attention) and the argmax, with ``zeros`` more logits equal to 0 in the softmax
@@ -485,49 +489,46 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
     top, bottom = same_padding(height, 2 * rate, rate)
     left, right = same_padding(width, 2 * rate, rate)
     y = None if whole_map else paddle.zeros_like(f)
-    maps, best = [[] for _ in range(batch)], [[] for _ in range(batch)]
+    maps, best = [], [paddle.full([batch, 1], -1, "int64")]
     for tile in tiles:
         query_index, valid, in_tile, kept = (next(uploaded) for _ in range(4))
         rows = _take(queries, query_index, 2) * valid.astype(f.dtype)
-        results = _attend_tile(rows, tile, column_tiles, geometry, outside, whole_map)
-        for image, (attended, image_best) in enumerate(results):
-            best[image].append(image_best)
-            if whole_map:
-                maps[image].append(attended)
-        if not whole_map:       # the rectangle's positions in order, a wanted one's paste or zero
-            columns = paddle.stack([_take(attended, in_tile, 0) for attended, _ in results])
-            columns = columns * kept.astype(f.dtype).reshape([1, -1, 1])
+        attended, tile_best = _attend_tile(rows, tile, column_tiles, geometry, outside, whole_map)
+        best.append(tile_best)
+        if whole_map:
+            maps.append(attended)
+        else:                   # the rectangle's positions in order, a wanted one's paste or zero
+            columns = _take(attended, in_tile, 1) * kept.astype(f.dtype).reshape([1, -1, 1])
             box = (tile.top, tile.top + tile.height, tile.left, tile.left + tile.width)
             y = _add_piece(y, _fold(columns, box, (height, width), rate, (top, left)), (height, width))
 
-    best_cols = paddle.stack([paddle.concat([paddle.full([1], -1, "int64"), *image_best]) for image_best in best])
-    offsets = _offsets(_take(best_cols, placed, 1), fg, bg, not wanted.all())
+    offsets = _offsets(_take(paddle.concat(best, axis=1), placed, 1), fg, bg, not wanted.all())
     if not whole_map:
         return y, offsets
-    columns = paddle.stack([_take(paddle.concat([paddle.zeros([1, rows[0].shape[1]], rows[0].dtype), *rows]),
-                                  placed, 0) for rows in maps])
+    columns = _take(paddle.concat([paddle.zeros([batch, 1, maps[0].shape[2]], maps[0].dtype), *maps], axis=1),
+                    placed, 1)
     return kernels.paste(columns, column_tiles[0].raw, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
 
 
 def _attend_tile(rows: paddle.Tensor, tile: _Tile, column_tiles: list[_Columns], fuse: _Fuse, outside: int,
-                 whole_map: bool) -> list[tuple[paddle.Tensor, paddle.Tensor]]:
-    """One row tile (``rows``: its foreground patches, [N, K, score rows]) against every column tile: per
-    image, its ``count`` rows' paste [count, C·(2·rate)²] (or, for ``whole_map``, their attention over the
-    usable patches) and their argmax as background ids."""
-    joined = [_Softmax() for _ in range(rows.shape[0])]
+                 whole_map: bool) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """One row tile (``rows``: its foreground patches, [N, K, score rows]) against every column tile: its
+    ``count`` rows' paste [N, count, C·(2·rate)²] (or, for ``whole_map``, their attention over the usable
+    patches) and their argmax as background ids [N, count]. Every image at once: one product, fuse and
+    softmax per column tile, whatever the batch."""
+    joined = _Softmax()
     for columns in column_tiles:
         scores = kernels.matmul(rows, columns.keys, transpose_a=True)        # [N, row layout, column layout]
-        for image, image_scores in enumerate(paddle.unbind(scores, axis=0) if len(joined) > 1 else [scores[0]]):
-            if fuse.ring:
-                image_scores = _fuse(image_scores, tile, columns, fuse)
-            logits = _take(image_scores, columns.positions, 1)
-            attention, largest, total, found, key = _attend(
-                logits, None if columns.weight is None else columns.weight[image])
-            if not whole_map:
-                attention = kernels.matmul(attention.unsqueeze(0), columns.raw_images[image], transpose_b=True)[0]
-            joined[image].add(attention, largest, total, paddle.gather(columns.ids, found), key)
+        if fuse.ring:
+            scores = _fuse(scores, tile, columns, fuse)
+        logits = _take(scores, columns.positions, 2)
         del scores
-    return [softmax.result(outside) for softmax in joined]
+        attention, largest, total, found, key = _attend(logits, columns.weight)
+        if not whole_map:
+            attention = kernels.matmul(attention, columns.raw, transpose_b=True)
+        joined.add(attention, largest, total, paddle.gather(columns.ids, found.reshape([-1])).reshape(found.shape),
+                   key)
+    return joined.result(outside)
 
 
 def _box(wanted: np.ndarray) -> tuple[int, int, int, int]:
