@@ -55,7 +55,7 @@ def main() -> None:
 
     sock = listen(args.host, args.port)
     requested = args.checkpoint or default_checkpoint()
-    pick_device(args.device)
+    pick_device(args.device, inference=True)
     kernels.choose()
     model = open_served(requested)
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))

@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
-    pick_device(args.device)
+    pick_device(args.device, inference=True)
     kernels.choose()
     inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):

@@ -5,9 +5,13 @@
 
 The input is a random image with a centred square hole of a quarter of its area. One warm-up pass, then
 the median of ``--repeats`` timed passes. Peak memory is the process's peak resident set (and the GPU's
-peak allocation on a GPU), so a table runs every size in its own process. ``--backend`` picks how the
-generator runs (``deepfill.inpainting.runners``): ``eager`` (the default) computes only what reaches the hole;
-``paddle-inference`` and ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an exported folder, else of the
+peak allocation on a GPU), so a table runs every size in its own process. The process is set up as
+``inpaint.py`` and ``app.py`` set theirs up (``pick_device(inference=True)``); the warm-up and the peak
+after it (``first_s``, ``first_peak_rss_mb``) are what one ``inpaint.py`` fill costs, plans and all, the
+peak after every pass what a long-lived ``app.py`` reaches. ``--backend`` picks how the generator runs
+(``deepfill.inpainting.runners``): ``eager`` (the default) computes only what reaches the hole;
+``paddle-inference`` and ``onnxruntime`` run the exported full graph — of ``--checkpoint`` if it is an
+exported folder, else of the
 weights exported to a temporary folder first.
 """
 from __future__ import annotations
@@ -34,7 +38,7 @@ from deepfill.models.checkpoint import load_checkpoint  # noqa: E402
 from deepfill.models.checkpoint_file import Checkpoint
 from deepfill.models.generator import InpaintGenerator  # noqa: E402
 from deepfill.models.spec import ModelSpec  # noqa: E402
-from deepfill.utils.device import pick_device  # noqa: E402
+from deepfill.utils.device import pick_device, wait_for_device  # noqa: E402
 from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 
 
@@ -69,9 +73,30 @@ def open_backend(checkpoint: str | None, backend: str | None, scratch: str):
     return open_model(checkpoint or random_checkpoint(scratch), backend)
 
 
+def time_attention(inpainter) -> list[float]:
+    """Where the generator runs eagerly, have its contextual attention's seconds appended to the list
+    returned, one entry per pass (the warm-up first); otherwise the list stays empty."""
+    seconds: list[float] = []
+    generator = getattr(inpainter.runner, "generator", None)
+    if generator is None:
+        return seconds
+    attend = generator.refine.attend
+
+    def timed(*args, **kwargs):
+        wait_for_device()
+        start = time.perf_counter()
+        result = attend(*args, **kwargs)
+        wait_for_device()
+        seconds.append(time.perf_counter() - start)
+        return result
+
+    generator.refine.attend = timed
+    return seconds
+
+
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
-    device = pick_device(args.device)
+    device = pick_device(args.device, inference=True)
     kernels.choose()
     with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
         inpainter = open_backend(args.checkpoint, args.backend, scratch)
@@ -81,14 +106,18 @@ def measure(args) -> None:
     mask = np.zeros((1, 1, size, size), np.float32)
     mask[..., size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
     x *= 1 - mask
+    loaded = peak_rss_mb()              # Paddle and the model, before any pass
+    attention = time_attention(inpainter)
     start = time.perf_counter()
     inpainter.stage2(x, mask)
     warm_up = time.perf_counter() - start
+    first_peak = peak_rss_mb()
     seconds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         inpainter.stage2(x, mask)
         seconds.append(time.perf_counter() - start)
+    attention_s = f" attention_s={statistics.median(attention[1:]):.3f}" if attention else ""
     threads = len(os.sched_getaffinity(0))
     mode = inpainter.runner.name
     print(f"device {device}, paddle {paddle.__version__}, {mode}, {threads} threads; warm-up {warm_up:.2f} s, "
@@ -97,7 +126,8 @@ def measure(args) -> None:
     if str(device).startswith(("gpu", "Place(gpu")):
         gpu = f" peak_gpu_mb={paddle.device.cuda.max_memory_allocated() / 2 ** 20:.0f}"
     print(f"size={size} median_s={statistics.median(seconds):.3f} peak_rss_mb={peak_rss_mb():.0f}{gpu} "
-          f"threads={threads} backend={mode}")
+          f"threads={threads} backend={mode} first_s={warm_up:.3f} first_peak_rss_mb={first_peak:.0f} "
+          f"loaded_rss_mb={loaded:.0f}{attention_s}")
 
 
 def parse_sizes(text: str) -> list[int]:

@@ -48,7 +48,7 @@ except ImportError:
                         "torchvision.utils": stub.utils})
 import torch, yaml
 from trainer import Trainer
-from deepfill.utils.tools import mask_image, random_bbox
+from utils.tools import mask_image, random_bbox
 
 size, batch, threads = (int(v) for v in sys.argv[1:4])
 torch.set_num_threads(threads)

@@ -13,7 +13,7 @@ from deepfill.utils.config import settings
 COMMANDS = ["train.py", "test.py", "inpaint.py", "app.py", "tools/convert_tf_checkpoint.py",
             "tools/download_pretrained.py", "tools/export_model.py", "benchmarks/inference.py",
             "benchmarks/train_speed.py", "benchmarks/step_memory.py", "benchmarks/hd_strategy.py",
-            "benchmarks/versus_pytorch.py"]
+            "benchmarks/versus_pytorch.py", "benchmarks/growth.py"]
 
 
 def options_without_help(text: str) -> list[str]:

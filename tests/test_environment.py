@@ -1,4 +1,4 @@
-"""Process settings the commands make before training (``deepfill.utils.environment``)."""
+"""Process settings the commands make (``deepfill.utils.environment``): freed memory kept for reuse."""
 from __future__ import annotations
 
 import platform
@@ -29,3 +29,4 @@ def test_kept_memory_is_reused_without_faulting_it_in_again():
                                        check=True).stdout) for mode in ("default", "kept")}
     assert faults["default"] > 5 * 4096             # blocks of 4096 pages faulted in again and again
     assert faults["kept"] < faults["default"] / 5
+

@@ -55,6 +55,49 @@ def test_chunked_attention_at_other_shapes(backend, shape, holes):
     assert (offsets.numpy() == expected_offsets.numpy()).all()
 
 
+@pytest.mark.parametrize("fuse_k", [3, 2, 5])
+@pytest.mark.parametrize("chunk_elements", [2 ** 24, 400, 60])
+def test_tiles_around_a_big_hole_at_the_corner(backend, fuse_k, chunk_elements):
+    """A hole over half the picture, at its corner: the background is scored in tiles around the hole's
+    inside, foreground and background tiles meet the picture's edges (where the column-major pass wraps
+    into the next column), small budgets make many tiles; the result is still the straightforward one."""
+    f, b, _ = _case(4, 2, 20, 28)
+    mask = np.zeros((2, 1, 20, 28), np.float32)
+    mask[0, :, :14, :18] = 1
+    mask[1, :, 6:, 10:] = 1
+    for per_sample_mask in (False, True):
+        expected, expected_offsets = reference_attention(f, b, paddle.to_tensor(mask), fuse_k=fuse_k,
+                                                         per_sample_mask=per_sample_mask)
+        got, offsets = contextual_attention(f, b, paddle.to_tensor(mask), fuse_k=fuse_k,
+                                            per_sample_mask=per_sample_mask, chunk_elements=chunk_elements)
+        assert np.abs(got.numpy() - expected.numpy()).max() < ATTENTION_TOLERANCE
+        assert (offsets.numpy() == expected_offsets.numpy()).all()
+    got, _ = contextual_attention(f, f, paddle.to_tensor(mask), fuse_k=fuse_k, chunk_elements=chunk_elements)
+    expected, _ = reference_attention(f, f, paddle.to_tensor(mask), fuse_k=fuse_k)
+    assert np.abs(got.numpy() - expected.numpy()).max() < ATTENTION_TOLERANCE     # f against itself
+
+
+@pytest.mark.parametrize("chunk_elements", [2 ** 24, 300])
+def test_needed_positions_alone(backend, chunk_elements):
+    """With ``needed``, the positions asked for get what the whole layer gives them, the others nothing:
+    every pixel whose pasted patches all come from needed positions is the whole layer's, every pixel
+    no needed position reaches is 0, and so is every offset not asked for."""
+    f, b, mask = _case(5, 1, 24, 32)
+    needed = np.random.default_rng(5).random((12, 16)) < 0.4
+    whole, whole_offsets = contextual_attention(f, b, mask)
+    part, offsets = contextual_attention(f, b, mask, needed=needed, chunk_elements=chunk_elements)
+    covering = np.zeros((24, 32, 12, 16), bool)         # pixel → the positions whose 4×4 patch covers it
+    for y in range(12):
+        for x in range(16):
+            covering[max(2 * y - 1, 0):2 * y + 3, max(2 * x - 1, 0):2 * x + 3, y, x] = True
+    only_needed = (covering <= needed).all(axis=(2, 3))
+    none_needed = ~(covering & needed).any(axis=(2, 3))
+    assert only_needed.any() and none_needed.any()
+    assert np.abs(part.numpy() - whole.numpy())[..., only_needed].max() < 1e-5
+    assert np.abs(part.numpy()[..., none_needed]).max() == 0
+    assert (offsets.numpy() == np.where(needed, whole_offsets.numpy(), 0)).all()
+
+
 def test_attention_with_no_usable_background_pastes_nothing(backend):
     f, b, _ = _case(2, 1, 16, 16)
     everything = paddle.ones([1, 1, 16, 16])

@@ -110,6 +110,11 @@ def test_benchmarks_print_their_numbers(project):
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert result.returncode == 0 and [(row[0], row[-1]) for row in rows] == [("64", "paddle-inference"),
                                                                               ("72", "paddle-inference")], result.stdout
+    result = run_command("benchmarks/growth.py", "--sizes", "64,72", "--repeats", "1", "--plot", "growth.png",
+                         cwd=project)                              # a table of sizes and the log-log picture
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("  64x", "  72x"))]
+    assert result.returncode == 0 and len(rows) == 2 and float(rows[1][1]) > 0, result.stderr
+    assert cv2.imread(os.path.join(project, "growth.png")).shape[0] > 100
     result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
                          "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1", cwd=project)
     assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr

@@ -11,12 +11,14 @@ from deepfill.utils.environment import keep_freed_memory
 from deepfill.utils.errors import UserError
 
 
-def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = False) -> str:
+def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = False, inference: bool = False
+                ) -> str:
     """``auto`` → the first GPU when Paddle was built with CUDA and sees one, else the CPU, where the math
-    runs on ``cpu_threads`` threads (0 = one per core; Paddle's own default is one) and, for ``training``,
-    glibc keeps freed memory for the next step (``keep_freed_memory``). Both are CPU tuning only: on a GPU
-    the threads do nothing useful and the kept heap (up to 2 GiB per process, inherited by forked loader
-    workers) is host memory held for nothing.
+    runs on ``cpu_threads`` threads (0 = one per core; Paddle's own default is one) and, for ``training``
+    and ``inference`` (``inpaint.py``, ``app.py``), glibc keeps freed memory for the next step, layer or
+    fill (``keep_freed_memory``). Both are CPU tuning only: on a GPU the threads do nothing
+    useful and the kept heap (up to 2 GiB per process, inherited by forked loader workers) is host memory
+    held for nothing.
 
     All of Paddle's OpenMP work (its kernels such as Adam, MKL, oneDNN) runs on one pool, Intel's libiomp5,
     so it is not two pools fighting. On a free machine more threads make oneDNN's convolutions and MKL's
@@ -35,7 +37,7 @@ def pick_device(requested: str = "auto", cpu_threads: int = 0, training: bool = 
         global _threads
         _threads = cpu_threads or len(os.sched_getaffinity(0))
         restore_cpu_threads()
-        if training:
+        if training or inference:
             keep_freed_memory()
     return place
 

@@ -460,7 +460,10 @@ class OneDNN:
         operands = []
         for shape, transposed in ((a_shape, transpose_a), (b_shape, transpose_b)):
             strides = dense_strides(shape)
-            if transposed:
+            if transposed and 1 in shape[1:]:       # a vector's transpose is the same memory, read densely:
+                shape = (shape[0], shape[2], shape[1])    # oneDNN's brgemm misreads a unit axis with stride 1
+                strides = dense_strides(shape)
+            elif transposed:
                 shape, strides = (shape[0], shape[2], shape[1]), (strides[0], strides[2], strides[1])
             operands.append((shape, strides))
         (a_view, a_strides), (b_view, b_strides) = operands
