@@ -202,7 +202,8 @@ def _column_tiles(usable: np.ndarray, whole: bool) -> list[tuple[int, int, int, 
     area, hole_top, hole_bottom, hole_left, hole_right = _largest_empty_box(usable[top:bottom, left:right])
     if area * SKIPPED_BACKGROUND <= (bottom - top) * (right - left):
         return [(top, bottom, left, right)]
-    hole_top, hole_bottom, hole_left, hole_right = hole_top + top, hole_bottom + top, hole_left + left, hole_right + left
+    hole_top, hole_bottom = hole_top + top, hole_bottom + top
+    hole_left, hole_right = hole_left + left, hole_right + left
     bands = [(top, hole_top, left, right), (hole_bottom, bottom, left, right),
              (hole_top, hole_bottom, left, hole_left), (hole_top, hole_bottom, hole_right, right)]
     tiles = []
@@ -300,7 +301,8 @@ class _FusePlan:
         first = fuse.before + 1
         start = rows.first - first
         return cls(shape, (first * width, (height - fuse.ring - 2) * width, [s * (width + 1) for s in fuse.shifts]),
-                   (start * width, rows.count * width, [s * (rows.stride * width + columns.stride) for s in fuse.shifts]),
+                   (start * width, rows.count * width,
+                    [s * (rows.stride * width + columns.stride) for s in fuse.shifts]),
                    tuple(int(row) - first for row in rows.blank), tuple(int(column) for column in columns.blank))
 
     def values(self, scores: paddle.Tensor) -> paddle.Tensor:
@@ -377,9 +379,9 @@ def _at(x: paddle.Tensor, index: paddle.Tensor) -> paddle.Tensor:
 
 
 class _Softmax:
-    """The softmax over every column tile of a row tile's rows (every image at once), joined one tile at a time: each tile's
-    softmax (and its paste, which is linear in it) is weighed into the running one by its share of the
-    sum of exp(logit - largest so far). The weights are convex (each at most 1), so nothing overflows
+    """The softmax over every column tile of a row tile's rows (every image at once), joined one tile at a
+    time: each tile's softmax (and its paste, which is linear in it) is weighed into the running one by
+    its share of the sum of exp(logit - largest so far). The weights are convex (each at most 1), so nothing overflows
     however far apart the tiles' logits are; the argmax goes to the larger logit, ties to the smaller
     background id, as the official argmax does."""
 
@@ -507,7 +509,8 @@ def contextual_attention(f: paddle.Tensor, b: paddle.Tensor, mask: paddle.Tensor
         return y, offsets
     columns = _take(paddle.concat([paddle.zeros([batch, 1, maps[0].shape[2]], maps[0].dtype), *maps], axis=1),
                     placed, 1)
-    return kernels.paste(columns, column_tiles[0].raw, fg, (height, width), rate, (top, bottom, left, right)) / 4.0, offsets
+    pasted = kernels.paste(columns, column_tiles[0].raw, fg, (height, width), rate, (top, bottom, left, right))
+    return pasted / 4.0, offsets
 
 
 def _attend_tile(rows: paddle.Tensor, tile: _Tile, column_tiles: list[_Columns], fuse: _Fuse, outside: int,

@@ -22,7 +22,6 @@ from functools import lru_cache
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from deepfill.models import kernels
 from deepfill.models.activations import ACTIVATIONS
