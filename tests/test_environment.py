@@ -1,4 +1,5 @@
-"""Process settings the commands make (``deepfill.utils.environment``): freed memory kept for reuse."""
+"""Process settings the commands make (``deepfill.utils.environment``): freed memory kept for reuse, zlib bound
+before Paddle loads."""
 from __future__ import annotations
 
 import platform
@@ -30,3 +31,28 @@ def test_kept_memory_is_reused_without_faulting_it_in_again():
     assert faults["default"] > 5 * 4096             # blocks of 4096 pages faulted in again and again
     assert faults["kept"] < faults["default"] / 5
 
+
+
+_ZLIB_AFTER_PADDLE = """
+import io
+from deepfill.utils.environment import prepare_paddle
+prepare_paddle()
+import paddle
+import zlib
+import numpy as np
+assert zlib.decompress(zlib.compress(b"x" * 100000)) == b"x" * 100000
+buffer = io.BytesIO()
+np.savez_compressed(buffer, a=np.arange(1000))
+buffer.seek(0)
+assert int(np.load(buffer)["a"].sum()) == 499500
+import scipy.sparse.linalg
+print("ok")
+"""
+
+
+def test_zlib_works_after_paddle_is_imported():
+    """What the commands do after ``import paddle`` with zlib — SciPy's import (through scikit-image), a
+    compressed ``.npz`` — works: under Paddle 2.6, whose wheel exports its own zlib to the process, each
+    of these crashed unless Python's zlib was loaded first (``deepfill.utils.environment`` loads it)."""
+    result = subprocess.run([sys.executable, "-c", _ZLIB_AFTER_PADDLE], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

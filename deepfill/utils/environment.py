@@ -6,11 +6,18 @@ without ``MKL_DEBUG_CPU_TYPE=5`` it takes a generic code path there and its matr
 attention's) run several times slower (docs/performance.md). Environment variables
 only reach Paddle if they are set before its first import, which is why this is a call at the top of every
 command rather than something a library module does on import.
+
+Importing this module also loads Python's zlib before Paddle. Paddle 2.6's wheel carries its own zlib and
+exports its symbols to the whole process; if Paddle is loaded first, Python's zlib functions bind to that
+copy and crash (a segfault, or "inconsistent stream state") at the first compression after it: importing
+SciPy (which scikit-image, and so ``test.py`` and ``train.py``, load), reading a compressed ``.npz``.
+Loaded first, the system's zlib is the one every later lookup finds. Paddle 3.3 does not export its zlib.
 """
 from __future__ import annotations
 
 import os
 import warnings
+import zlib  # noqa: F401  (loaded before Paddle: see the module's docstring)
 
 
 def _amd_processor() -> bool:
@@ -22,8 +29,8 @@ def _amd_processor() -> bool:
 
 
 def prepare_paddle() -> None:
-    """Set Paddle's logging and math-library environment; call before the first ``import paddle``.
-    Values the user has already set are kept."""
+    """Set Paddle's logging and math-library environment; call before the first ``import paddle`` (this
+    module's import has already loaded zlib by then). Values the user has already set are kept."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("FLAGS_call_stack_level", "0")
     warnings.filterwarnings("ignore", message="No ccache found")
