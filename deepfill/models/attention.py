@@ -5,7 +5,7 @@ Foreground features ``f`` are matched against 3×3 background patches of ``b`` b
 score matrix is "fused" to favour coherent patches, masked so that only known background is attended,
 soft-maxed with scale 10, and the attended 4×4 full-resolution background patches are pasted back (a
 transposed convolution: ``deepfill.models.kernels.paste`` for the whole map where a gradient is wanted, else a
-matrix product and ``F.fold`` chunk by chunk) and divided by 4, as in the official graph. Matching runs at
+matrix product and ``F.fold`` row tile by row tile) and divided by 4, as in the official graph. Matching runs at
 1/``rate`` resolution (nearest, align_corners=True), pasting at full resolution.
 
 The official graph builds the whole (foreground × background) score matrix, which grows with the fourth
