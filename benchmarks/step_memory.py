@@ -21,7 +21,7 @@ prepare_paddle()
 import paddle  # noqa: E402
 from paddle.base import core  # noqa: E402
 from deepfill.training.trainer import Trainer  # noqa: E402
-from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from deepfill.utils.config import load_config  # noqa: E402
 from deepfill.utils.device import on_gpu, pick_device, wait_for_device  # noqa: E402
 
@@ -37,6 +37,9 @@ def peak_above_start(work: Callable[[], object]) -> int:
         work()
         wait_for_device()
         return paddle.device.cuda.max_memory_allocated() - start
+    if not hasattr(core, "host_memory_stat_reset_peak_value"):
+        raise UserError(f"measuring the CPU's peak needs Paddle 3 (Paddle {paddle.__version__} cannot reset "
+                        "its host-memory peak); on a GPU any version works")
     core.host_memory_stat_reset_peak_value("Allocated", 0)
     start = core.host_memory_stat_current_value("Allocated", 0)
     work()

@@ -271,6 +271,16 @@ def test_onnx_without_paddle2onnx_says_what_to_install(golden_checkpoint, tmp_pa
     assert_refused(result, output, "needs paddle2onnx", "pip install")
 
 
+def test_onnx_with_a_paddle2onnx_that_refuses_to_load_says_why(golden_checkpoint, tmp_path):
+    """paddle2onnx 2 is installed but raises on import (it does so under Paddle 2.6): one line, its reason."""
+    env = _with_stand_in(tmp_path, "raise ValueError('The paddlepaddle version should not be less than 3.0.0.\\n"
+                                   "Please install the latest paddle')\n")
+    output = str(tmp_path / "out")
+    result = _export(env, "--checkpoint", golden_checkpoint, "--output", output, "--format", "onnx")
+    assert_refused(result, output, "cannot use paddle2onnx", "should not be less than 3.0.0")
+    assert "latest paddle" not in result.stderr
+
+
 @pytest.mark.skipif(not HAVE_ONNX, reason="pip install .[onnx]")
 def test_a_failing_conversion_leaves_no_output_folder(golden_checkpoint, tmp_path):
     """The converter dies after the Paddle files and half an ONNX file are written: nothing is published."""

@@ -99,13 +99,17 @@ def formats_of(choice: str) -> tuple[str, ...]:
 
 
 def check_onnx_tools() -> None:
-    """Refuse an ONNX export when paddle2onnx (to convert) or onnxruntime (to check) cannot be imported."""
+    """Refuse an ONNX export when paddle2onnx (to convert) or onnxruntime (to check) cannot be imported:
+    missing, or installed but refusing to load (paddle2onnx 2 raises ``ValueError`` under Paddle 2.6)."""
     missing = []
     for name in ("paddle2onnx", "onnx", "onnxruntime"):
         try:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
+        except Exception as error:          # noqa: BLE001  (whatever the package raises on import)
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UserError(f"--format onnx cannot use {name}, which fails to load: {reason}") from None
     if missing:
         raise UserError(f"--format onnx needs {', '.join(missing)}: {ONNX_INSTALL}")
 

@@ -31,10 +31,15 @@ ATTENTION_RATE = 2  # matching at 1/8 of the image: features at 1/4, downscaled 
 Attention = Callable[..., tuple[paddle.Tensor, paddle.Tensor]]
 
 
+@paddle.jit.not_to_static
 def chunked_attention(features: paddle.Tensor, feature_mask: paddle.Tensor | np.ndarray,
                       needed: np.ndarray | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
     """The contextual attention of ``features`` on themselves as ``deepfill.models.attention`` computes it: in
-    bounded memory, and only at the ``needed`` positions when given. One mask per image (or one for all)."""
+    bounded memory, and only at the ``needed`` positions when given. One mask per image (or one for all).
+
+    Never converted to a static graph (it plans on the host; the export traces ``graph_attention``): Paddle
+    2.6's ``to_static`` rewrites the ``forward`` of every layer it traces through, so the generator's eager
+    calls after an export go through its converter, which fails on this module's Python."""
     return contextual_attention(features, features, feature_mask, rate=ATTENTION_RATE, per_sample_mask=True,
                                 needed=needed)
 
