@@ -1,12 +1,15 @@
 """Seconds per training iteration (Algorithm 1: ``critic_steps`` critic updates + one generator update).
 
-    python benchmarks/train_speed.py [--config FILE] [--iterations 3] [--phases] [--set key=value ...]
-                                     [--compare key=value ...]
+    python benchmarks/train_speed.py [--config FILE] [--iterations 3] [--phases] [--kernels]
+                                     [--set key=value ...] [--compare key=value ...]
 
 Runs on the demo pictures (any ``data`` setting is replaced) in a throw-away folder, after one warm-up
 iteration, and prints the median seconds per iteration, images per second, peak resident memory and, on a
 GPU, the peak GPU memory of tensors.
 ``--phases`` also prints where an iteration's time goes (median per phase over the timed iterations);
+``--kernels`` also prints the seconds spent in oneDNN's kernels (convolutions and products, with their
+multiply-adds and speed, to set against the processor's: docs/performance.md, "The ceiling"), in the layout
+reorders around them, and in everything else;
 ``--compare`` times a second trainer with other settings, alternating iterations with the first.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ from deepfill.training.trainer import Trainer  # noqa: E402
 from deepfill.utils.device import peak_device_memory, pick_device, wait_for_device  # noqa: E402
 from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
 from deepfill.utils.config import Config, load_config  # noqa: E402
+from deepfill.utils.onednn import KernelTimes, instance as onednn_instance  # noqa: E402
 
 DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 PHASES = ("data and holes", "critic step: generator pass (no grad)", "critic step: critics + penalty, forward",
@@ -84,29 +88,64 @@ def instrument(trainer: Trainer, clock: PhaseClock) -> None:
     nets.completion_without_gradient = clock.wrap(nets.completion_without_gradient, lambda *a: PHASES[1])
 
 
-class Variant:
-    """One trainer being timed: its settings, per-iteration seconds and per-phase seconds."""
+KERNEL_KINDS = {"forward": "convolutions, forward", "backward_data": "convolutions, backward data",
+                "backward_weights": "convolutions, backward weights", "matmul": "attention's matrix products",
+                "activation_backward": "activation gradients", "add_bias": "bias additions"}
 
-    def __init__(self, label: str, config: Config, clock: PhaseClock, phases: bool) -> None:
+
+class Variant:
+    """One trainer being timed: its settings, per-iteration seconds, per-phase seconds and, with
+    ``kernels``, the time in oneDNN's kernels over the timed iterations."""
+
+    def __init__(self, label: str, config: Config, clock: PhaseClock, phases: bool, kernels: bool = False
+                 ) -> None:
         self.label, self.config, self.clock = label, config, clock
         self.trainer = Trainer(config)
         if phases:
             instrument(self.trainer, self.clock)
         self.seconds: list[float] = []
         self.per_phase: dict[str, list[float]] = defaultdict(list)
+        self.kernel_times = KernelTimes() if kernels else None
 
     def iteration(self, timed: bool = True) -> None:
-        kernels.choose(self.config.onednn)      # process-wide: each variant's own, when two alternate
+        chosen = kernels.choose(self.config.onednn)   # process-wide: each variant's own, when two alternate
+        if chosen == "onednn":
+            onednn_instance().times = self.kernel_times if timed else None
         self.clock.seconds.clear()
         start = time.perf_counter()
         self.trainer.iteration()
         wait_for_device()
+        if chosen == "onednn":
+            onednn_instance().times = None
         if timed:
             self.seconds.append(time.perf_counter() - start)
             for phase in PHASES:
                 self.per_phase[phase].append(self.clock.seconds.get(phase, 0.0))
 
+    def report_kernels(self) -> None:
+        """Mean seconds per iteration in oneDNN's kernels, in the reorders around them and elsewhere."""
+        times, count = self.kernel_times, len(self.seconds)
+        iteration = sum(self.seconds) / count
+        if not times.calls:
+            print("  no oneDNN kernel ran (Paddle's kernels: onednn=false, or not on the CPU)")
+            return
+        in_kernels, reorders = sum(times.seconds.values()) / count, times.reorder_seconds / count
+        work = sum(times.multiply_adds.values()) / count
+
+        def line(label: str, seconds: float, rest: str = "") -> None:
+            print(f"  {label:<55} {seconds:7.2f} s  {100 * seconds / iteration:5.1f} %  {rest}".rstrip())
+
+        line("oneDNN kernels", in_kernels, f"{work / 1e9:7.1f} GMAC at {work / 1e9 / in_kernels:5.1f} GMAC/s")
+        for kind, seconds in sorted(times.seconds.items(), key=lambda item: -item[1]):
+            macs = times.multiply_adds[kind] / count
+            speed = f"{macs / 1e9:7.1f} GMAC at {macs / 1e9 / (seconds / count):5.1f} GMAC/s" if macs else ""
+            line(f"  {KERNEL_KINDS.get(kind, kind)} ({times.calls[kind] // count} calls)", seconds / count, speed)
+        line("layout reorders around oneDNN's kernels", reorders)
+        line("everything else (Paddle's operations, autograd, Python)", iteration - in_kernels - reorders)
+
     def report(self, phases: bool) -> None:
+        if self.kernel_times is not None:
+            self.report_kernels()
         median = statistics.median(self.seconds)
         images = self.config.batch_size * (self.config.critic_steps + 1 if self.trainer.adversarial else 1)
         if phases:
@@ -124,6 +163,9 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true",
                         help="also print the median seconds per phase of an iteration (generator passes, "
                              "critics, backward, Adam)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also print the seconds in oneDNN's kernels (with their multiply-adds and GMAC/s), in "
+                             "the layout reorders around them and in everything else")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override settings, as for train.py (repeatable)")
     parser.add_argument("--compare", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -137,10 +179,11 @@ def main() -> None:
         clock = PhaseClock()
         if args.phases:
             instrument_algorithm(clock)
-        variants = [Variant("as set: " if args.compare else "", config, clock, args.phases)]
+        variants = [Variant("as set: " if args.compare else "", config, clock, args.phases, args.kernels)]
         if args.compare:
             variants.append(Variant(f"with {' '.join(args.compare)}: ", load_config(
-                args.config, [*overrides, *args.compare, f"run_dir={folder}/b"]), clock, args.phases))
+                args.config, [*overrides, *args.compare, f"run_dir={folder}/b"]), clock, args.phases,
+                args.kernels))
         for variant in variants:
             variant.iteration(timed=False)
         for _ in range(args.iterations):

@@ -6,7 +6,9 @@
 an interpreter with PyTorch; this project never imports PyTorch, the port runs in a subprocess of that
 interpreter. A machine's speed can drift over minutes, so two separate runs cannot be compared: after one warm-up iteration each, this alternates one Algorithm-1
 iteration of this project (in this process, as ``train_speed.py`` runs it, on the demo pictures) with
-one of the port, and prints both medians and their ratio.
+one of the port, and prints both medians and their ratio — and the ratio this project's oneDNN kernels
+alone would give (their seconds per iteration against the port's): the least any overhead-free version of
+the same arithmetic on the same kernels could reach.
 
 The port's iteration is its own training loop's at the config's size and batch: five calls of its trainer,
 the fifth with the generator loss, on random images (its data loading is not timed). Its own order of
@@ -142,7 +144,7 @@ def main() -> None:
         pick_device(config.device, config.cpu_threads, training=True)
         threads = config.cpu_threads or len(os.sched_getaffinity(0))
         port = PortRunner(os.path.abspath(args.port), args.python, config.image_size, config.batch_size, threads)
-        ours = Variant("", config, PhaseClock(), phases=False)
+        ours = Variant("", config, PhaseClock(), phases=False, kernels=True)
         ours.iteration(timed=False)
         port.iteration()
         port_seconds = []
@@ -157,6 +159,12 @@ def main() -> None:
     print(f"this project: median {mine:.2f} s per iteration ({' '.join(f'{s:.2f}' for s in ours.seconds)})")
     print(f"PyTorch port: median {theirs:.2f} s per iteration ({' '.join(f'{s:.2f}' for s in port_seconds)})")
     print(f"ratio {mine / theirs:.3f}")
+    times = ours.kernel_times
+    if times.calls:
+        in_kernels = sum(times.seconds.values()) / len(ours.seconds)
+        work = sum(times.multiply_adds.values()) / len(ours.seconds)
+        print(f"of this project's iteration, oneDNN's kernels: {in_kernels:.2f} s for {work / 1e9:.0f} GMAC "
+              f"({work / 1e9 / in_kernels:.0f} GMAC/s); their ratio to the port alone {in_kernels / theirs:.3f}")
 
 
 if __name__ == "__main__":

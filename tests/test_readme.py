@@ -115,9 +115,11 @@ def test_benchmarks_print_their_numbers(project):
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("  64x", "  72x"))]
     assert result.returncode == 0 and len(rows) == 2 and float(rows[1][1]) > 0, result.stderr
     assert cv2.imread(os.path.join(project, "growth.png")).shape[0] > 100
-    result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--set", "image_size=32",
+    result = run_command("benchmarks/train_speed.py", "--iterations", "1", "--kernels", "--set", "image_size=32",
                          "hole_size=16", "max_delta=4", "cnum=8", "critic_steps=1", cwd=project)
     assert result.returncode == 0 and "s per iteration" in result.stdout, result.stderr
+    kernel_time = re.search(r"oneDNN kernels +([0-9.]+) s .* GMAC at +([0-9.]+) GMAC/s", result.stdout)
+    assert kernel_time and float(kernel_time.group(2)) > 0 or "no oneDNN kernel ran" in result.stdout, result.stdout
     result = run_command("benchmarks/step_memory.py", "--set", "image_size=32", "hole_size=16", "max_delta=4",
                          "cnum=8", "critic_steps=1", "onednn=false", cwd=project)
     peaks = re.findall(r"(critic|generator) update (\d+) MiB", result.stdout)

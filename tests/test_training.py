@@ -15,6 +15,7 @@ import pytest
 from deepfill.models.checkpoint import load_checkpoint
 from tests.conftest import ROOT, run_command
 from tests.test_readme import documented_commands
+from deepfill.training import algorithm, algorithm_v2
 from deepfill.training.loop import train, train_and_report
 from deepfill.training.run_log import LOG_NAME, sample_picture
 from deepfill.training.trainer import Trainer, TrainingDiverged
@@ -84,6 +85,33 @@ def test_one_iteration_is_algorithm_1(tmp_path):
     assert picture.shape == (2 * 32, 5 * 32, 3) and picture.dtype == np.uint8
     truth = ((tensors[0][0].numpy().transpose(1, 2, 0) + 1) * 127.5).round()
     assert np.abs(picture[:32, 96:128].astype(float) - truth).max() <= 1      # the fourth column is the truth
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_generator_update_takes_no_critic_gradient_and_the_same_generator_gradient(tmp_path, version):
+    trainer = Trainer(tiny_config(tmp_path / "run", f"version={version}", "reconstruction_iters=0"))
+    nets, batch = trainer.nets, trainer.next_batch()
+    if version == 1:
+        losses, _ = algorithm.generator_losses(nets, batch, trainer.config)
+        losses["total_g_loss"].backward()
+        expected = [p.grad.numpy().copy() for p in nets.generator.parameters()]
+        nets.opt_g.clear_grad()
+        nets.opt_d.clear_grad(set_to_zero=False)
+    seen = {}
+
+    def update(optimizer, parameters):
+        seen["generator"] = [p.grad.numpy().copy() for p in parameters]
+        seen["critics"] = [p.grad for p in nets.critic_parameters]
+        optimizer.clear_grad()
+
+    step = algorithm_v2.generator_step if version == 2 else algorithm.generator_step
+    scalars, _ = step(nets, batch, trainer.config, update)
+    assert "g_loss" in scalars and all(grad is None for grad in seen["critics"])
+    assert all(not p.stop_gradient for p in nets.critic_parameters)      # still trained by the critic steps
+    if version == 1:
+        for got, want in zip(seen["generator"], expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
+    trainer.close()
 
 
 def test_pretraining_trains_the_coarse_network_alone(tmp_path):

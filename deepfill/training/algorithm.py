@@ -25,8 +25,9 @@ test can run exactly this code on the official graph's inputs.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import paddle
@@ -82,6 +83,22 @@ class Networks:
         the official result."""
         with paddle.no_grad():
             return fill_holes(self.generator, images * (1.0 - mask), mask, holes)[0]
+
+
+@contextmanager
+def frozen(parameters: list[paddle.Tensor]) -> Iterator[None]:
+    """Take no gradient for ``parameters`` within the block (gradients still flow through them to their
+    inputs). The generator update differentiates through the critics only to reach the generator: the
+    critics' own weight gradients would be thrown away, and computing them costs a backward-weights
+    convolution per critic layer."""
+    wanted = [p.stop_gradient for p in parameters]
+    for parameter in parameters:
+        parameter.stop_gradient = True
+    try:
+        yield
+    finally:
+        for parameter, stop in zip(parameters, wanted):
+            parameter.stop_gradient = stop
 
 
 def complete(images: paddle.Tensor, mask: paddle.Tensor, x_stage2: paddle.Tensor) -> paddle.Tensor:
@@ -166,13 +183,13 @@ def critic_step(nets: Networks, batch: Batch, alphas: paddle.Tensor, config: Con
 
 def generator_step(nets: Networks, batch: Batch, config: Config, update: Update, adversarial: bool = True
                    ) -> tuple[dict[str, paddle.Tensor], list[paddle.Tensor]]:
-    """One generator update (the critics' gradients from it are discarded). Returns the logged scalars
-    (0-D tensors on the device, as ``critic_step``) and [images, mask, stage 1, stage 2, offsets] for the
-    sample pictures."""
-    losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config, adversarial)
-    losses["total_g_loss"].backward()
+    """One generator update (no gradient is taken for the critics' weights: ``frozen``). Returns the logged
+    scalars (0-D tensors on the device, as ``critic_step``) and [images, mask, stage 1, stage 2, offsets]
+    for the sample pictures."""
+    with frozen(nets.critic_parameters):
+        losses, (x_stage1, x_stage2, offsets) = generator_losses(nets, batch, config, adversarial)
+        losses["total_g_loss"].backward()
     update(nets.opt_g, nets.generator.parameters())
-    nets.opt_d.clear_grad()
     scalars = {k: losses[k].detach() for k in LOGGED_GENERATOR if k in losses}
     return scalars, [batch.images, batch.mask, x_stage1.detach(), x_stage2.detach(), offsets]
 

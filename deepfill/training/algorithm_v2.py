@@ -20,7 +20,7 @@ from deepfill.models.checkpoint_file import generator_for
 from deepfill.models.hole_reach import fill_holes
 from deepfill.models.sn_patch_gan import SNPatchGAN
 from deepfill.models.spec import spec_of_settings
-from deepfill.training.algorithm import Batch, Update, complete
+from deepfill.training.algorithm import Batch, Update, complete, frozen
 from deepfill.utils.config import Config
 
 
@@ -91,21 +91,21 @@ def critic_step(nets: NetworksV2, batch: Batch, config: Config, update: Update) 
 
 def generator_step(nets: NetworksV2, batch: Batch, config: Config, update: Update, adversarial: bool = True
                    ) -> tuple[dict[str, paddle.Tensor], list[paddle.Tensor]]:
-    """One generator update (the critic's gradients from it are discarded). The critic scores the
+    """One generator update (no gradient is taken for the critic's weights: ``frozen``). The critic scores the
     completed images alone: its power iteration does not depend on its input, and the real images'
     scores do not reach the generator. Returns the logged scalars (0-D tensors on the device, read only
     when logged) and [images, mask, stage 1, stage 2, offsets] for the sample pictures."""
     images, mask = batch.images, batch.mask
-    x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask, holes=batch.holes)
-    terms = {"ae_loss": ae_loss(images, x_stage1, x_stage2, config)}
-    total = terms["ae_loss"]
-    if adversarial:
-        fake = nets.critic(with_mask(complete(images, mask, x_stage2), mask))
-        terms["g_loss"] = -paddle.mean(fake)
-        total = total + config.gan_loss_alpha * terms["g_loss"]
-    terms["total_g_loss"] = total
-    total.backward()
+    with frozen(nets.critic_parameters):
+        x_stage1, x_stage2, offsets = nets.generator(images * (1.0 - mask), mask, holes=batch.holes)
+        terms = {"ae_loss": ae_loss(images, x_stage1, x_stage2, config)}
+        total = terms["ae_loss"]
+        if adversarial:
+            fake = nets.critic(with_mask(complete(images, mask, x_stage2), mask))
+            terms["g_loss"] = -paddle.mean(fake)
+            total = total + config.gan_loss_alpha * terms["g_loss"]
+        terms["total_g_loss"] = total
+        total.backward()
     update(nets.opt_g, nets.generator.parameters())
-    nets.opt_d.clear_grad()
     return ({k: v.detach() for k, v in terms.items()},
             [images, mask, x_stage1.detach(), x_stage2.detach(), offsets])

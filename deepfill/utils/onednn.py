@@ -23,7 +23,8 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,6 +225,41 @@ class _Plan:
         self.scratchpad_slot = slot
 
 
+def multiply_adds(key: tuple) -> int:
+    """The multiply-adds of the primitive cached under ``key``: convolutions (each of whose three passes
+    does one per output element and kernel tap) and products; 0 for element-wise work."""
+    kind = key[0]
+    if kind in ("forward", "backward_data", "backward_weights"):
+        x_shape, w_shape, geometry = key[1], key[2], key[3]
+        return int(np.prod(geometry.output_shape(x_shape, w_shape))) * int(np.prod(w_shape[1:]))
+    if kind == "matmul":
+        a_shape, b_shape, transpose_a, transpose_b = key[1:]
+        rows, inner = (a_shape[2], a_shape[1]) if transpose_a else (a_shape[1], a_shape[2])
+        return a_shape[0] * rows * inner * (b_shape[1] if transpose_b else b_shape[2])
+    return 0
+
+
+class KernelTimes:
+    """Seconds spent in oneDNN while ``OneDNN.times`` holds one of these: per kind of primitive (with its
+    multiply-adds, so that its speed can be set against the processor's), and in the reorders between
+    Paddle's layout and the one a primitive chose — the measure of how close a run is to what this
+    processor can compute (``benchmarks/train_speed.py --kernels``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.multiply_adds: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.reorder_seconds = 0.0
+
+    def add(self, key: tuple, seconds: float, reorder: bool) -> None:
+        if reorder:
+            self.reorder_seconds += seconds
+            return
+        self.seconds[key[0]] += seconds
+        self.multiply_adds[key[0]] += multiply_adds(key)
+        self.calls[key[0]] += 1
+
+
 class OneDNN:
     """The three convolution primitives on Paddle tensors. One instance per process (``instance()``)."""
 
@@ -233,6 +269,7 @@ class OneDNN:
         self.buffers: list[np.ndarray] = []
         self.kept_buffer_bytes = _kept_buffer_bytes
         self.lock = threading.Lock()
+        self.times: KernelTimes | None = None
 
     def _buffer(self, slot: int, size: int) -> int:
         while len(self.buffers) <= slot:
@@ -258,7 +295,16 @@ class OneDNN:
         self.plans.move_to_end(key)
         return plan
 
-    def _run(self, plan: _Plan, inputs: list[paddle.Tensor], outputs: list[paddle.Tensor]) -> None:
+    def _execute(self, key: tuple, primitive: _Pointer, args: list[tuple[int, _Pointer]], reorder: bool = False
+                 ) -> None:
+        if self.times is None:
+            self.library.execute(primitive, args)
+            return
+        start = time.perf_counter()
+        self.library.execute(primitive, args)
+        self.times.add(key, time.perf_counter() - start, reorder)
+
+    def _run(self, key: tuple, plan: _Plan, inputs: list[paddle.Tensor], outputs: list[paddle.Tensor]) -> None:
         call = self.library.call
         args = []
         for operand, tensor in zip(plan.inputs, inputs):
@@ -267,7 +313,7 @@ class OneDNN:
                 args.append((operand.arg, operand.user))
                 continue
             call("dnnl_memory_set_data_handle", operand.blocked, _Pointer(self._buffer(operand.slot, operand.size)))
-            self.library.execute(operand.reorder, [(SRC, operand.user), (DST, operand.blocked)])
+            self._execute(key, operand.reorder, [(SRC, operand.user), (DST, operand.blocked)], reorder=True)
             args.append((operand.arg, operand.blocked))
         for operand, tensor in zip(plan.outputs, outputs):
             call("dnnl_memory_set_data_handle", operand.user, _Pointer(tensor.data_ptr()))
@@ -279,10 +325,10 @@ class OneDNN:
             call("dnnl_memory_set_data_handle", plan.scratchpad,
                  _Pointer(self._buffer(plan.scratchpad_slot, plan.scratchpad_size)))
             args.append((SCRATCHPAD, plan.scratchpad))
-        self.library.execute(plan.primitive, args)
+        self._execute(key, plan.primitive, args)
         for operand in plan.outputs:
             if operand.reorder is not None:
-                self.library.execute(operand.reorder, [(SRC, operand.blocked), (DST, operand.user)])
+                self._execute(key, operand.reorder, [(SRC, operand.blocked), (DST, operand.user)], reorder=True)
         self._release_large_buffers()
 
     def _compute(self, key: tuple, build, inputs: list[paddle.Tensor], output_shapes: list[tuple]
@@ -296,7 +342,7 @@ class OneDNN:
                 raise OneDNNError(f"oneDNN runs on the CPU; an operand is on {tensor.place}")
         outputs = [cpu_empty(shape) for shape in output_shapes]
         with self.lock:
-            self._run(self._plan(key, build), inputs, outputs)
+            self._run(key, self._plan(key, build), inputs, outputs)
         return outputs
 
     def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None
