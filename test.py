@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     holes, largest_hole = hole_source(config, len(paths) * config.val_windows)
     baselines, unavailable = usable_baselines(config.baseline_names(), largest_hole)
     pick_device(config.device)
-    kernels.choose(config.onednn)
+    kernels.choose(config.onednn, config.cpu_precision)
     result = evaluate_pictures(Filler.from_checkpoint(checkpoint), paths, config, holes, baselines,
                                args.save_dir)
     report = finite_or_none({

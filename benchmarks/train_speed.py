@@ -108,7 +108,8 @@ class Variant:
         self.kernel_times = KernelTimes() if kernels else None
 
     def iteration(self, timed: bool = True) -> None:
-        chosen = kernels.choose(self.config.onednn)   # process-wide: each variant's own, when two alternate
+        # process-wide: each variant's own, when two alternate
+        chosen = kernels.choose(self.config.onednn, self.config.cpu_precision)
         if chosen == "onednn":
             onednn_instance().times = self.kernel_times if timed else None
         self.clock.seconds.clear()

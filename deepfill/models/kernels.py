@@ -34,7 +34,8 @@ import paddle.nn.functional as F
 from deepfill.models import onednn_convolution, onednn_matmul
 from deepfill.models.activations import activate
 from deepfill.utils import onednn
-from deepfill.utils.onednn import LEAKY_SLOPE, OneDNNError
+from deepfill.utils.errors import UserError
+from deepfill.utils.onednn import LEAKY_SLOPE, PRECISIONS, OneDNNError
 
 
 def upsample_twice(x: paddle.Tensor) -> paddle.Tensor:
@@ -133,20 +134,36 @@ def device_is_cpu() -> bool:
     return paddle.device.get_device() == "cpu"
 
 
-def choose(onednn_wanted: bool = True) -> str:
+def choose(onednn_wanted: bool = True, precision: str = "float32") -> str:
     """Install the kernels this process runs the model on, after the device is picked: oneDNN's when
     ``onednn_wanted`` (the ``onednn`` setting), the device is the CPU and the library passed its self-check;
     Paddle's otherwise. When oneDNN was wanted on the CPU but cannot be used, says so once on stderr, with
-    the reason. Returns the installed backend's name."""
+    the reason. Returns the installed backend's name.
+
+    ``precision`` ("float32" or "bfloat16", the ``cpu_precision`` setting) is what oneDNN's convolutions
+    multiply in: bfloat16 factors (8 bits of mantissa) with float32 sums and results, about twice as fast
+    on a processor with bfloat16 instructions, and no longer the official float32 arithmetic. It is
+    refused (UserError) on a processor without them, where oneDNN would emulate them, slower. Paddle's
+    kernels (a GPU, ``onednn=false``) always compute in float32; asking them for bfloat16 is said on stderr."""
     global _said_unavailable
+    if precision not in PRECISIONS:
+        raise UserError(f"cpu_precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if onednn_wanted and device_is_cpu():
-        if onednn.instance() is not None:
+        library = onednn.instance()
+        if library is not None:
+            if precision == "bfloat16" and not library.multiplies_bfloat16_natively():
+                raise UserError("cpu_precision=bfloat16 needs a processor with bfloat16 instructions (AVX512_BF16 "
+                                "or AMX); this one would emulate them, slower than float32")
+            library.precision = precision
             install("onednn")
             return "onednn"
         if not _said_unavailable:
             print(f"note: oneDNN cannot be used ({onednn.unavailable_reason()}); the CPU runs Paddle's own "
                   "kernels, which are slower", file=sys.stderr)
             _said_unavailable = True
+    if precision != "float32":
+        print(f"note: cpu_precision={precision} applies to oneDNN's kernels on the CPU; Paddle's kernels run "
+              "this process in float32", file=sys.stderr)
     install("paddle")
     return "paddle"
 

@@ -65,7 +65,8 @@ class Trainer:
         self.finite: paddle.Tensor | None = None   # on the device: every scalar since the last read finite
         self.last_read = 0             # the step whose scalars were last read
         paddle.seed(config.seed)
-        kernels.choose(config.onednn)      # the run's kernels, for the whole process: once, before any network runs
+        # the run's kernels, for the whole process: once, before any network runs
+        kernels.choose(config.onednn, config.cpu_precision)
         self.nets = NetworksV2(config) if config.version == 2 else Networks(config)
         self.validation = Validation(config, self.say, enabled=self.rank == 0)
         if resume:

@@ -33,7 +33,9 @@ import paddle
 CACHE_SIZE = 256
 LIBRARY_VARIABLE = "DEEPFILL_ONEDNN_LIBRARY"
 KEPT_BUFFER_BYTES = 64 << 20
-_F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 3, 1, 1, 1, 1
+_BF16, _F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 2, 3, 1, 1, 1, 1
+PRECISIONS = ("float32", "bfloat16")
+"""What a convolution multiplies in (``OneDNN.precision``); it always adds up and returns float32."""
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
 _RELU, _ELU, _RELU_FROM_OUTPUT, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x20, 0x22, 0x100, 0x102, 0x1fff0
 LEAKY_SLOPE = 0.2
@@ -138,9 +140,10 @@ class _Library:
                   _dims(strides))
         return desc
 
-    def any_layout(self, shape: tuple[int, ...]) -> _Pointer:
+    def any_layout(self, shape: tuple[int, ...], data_type: int = _F32) -> _Pointer:
+        """A memory descriptor whose layout the primitive chooses, of ``data_type`` elements."""
         desc = _Pointer()
-        self.call("dnnl_memory_desc_create_with_tag", ctypes.byref(desc), len(shape), _dims(shape), _F32,
+        self.call("dnnl_memory_desc_create_with_tag", ctypes.byref(desc), len(shape), _dims(shape), data_type,
                   _FORMAT_ANY)
         return desc
 
@@ -270,6 +273,7 @@ class OneDNN:
         self.kept_buffer_bytes = _kept_buffer_bytes
         self.lock = threading.Lock()
         self.times: KernelTimes | None = None
+        self.precision = "float32"
 
     def _buffer(self, slot: int, size: int) -> int:
         while len(self.buffers) <= slot:
@@ -345,16 +349,38 @@ class OneDNN:
             self._run(key, self._plan(key, build), inputs, outputs)
         return outputs
 
-    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None
-                            ) -> _Pointer:
-        library = self.library
+    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None,
+                            output_type: int = _F32) -> _Pointer:
+        """A forward convolution whose input and weights are in ``self.precision`` (oneDNN converts them as
+        it reorders them into its layout) and whose output is ``output_type``."""
+        library, factor = self.library, self._factor_type()
         attributes = library.attributes(activation)
         descriptor = _Pointer()
         library.call("dnnl_convolution_forward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
-                     _FORWARD_TRAINING, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
-                     library.any_layout(w_shape), library.plain((w_shape[0],)), library.any_layout(y_shape),
-                     *self._geometry(geometry), attributes)
+                     _FORWARD_TRAINING, _CONVOLUTION_DIRECT, library.any_layout(x_shape, factor),
+                     library.any_layout(w_shape, factor), library.plain((w_shape[0],)),
+                     library.any_layout(y_shape, output_type), *self._geometry(geometry), attributes)
         return descriptor
+
+    def multiplies_bfloat16_natively(self) -> bool:
+        """Whether this processor has bfloat16 dot-product instructions (AVX512_BF16 or AMX), read from
+        the kernel oneDNN picks for a small bfloat16 convolution: elsewhere oneDNN emulates them, slower
+        than float32."""
+        saved, self.precision = self.precision, "bfloat16"
+        try:
+            with self.lock:
+                plan = self._plan(*self._forward_plan((1, 16, 8, 8), (16, 16, 3, 3), Geometry(1, 1, (1, 1, 1, 1)),
+                                                      None))
+        except OneDNNError:
+            return False
+        finally:
+            self.precision = saved
+        instructions = plan.implementation.split(":")[-1]
+        return "bf16" in instructions or "amx" in instructions
+
+    def _factor_type(self) -> int:
+        """The oneDNN data type of what a convolution multiplies (its two factors, never its result)."""
+        return _BF16 if self.precision == "bfloat16" else _F32
 
     @staticmethod
     def _geometry(geometry: Geometry) -> tuple[_Dims, _Dims, _Dims, _Dims]:
@@ -379,7 +405,7 @@ class OneDNN:
             return _Plan(self.library, descriptor, [(SRC, x_shape), (WEIGHTS, w_shape), (BIAS, (w_shape[0],))],
                          [(DST, y_shape)])
 
-        return ("forward", x_shape, w_shape, geometry, activation), build
+        return ("forward", x_shape, w_shape, geometry, activation, self.precision), build
 
     def forward_is_generic(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None
                            ) -> bool:
@@ -437,15 +463,16 @@ class OneDNN:
 
         def build() -> _Plan:
             library = self.library
-            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry)
+            factor = self._factor_type()
+            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, output_type=factor)
             descriptor = _Pointer()
             library.call("dnnl_convolution_backward_data_primitive_desc_create", ctypes.byref(descriptor),
                          library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
-                         library.any_layout(w_shape), library.any_layout(y_shape), *self._geometry(geometry),
-                         hint, library.attributes())
+                         library.any_layout(w_shape, factor), library.any_layout(y_shape, factor),
+                         *self._geometry(geometry), hint, library.attributes())
             return _Plan(library, descriptor, [(DIFF_DST, y_shape), (WEIGHTS, w_shape)], [(DIFF_SRC, x_shape)])
 
-        return ("backward_data", x_shape, w_shape, geometry), build
+        return ("backward_data", x_shape, w_shape, geometry, self.precision), build
 
     def backward_weights(self, x: paddle.Tensor, dy: paddle.Tensor, kernel: tuple[int, int], geometry: Geometry
                          ) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -461,16 +488,18 @@ class OneDNN:
 
         def build() -> _Plan:
             library = self.library
-            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry)
+            factor = self._factor_type()
+            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, output_type=factor)
             descriptor = _Pointer()
             library.call("dnnl_convolution_backward_weights_primitive_desc_create", ctypes.byref(descriptor),
-                         library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
-                         library.any_layout(w_shape), library.plain((w_shape[0],)), library.any_layout(y_shape),
-                         *self._geometry(geometry), hint, library.attributes())
+                         library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape, factor),
+                         library.any_layout(w_shape), library.plain((w_shape[0],)),
+                         library.any_layout(y_shape, factor), *self._geometry(geometry), hint,
+                         library.attributes())
             return _Plan(library, descriptor, [(SRC, x_shape), (DIFF_DST, y_shape)],
                          [(DIFF_WEIGHTS, w_shape), (DIFF_BIAS, (w_shape[0],))])
 
-        return ("backward_weights", x_shape, w_shape, geometry), build
+        return ("backward_weights", x_shape, w_shape, geometry, self.precision), build
 
     def prepare_convolution(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, plain_forward: bool = False
                             ) -> None:
