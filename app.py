@@ -20,7 +20,7 @@ from deepfill.inpainting.served_model import open_served  # noqa: E402
 from deepfill.inpainting.server import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_WAITING, create_app,  # noqa: E402
                                         default_checkpoint)
 from deepfill.models import kernels  # noqa: E402
-from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, add_cpu_precision, run  # noqa: E402
 from deepfill.utils.device import pick_device  # noqa: E402
 
 def listen(host: str, port: int) -> socket.socket:
@@ -49,6 +49,7 @@ def main() -> None:
                         help="largest picture accepted, in pixels (bigger ones get HTTP 413)")
     parser.add_argument("--max-waiting", type=int, default=DEFAULT_MAX_WAITING,
                         help="fills queued at most (one runs at a time); more get HTTP 503")
+    add_cpu_precision(parser)
     args = parser.parse_args()
     if args.max_pixels < 1 or args.max_waiting < 1:
         raise UserError("--max-pixels and --max-waiting must be at least 1")
@@ -56,7 +57,7 @@ def main() -> None:
     sock = listen(args.host, args.port)
     requested = args.checkpoint or default_checkpoint()
     pick_device(args.device, inference=True)
-    kernels.choose()
+    kernels.choose(precision=args.cpu_precision)
     model = open_served(requested)
     app = create_app(model, args.max_pixels, args.max_waiting, log=lambda line: print(line, flush=True))
 

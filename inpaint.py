@@ -1,7 +1,7 @@
 """Fill holes in your own pictures with a trained or converted DeepFill v1 checkpoint or an exported model.
 
     python inpaint.py --checkpoint CKPT --image IMG --mask MASK --output OUT [--flow FLOW.png]
-                      [--hd-strategy full|crop|resize|auto]
+                      [--hd-strategy full|crop|resize|auto] [--cpu-precision float32|bfloat16]
 
 CKPT may be a pretrained name (v1: places2, celeba, celebahq, imagenet; v2, for free-form holes: places2_v2,
 celebahq_v2): the official model is downloaded and converted on first use and kept in $DEEPFILL_HOME (see
@@ -28,7 +28,7 @@ from deepfill.inpainting.jobs import inpaint_file, inpaint_folder, plan_jobs  # 
 from deepfill.inpainting.open_model import open_model  # noqa: E402
 from deepfill.inpainting.strategy import CHOICES  # noqa: E402
 from deepfill.models import kernels  # noqa: E402
-from deepfill.utils.cli import ArgumentParser, run  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, add_cpu_precision, run  # noqa: E402
 from deepfill.utils.device import pick_device  # noqa: E402
 from deepfill.utils.files import make_folder  # noqa: E402
 
@@ -50,11 +50,12 @@ def main() -> None:
                              "model's training size or more (big photos, fast); resize: a downscaled copy, only "
                              "the hole upsampled; auto (default): crop over four training sides (1024 px for "
                              "the official models, 256 for the demo's), else full")
+    add_cpu_precision(parser)
     args = parser.parse_args()
 
     jobs = plan_jobs(args.image, args.mask, args.output, args.flow)
     pick_device(args.device, inference=True)
-    kernels.choose()
+    kernels.choose(precision=args.cpu_precision)
     inpainter = open_model(args.checkpoint)
     if os.path.isdir(args.image):
         for folder in filter(None, (args.output, args.flow)):

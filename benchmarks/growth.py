@@ -23,17 +23,19 @@ import cv2
 import numpy as np
 
 from fresh_process import measure_fresh
-from deepfill.utils.cli import ArgumentParser, UserError, run
+from deepfill.utils.cli import ArgumentParser, UserError, add_cpu_precision, run
 from deepfill.utils.files import atomic_path
 
 INFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py")
 
 
-def measure_sizes(sizes: list[int], repeats: int, checkpoint: str | None) -> list[dict[str, float]]:
+def measure_sizes(sizes: list[int], repeats: int, checkpoint: str | None, precision: str = "float32"
+                  ) -> list[dict[str, float]]:
     """One row per size: seconds per pass (all, attention, the rest) and peak resident memory."""
     rows = []
     for size in sizes:
-        command = [sys.executable, INFERENCE, "--size", str(size), "--repeats", str(repeats), "--device", "cpu"]
+        command = [sys.executable, INFERENCE, "--size", str(size), "--repeats", str(repeats), "--device", "cpu",
+                   "--cpu-precision", precision]
         command += ["--checkpoint", checkpoint] if checkpoint else []
         fields, failure = measure_fresh(command)
         if fields is None:
@@ -152,6 +154,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per size after the warm-up")
     parser.add_argument("--checkpoint", help="weights to use (default: random initialisation)")
     parser.add_argument("--plot", help="also draw the log-log picture here (PNG)")
+    add_cpu_precision(parser)
     args = parser.parse_args()
     try:
         sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
@@ -161,7 +164,7 @@ def main() -> None:
         raise UserError(f"--sizes needs two or more multiples of 8 of at least 16, got {args.sizes}")
     if args.repeats < 1:
         raise UserError(f"--repeats must be at least 1, got {args.repeats}")
-    rows = measure_sizes(sorted(sizes), args.repeats, args.checkpoint)
+    rows = measure_sizes(sorted(sizes), args.repeats, args.checkpoint, args.cpu_precision)
     print_table(rows)
     if args.plot:
         draw(rows, args.plot)

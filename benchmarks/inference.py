@@ -39,7 +39,7 @@ from deepfill.models.checkpoint_file import Checkpoint
 from deepfill.models.generator import InpaintGenerator  # noqa: E402
 from deepfill.models.spec import ModelSpec  # noqa: E402
 from deepfill.utils.device import pick_device, wait_for_device  # noqa: E402
-from deepfill.utils.cli import ArgumentParser, UserError, run  # noqa: E402
+from deepfill.utils.cli import ArgumentParser, UserError, add_cpu_precision, run  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -97,7 +97,7 @@ def time_attention(inpainter) -> list[float]:
 def measure(args) -> None:
     """Time one size in this process and print ``size=S median_s=X peak_rss_mb=Y`` last."""
     device = pick_device(args.device, inference=True)
-    kernels.choose()
+    kernels.choose(precision=args.cpu_precision)
     with tempfile.TemporaryDirectory(prefix="deepfill-bench-") as scratch:
         inpainter = open_backend(args.checkpoint, args.backend, scratch)
     size = args.size
@@ -126,7 +126,7 @@ def measure(args) -> None:
     if str(device).startswith(("gpu", "Place(gpu")):
         gpu = f" peak_gpu_mb={paddle.device.cuda.max_memory_allocated() / 2 ** 20:.0f}"
     print(f"size={size} median_s={statistics.median(seconds):.3f} peak_rss_mb={peak_rss_mb():.0f}{gpu} "
-          f"threads={threads} backend={mode} first_s={warm_up:.3f} first_peak_rss_mb={first_peak:.0f} "
+          f"threads={threads} backend={mode} precision={args.cpu_precision} first_s={warm_up:.3f} first_peak_rss_mb={first_peak:.0f} "
           f"loaded_rss_mb={loaded:.0f}{attention_s}")
 
 
@@ -147,7 +147,7 @@ def table(args) -> None:
         print(f"{'size':>6} {'median s':>9} {'peak RSS MB':>12}  backend")
         for size in args.sizes:
             command = [sys.executable, os.path.abspath(__file__), "--size", str(size), "--repeats",
-                       str(args.repeats), "--device", args.device]
+                       str(args.repeats), "--device", args.device, "--cpu-precision", args.cpu_precision]
             command += ["--checkpoint", checkpoint] if checkpoint else []
             command += ["--backend", args.backend] if args.backend else []
             fields, failure = measure_fresh(command)
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, gpu or gpu:N")
     parser.add_argument("--backend", help="eager (the default), paddle-inference or onnxruntime "
                                           "(an exported full graph)")
+    add_cpu_precision(parser)
     args = parser.parse_args()
     check_backend(args.backend)
     args.sizes = parse_sizes(args.sizes) if args.sizes else None

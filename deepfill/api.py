@@ -56,19 +56,21 @@ class Inpainter:
     hole. The channel order the weights expect (BGR for the official ones) is handled inside.
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "auto") -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto", cpu_precision: str = "float32") -> None:
         self.device = pick_device(device)
-        kernels.choose()
+        kernels.choose(precision=cpu_precision)
         self.checkpoint_path = checkpoint.path
         self.spec: ModelSpec = checkpoint.spec
         self._filler = Filler.from_checkpoint(checkpoint)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> "Inpainter":
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto", cpu_precision: str = "float32"
+                        ) -> "Inpainter":
         """Load ``places2``, ``celeba``, ``celebahq``, ``imagenet`` (DeepFill v1) or ``places2_v2``,
         ``celebahq_v2`` (DeepFill v2; downloaded, converted and cached on first use), or a checkpoint file /
-        training run folder. ``device``: auto, cpu, gpu or gpu:N."""
-        return cls(load_checkpoint(os.fspath(name_or_path)), device)
+        training run folder. ``device``: auto, cpu, gpu or gpu:N. ``cpu_precision``: float32 (the official
+        arithmetic) or bfloat16, faster on processors with bfloat16 instructions (``kernels.choose``)."""
+        return cls(load_checkpoint(os.fspath(name_or_path)), device, cpu_precision)
 
     def __call__(self, image: object, mask: object) -> np.ndarray:
         """Fill the hole ``mask`` marks in ``image``; returns uint8 RGB of the image's size."""

@@ -35,7 +35,8 @@ from deepfill.models import onednn_convolution, onednn_matmul
 from deepfill.models.activations import activate
 from deepfill.utils import onednn
 from deepfill.utils.errors import UserError
-from deepfill.utils.onednn import LEAKY_SLOPE, PRECISIONS, OneDNNError
+from deepfill.utils.config import CPU_PRECISIONS
+from deepfill.utils.onednn import LEAKY_SLOPE, OneDNNError
 
 
 def upsample_twice(x: paddle.Tensor) -> paddle.Tensor:
@@ -146,8 +147,8 @@ def choose(onednn_wanted: bool = True, precision: str = "float32") -> str:
     refused (UserError) on a processor without them, where oneDNN would emulate them, slower. Paddle's
     kernels (a GPU, ``onednn=false``) always compute in float32; asking them for bfloat16 is said on stderr."""
     global _said_unavailable
-    if precision not in PRECISIONS:
-        raise UserError(f"cpu_precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in CPU_PRECISIONS:
+        raise UserError(f"cpu_precision must be one of {', '.join(CPU_PRECISIONS)}, got {precision!r}")
     if onednn_wanted and device_is_cpu():
         library = onednn.instance()
         if library is not None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Callable, NoReturn
 
+from deepfill.utils.config import CPU_PRECISIONS
 from deepfill.utils.errors import UserError
 
 
@@ -14,6 +15,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def add_cpu_precision(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-precision``: the inference commands' form of the ``cpu_precision`` setting."""
+    parser.add_argument("--cpu-precision", default="float32", choices=CPU_PRECISIONS,
+                        help="what oneDNN's convolutions multiply in on the CPU: float32 (default, the official "
+                             "arithmetic) or bfloat16 (float32 sums; about 2x faster convolutions on a processor "
+                             "with AVX512_BF16 or AMX, refused on others; fills within about a grey level)")
 
 
 def run(main: Callable[[], None]) -> None:

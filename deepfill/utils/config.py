@@ -16,6 +16,10 @@ import yaml
 from deepfill.utils.errors import UserError
 from deepfill.utils.image_io import MAX_PIXELS
 
+CPU_PRECISIONS = ("float32", "bfloat16")
+"""What oneDNN's convolutions multiply in on the CPU (``deepfill.models.kernels.choose``): float32, the official
+arithmetic, or bfloat16 factors with float32 sums and results."""
+
 
 PADDINGS = ("SAME", "SYMMETRIC", "REFLECT")
 """The generator's padding modes (official PADDING). 'SAME' is TF's zero padding; the other two pad each
@@ -133,7 +137,7 @@ class Config:
             raise UserError(f"version must be 1 or 2, got {self.version}")
         for name, allowed in (("mask_type", ("box", "free_form", "box_and_strokes")),
                               ("image_fit", ("scale_crop", "random_crop", "resize")),
-                              ("cpu_precision", ("float32", "bfloat16"))):
+                              ("cpu_precision", CPU_PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("batch_size", "critic_steps", "max_iters", "log_every", "sample_every", "save_every",

@@ -8,7 +8,7 @@ import secrets
 from contextlib import contextmanager
 from typing import Iterator
 
-from deepfill.utils.cli import UserError
+from deepfill.utils.errors import UserError
 
 TEMPORARY_PREFIX = ".tmp-"
 _TEMPORARY_NAME = re.compile(re.escape(TEMPORARY_PREFIX) + r"[0-9a-f]{12}(\.[A-Za-z0-9]+)?$")

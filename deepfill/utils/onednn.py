@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import paddle
 
+from deepfill.utils.config import CPU_PRECISIONS
+
 CACHE_SIZE = 256
 LIBRARY_VARIABLE = "DEEPFILL_ONEDNN_LIBRARY"
 KEPT_BUFFER_BYTES = 64 << 20
 _BF16, _F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 2, 3, 1, 1, 1, 1
-PRECISIONS = ("float32", "bfloat16")
-"""What a convolution multiplies in (``OneDNN.precision``); it always adds up and returns float32."""
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
 _RELU, _ELU, _RELU_FROM_OUTPUT, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x20, 0x22, 0x100, 0x102, 0x1fff0
 LEAKY_SLOPE = 0.2
@@ -273,7 +273,7 @@ class OneDNN:
         self.kept_buffer_bytes = _kept_buffer_bytes
         self.lock = threading.Lock()
         self.times: KernelTimes | None = None
-        self.precision = "float32"
+        self.precision = "float32"      # or "bfloat16": what convolutions multiply in (CPU_PRECISIONS)
 
     def _buffer(self, slot: int, size: int) -> int:
         while len(self.buffers) <= slot:
