@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         **result.to_dict(), "baselines_skipped": unavailable, "checkpoint": checkpoint.path,
         "model_spec": checkpoint.spec.to_dict(), "channel_order": checkpoint.spec.channel_order,
         "data": config.val_data, "mask": config.val_mask, "image_size": config.image_size,
-        "hole_size": config.hole_size, "seed": config.seed})
+        "hole_size": config.hole_size, "seed": config.seed,
+        "cpu_precision": config.cpu_precision if kernels.backend() == "onednn" else "float32"})
     print(table(report))
     print(f"{result.summary()}, {config.val_mask} holes, checkpoint {checkpoint.path}")
     if args.report:

@@ -4,6 +4,7 @@ within about a grey level of the official fill, and close to the official traini
 is refused where the processor would only emulate it, and that a training run takes the setting."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import paddle
 import pytest
@@ -101,3 +102,25 @@ def test_training_takes_the_setting(tmp_path):
     result = run_command("train.py", "--set", *tiny, "cpu_precision=bfloat16")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "step_00000002.pdparams").exists()
+
+
+def test_inpaint_takes_the_option_and_fills_within_two_grey_levels(golden_checkpoint, golden, tmp_path):
+    image = np.round((golden["x"][0] + 1) * 127.5).astype(np.uint8)
+    hole = golden["mask"][0, :, :, 0] > 0.5
+    cv2.imwrite(str(tmp_path / "image.png"), image)
+    cv2.imwrite(str(tmp_path / "mask.png"), hole.astype(np.uint8) * 255)
+    common = ["inpaint.py", "--checkpoint", golden_checkpoint, "--image", str(tmp_path / "image.png"),
+              "--mask", str(tmp_path / "mask.png"), "--output"]
+    result = run_command(*common, str(tmp_path / "half.png"), "--cpu-precision", "half")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "half.png").exists()
+    library = onednn.instance()
+    if library is None or not library.multiplies_bfloat16_natively():
+        pytest.skip("this processor has no bfloat16 instructions")
+    result = run_command(*common, str(tmp_path / "out.png"), "--cpu-precision", "bfloat16")
+    assert result.returncode == 0, result.stderr
+    written = cv2.imread(str(tmp_path / "out.png"))
+    mask = golden["mask"][0]
+    official = (golden["x_stage2"][0] * mask + golden["x_incomplete"][0] * (1 - mask) + 1) * 127.5
+    assert np.abs(written.astype(np.float64) - np.floor(official)).max() <= 2
+    assert (written[~hole] == image[~hole]).all()
