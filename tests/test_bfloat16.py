@@ -11,11 +11,13 @@ import pytest
 
 from deepfill.models import kernels
 from deepfill.models.checkpoint import load_checkpoint
+from deepfill.training.loop import train
 from deepfill.utils import onednn
 from deepfill.utils.errors import UserError
 from tests.conftest import nchw, nhwc, run_command
 from tests.test_convolution import GEOMETRIES, _run
 from tests.test_train_step import LOSS_NAMES, library_step
+from tests.test_training import logged_steps, tiny_config
 
 FILL_TOLERANCE = 1e-2          # on the [-1, 1] scale: 1.3 grey levels of 255 (measured: 0.006)
 LOSS_TOLERANCE = 1e-2          # relative (measured: 0.35 % at most)
@@ -25,16 +27,13 @@ CRITIC_TOLERANCE = 0.5         # the penalty's second-order terms cancel, as in 
 
 @pytest.fixture
 def bfloat16():
-    """oneDNN's kernels installed, multiplying in bfloat16, for the test; float32 again after it."""
+    """oneDNN's kernels installed, multiplying in bfloat16, for the test; what was installed before, after it."""
     library = onednn.instance()
     if library is None or not library.multiplies_bfloat16_natively():
         pytest.skip("this processor has no bfloat16 instructions (or oneDNN cannot be used)")
     with kernels.kept():
         kernels.choose(True, "bfloat16")
-        try:
-            yield
-        finally:
-            library.precision = "float32"
+        yield
 
 
 @pytest.mark.parametrize("shape,kernel,stride,dilation,padding", GEOMETRIES)
@@ -88,6 +87,17 @@ def test_paddle_kernels_say_they_stay_in_float32(capsys):
     with kernels.kept():
         assert kernels.choose(False, "bfloat16") == "paddle"
     assert "Paddle's kernels run this process in float32" in capsys.readouterr().err
+
+
+def test_bfloat16_training_resumes_exactly(bfloat16, tmp_path):
+    straight = train(tiny_config(tmp_path / "straight", "max_iters=2", "cpu_precision=bfloat16"))
+    train(tiny_config(tmp_path / "interrupted", "max_iters=1", "cpu_precision=bfloat16"))
+    resumed = train(tiny_config(tmp_path / "interrupted", "max_iters=2", "cpu_precision=bfloat16"), resume=True)
+    assert logged_steps(tmp_path / "interrupted") == logged_steps(tmp_path / "straight")
+    for a, b in [(straight.generator, resumed.generator), (straight.global_critic, resumed.global_critic)]:
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert (x.numpy() == y.numpy()).all(), name
+    assert onednn.instance().precision == "bfloat16"        # the run's own setting, until the test ends
 
 
 def test_training_takes_the_setting(tmp_path):

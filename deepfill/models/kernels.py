@@ -171,15 +171,20 @@ def choose(onednn_wanted: bool = True, precision: str = "float32") -> str:
 
 @contextmanager
 def kept() -> Iterator[None]:
-    """Whatever the block installs, the kernels installed before it run the model after it."""
+    """Whatever the block installs, the kernels installed before it (and oneDNN's precision) run the model
+    after it."""
     global _backend
     saved, saved_backend = dict(_installed), _backend
+    library = onednn.existing()
+    precision = library.precision if library is not None else None
     try:
         yield
     finally:
         _installed.clear()
         _installed.update(saved)
         _backend = saved_backend
+        if library is not None:
+            library.precision = precision
 
 
 @contextmanager

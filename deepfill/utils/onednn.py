@@ -633,6 +633,11 @@ def self_check(onednn: OneDNN) -> None:
             raise OneDNNError(f"oneDNN's {name} disagrees with Paddle's")
 
 
+def existing() -> OneDNN | None:
+    """The process's oneDNN binding if ``instance()`` has made it, without making it."""
+    return _INSTANCE
+
+
 def instance() -> OneDNN | None:
     """The process's oneDNN binding, or None when it cannot be used here (``unavailable_reason()``)."""
     global _INSTANCE, _FAILED
