@@ -34,8 +34,8 @@ import paddle.nn.functional as F
 from deepfill.models import onednn_convolution, onednn_matmul
 from deepfill.models.activations import activate
 from deepfill.utils import onednn
-from deepfill.utils.errors import UserError
 from deepfill.utils.config import CPU_PRECISIONS
+from deepfill.utils.errors import UserError
 from deepfill.utils.onednn import LEAKY_SLOPE, OneDNNError
 
 

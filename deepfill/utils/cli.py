@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable, NoReturn
 
-from deepfill.utils.config import CPU_PRECISIONS
+from deepfill.utils.config import CPU_PRECISIONS, settings
 from deepfill.utils.errors import UserError
 
 
@@ -19,10 +19,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_cpu_precision(parser: argparse.ArgumentParser) -> None:
     """``--cpu-precision``: the inference commands' form of the ``cpu_precision`` setting."""
-    parser.add_argument("--cpu-precision", default="float32", choices=CPU_PRECISIONS,
-                        help="what oneDNN's convolutions multiply in on the CPU: float32 (default, the official "
-                             "arithmetic) or bfloat16 (float32 sums; about 2x faster convolutions on a processor "
-                             "with AVX512_BF16 or AMX, refused on others; fills within about a grey level)")
+    meaning = next(setting for setting in settings() if setting.name == "cpu_precision").metadata["help"]
+    parser.add_argument("--cpu-precision", default="float32", choices=CPU_PRECISIONS, help=meaning)
 
 
 def run(main: Callable[[], None]) -> None:

@@ -30,12 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 import paddle
 
-from deepfill.utils.config import CPU_PRECISIONS
-
 CACHE_SIZE = 256
 LIBRARY_VARIABLE = "DEEPFILL_ONEDNN_LIBRARY"
 KEPT_BUFFER_BYTES = 64 << 20
 _BF16, _F32, _FORMAT_ANY, _CPU, _IN_ORDER, _SCRATCHPAD_USER = 2, 3, 1, 1, 1, 1
+_FACTOR_TYPE = {"float32": _F32, "bfloat16": _BF16}
+"""The oneDNN data type of what a convolution multiplies (its two factors, never its result), by precision
+(``deepfill.utils.config.CPU_PRECISIONS``)."""
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
 _RELU, _ELU, _RELU_FROM_OUTPUT, _ELU_FROM_OUTPUT, _BINARY_ADD = 0x20, 0x22, 0x100, 0x102, 0x1fff0
 LEAKY_SLOPE = 0.2
@@ -273,7 +274,7 @@ class OneDNN:
         self.kept_buffer_bytes = _kept_buffer_bytes
         self.lock = threading.Lock()
         self.times: KernelTimes | None = None
-        self.precision = "float32"      # or "bfloat16": what convolutions multiply in (CPU_PRECISIONS)
+        self.precision = "float32"      # or "bfloat16": what convolutions multiply in (_FACTOR_TYPE)
 
     def _buffer(self, slot: int, size: int) -> int:
         while len(self.buffers) <= slot:
@@ -349,11 +350,11 @@ class OneDNN:
             self._run(key, self._plan(key, build), inputs, outputs)
         return outputs
 
-    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, activation: str | None = None,
-                            output_type: int = _F32) -> _Pointer:
-        """A forward convolution whose input and weights are in ``self.precision`` (oneDNN converts them as
-        it reorders them into its layout) and whose output is ``output_type``."""
-        library, factor = self.library, self._factor_type()
+    def _forward_descriptor(self, x_shape, w_shape, y_shape, geometry: Geometry, precision: str,
+                            activation: str | None = None, output_type: int = _F32) -> _Pointer:
+        """A forward convolution whose input and weights are in ``precision`` (oneDNN converts them as it
+        reorders them into its layout) and whose output is ``output_type``."""
+        library, factor = self.library, _FACTOR_TYPE[precision]
         attributes = library.attributes(activation)
         descriptor = _Pointer()
         library.call("dnnl_convolution_forward_primitive_desc_create", ctypes.byref(descriptor), library.engine,
@@ -366,21 +367,14 @@ class OneDNN:
         """Whether this processor has bfloat16 dot-product instructions (AVX512_BF16 or AMX), read from
         the kernel oneDNN picks for a small bfloat16 convolution: elsewhere oneDNN emulates them, slower
         than float32."""
-        saved, self.precision = self.precision, "bfloat16"
         try:
             with self.lock:
                 plan = self._plan(*self._forward_plan((1, 16, 8, 8), (16, 16, 3, 3), Geometry(1, 1, (1, 1, 1, 1)),
-                                                      None))
+                                                      None, "bfloat16"))
         except OneDNNError:
             return False
-        finally:
-            self.precision = saved
         instructions = plan.implementation.split(":")[-1]
         return "bf16" in instructions or "amx" in instructions
-
-    def _factor_type(self) -> int:
-        """The oneDNN data type of what a convolution multiplies (its two factors, never its result)."""
-        return _BF16 if self.precision == "bfloat16" else _F32
 
     @staticmethod
     def _geometry(geometry: Geometry) -> tuple[_Dims, _Dims, _Dims, _Dims]:
@@ -396,16 +390,19 @@ class OneDNN:
         key, build = self._forward_plan(x_shape, w_shape, geometry, activation)
         return self._compute(key, build, [x, w, b], [geometry.output_shape(x_shape, w_shape)])[0]
 
-    def _forward_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None):
-        """The cache key and builder of a forward convolution's plan."""
+    def _forward_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None,
+                      precision: str | None = None):
+        """The cache key and builder of a forward convolution's plan, in ``precision`` (default: the
+        instance's)."""
         y_shape = geometry.output_shape(x_shape, w_shape)
+        precision = precision or self.precision
 
         def build() -> _Plan:
-            descriptor = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, activation)
+            descriptor = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, precision, activation)
             return _Plan(self.library, descriptor, [(SRC, x_shape), (WEIGHTS, w_shape), (BIAS, (w_shape[0],))],
                          [(DST, y_shape)])
 
-        return ("forward", x_shape, w_shape, geometry, activation, self.precision), build
+        return ("forward", x_shape, w_shape, geometry, activation, precision), build
 
     def forward_is_generic(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, activation: str | None
                            ) -> bool:
@@ -460,11 +457,11 @@ class OneDNN:
 
     def _backward_data_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry):
         y_shape = geometry.output_shape(x_shape, w_shape)
+        precision = self.precision
 
         def build() -> _Plan:
-            library = self.library
-            factor = self._factor_type()
-            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, output_type=factor)
+            library, factor = self.library, _FACTOR_TYPE[precision]
+            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, precision, output_type=factor)
             descriptor = _Pointer()
             library.call("dnnl_convolution_backward_data_primitive_desc_create", ctypes.byref(descriptor),
                          library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape),
@@ -472,7 +469,7 @@ class OneDNN:
                          *self._geometry(geometry), hint, library.attributes())
             return _Plan(library, descriptor, [(DIFF_DST, y_shape), (WEIGHTS, w_shape)], [(DIFF_SRC, x_shape)])
 
-        return ("backward_data", x_shape, w_shape, geometry, self.precision), build
+        return ("backward_data", x_shape, w_shape, geometry, precision), build
 
     def backward_weights(self, x: paddle.Tensor, dy: paddle.Tensor, kernel: tuple[int, int], geometry: Geometry
                          ) -> tuple[paddle.Tensor, paddle.Tensor]:
@@ -485,11 +482,11 @@ class OneDNN:
 
     def _backward_weights_plan(self, x_shape: tuple, w_shape: tuple, geometry: Geometry):
         y_shape = geometry.output_shape(x_shape, w_shape)
+        precision = self.precision
 
         def build() -> _Plan:
-            library = self.library
-            factor = self._factor_type()
-            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, output_type=factor)
+            library, factor = self.library, _FACTOR_TYPE[precision]
+            hint = self._forward_descriptor(x_shape, w_shape, y_shape, geometry, precision, output_type=factor)
             descriptor = _Pointer()
             library.call("dnnl_convolution_backward_weights_primitive_desc_create", ctypes.byref(descriptor),
                          library.engine, _CONVOLUTION_DIRECT, library.any_layout(x_shape, factor),
@@ -499,7 +496,7 @@ class OneDNN:
             return _Plan(library, descriptor, [(SRC, x_shape), (DIFF_DST, y_shape)],
                          [(DIFF_WEIGHTS, w_shape), (DIFF_BIAS, (w_shape[0],))])
 
-        return ("backward_weights", x_shape, w_shape, geometry, self.precision), build
+        return ("backward_weights", x_shape, w_shape, geometry, precision), build
 
     def prepare_convolution(self, x_shape: tuple, w_shape: tuple, geometry: Geometry, plain_forward: bool = False
                             ) -> None:
